@@ -1,0 +1,312 @@
+//! A client of the admin API, shared by the operator and `idsync admin`.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::model::{ErrorBody, InfoView, ListView, ObjectView, ScimTokenDoc, TokenView};
+use crate::service::store::{AuditRecord, ObjectKind};
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service answered with an error.
+    #[error("identity service answered {status} ({code}): {message}")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    /// The service could not be reached or the connection broke.
+    #[error("identity service unreachable: {0}")]
+    Transport(String),
+    /// The answer was not what the admin API sends.
+    #[error("unexpected answer from the identity service: {0}")]
+    Decode(String),
+    #[error("invalid identity service configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// Worth retrying: the service is down, overloaded or failed on its side.
+    /// A 4xx means our request is wrong and will stay wrong until something changes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Api { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            ClientError::Transport(_) => true,
+            ClientError::Decode(_) | ClientError::Config(_) => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+fn transport(e: reqwest::Error) -> ClientError {
+    // reqwest errors name the URL, which holds no secret; the token is a header.
+    ClientError::Transport(e.without_url().to_string())
+}
+
+/// An admin API client for one identity service.
+#[derive(Clone)]
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+    actor: Option<String>,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl AdminClient {
+    /// A client for the service at `url` (its base URL, without `/admin/v1`).
+    pub fn new(url: &str, token: &str, ca_bundle_pem: Option<&str>) -> Result<Self, ClientError> {
+        let url = url.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "service URL {url:?} must start with http:// or https://"
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| ClientError::Config(format!("caBundle: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(Self {
+            base: format!("{url}/admin/v1"),
+            http,
+            token: token.trim().to_string(),
+            actor: None,
+        })
+    }
+
+    /// Names the caller in the service's audit log.
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Option<T>, ClientError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(actor) = &self.actor {
+            req = req.header("x-idsync-actor", actor);
+        }
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => (
+                "unknown".to_string(),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            ),
+        };
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+        })
+    }
+
+    async fn expect<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        self.call(method, path, body)
+            .await?
+            .ok_or_else(|| ClientError::Decode("empty answer".into()))
+    }
+
+    fn object_path(kind: ObjectKind, workspace: &str, name: &str) -> String {
+        match kind {
+            ObjectKind::Workspace => format!("/workspaces/{workspace}"),
+            _ => format!("/workspaces/{workspace}/{}/{name}", kind.collection()),
+        }
+    }
+
+    pub async fn info(&self) -> Result<InfoView, ClientError> {
+        self.expect(Method::GET, "/info", None).await
+    }
+
+    pub async fn put_object<T: Serialize>(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+        doc: &T,
+    ) -> Result<ObjectView, ClientError> {
+        let path = Self::object_path(kind, workspace, name);
+        self.expect(Method::PUT, &path, Some(to_json(doc)?)).await
+    }
+
+    /// The object, or `None` when it does not exist.
+    pub async fn get_object(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectView>, ClientError> {
+        match self
+            .call(Method::GET, &Self::object_path(kind, workspace, name), None)
+            .await
+        {
+            Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            other => other,
+        }
+    }
+
+    pub async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        workspace: Option<&str>,
+    ) -> Result<Vec<ObjectView>, ClientError> {
+        let path = match (kind, workspace) {
+            (ObjectKind::Workspace, _) => "/workspaces".to_string(),
+            (_, Some(ws)) => format!("/workspaces/{ws}/{}", kind.collection()),
+            (_, None) => {
+                return Err(ClientError::Config(format!(
+                    "listing {} needs a workspace",
+                    kind.collection()
+                )));
+            }
+        };
+        let list: ListView<ObjectView> = self.expect(Method::GET, &path, None).await?;
+        Ok(list.items)
+    }
+
+    /// Deletes an object; one already gone counts as deleted.
+    pub async fn delete_object(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+        cascade: bool,
+    ) -> Result<(), ClientError> {
+        let mut path = Self::object_path(kind, workspace, name);
+        if cascade {
+            path.push_str("?cascade=true");
+        }
+        match self
+            .call::<serde_json::Value>(Method::DELETE, &path, None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ClientError::Api { status, code, .. })
+                if status == StatusCode::NOT_FOUND && code == "not_found" =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn put_token(
+        &self,
+        workspace: &str,
+        id: &str,
+        doc: &ScimTokenDoc,
+    ) -> Result<TokenView, ClientError> {
+        let path = format!("/workspaces/{workspace}/scim-tokens/{id}");
+        self.expect(Method::PUT, &path, Some(to_json(doc)?)).await
+    }
+
+    pub async fn get_token(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> Result<Option<TokenView>, ClientError> {
+        match self
+            .call(
+                Method::GET,
+                &format!("/workspaces/{workspace}/scim-tokens/{id}"),
+                None,
+            )
+            .await
+        {
+            Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            other => other,
+        }
+    }
+
+    pub async fn list_tokens(&self, workspace: &str) -> Result<Vec<TokenView>, ClientError> {
+        let list: ListView<TokenView> = self
+            .expect(
+                Method::GET,
+                &format!("/workspaces/{workspace}/scim-tokens"),
+                None,
+            )
+            .await?;
+        Ok(list.items)
+    }
+
+    /// Revokes a token; an unknown or revoked one counts as revoked.
+    pub async fn revoke_token(&self, workspace: &str, id: &str) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>(
+            Method::DELETE,
+            &format!("/workspaces/{workspace}/scim-tokens/{id}"),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Audit entries, newest first. `query` is the URL query string
+    /// (`workspace=acme&limit=50`).
+    pub async fn audit(&self, query: &str) -> Result<Vec<AuditRecord>, ClientError> {
+        let path = if query.is_empty() {
+            "/audit".to_string()
+        } else {
+            format!("/audit?{query}")
+        };
+        let list: ListView<AuditRecord> = self.expect(Method::GET, &path, None).await?;
+        Ok(list.items)
+    }
+}
+
+fn to_json<T: Serialize>(doc: &T) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(doc).map_err(|e| ClientError::Decode(e.to_string()))
+}

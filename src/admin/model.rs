@@ -1,0 +1,192 @@
+//! Admin API documents and answers (JSON, camelCase).
+//!
+//! Documents reuse the custom resources' sub-types, so a field means the same thing
+//! in a manifest and on the wire. They refuse unknown fields: a typo in a PUT is a
+//! 400, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{
+    ClaimMapping, DurationSpec, Protocol, RoleRule, Strategy, WorkspacePolicy,
+    sso_connection::TokenEndpointAuthMethod,
+};
+
+/// A workspace's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkspaceDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<WorkspacePolicy>,
+}
+
+/// An SSO connection with its secrets resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsoConnectionDoc {
+    pub protocol: Protocol,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcDoc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlDoc>,
+}
+
+/// OIDC settings with the client secret's value. GET answers leave the secret out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcDoc {
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_url: Option<String>,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_mapping: Option<ClaimMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_userinfo: Option<bool>,
+}
+
+/// SAML settings; metadata from a ConfigMap or Secret arrives resolved as `metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SamlDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute_mapping: Option<ClaimMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_clock_skew: Option<DurationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_idp_initiated: Option<bool>,
+}
+
+/// A role mapping's rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleMappingDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RoleRule>,
+}
+
+/// Registration of a SCIM token's hash (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScimTokenDoc {
+    /// Which credential this is (e.g. the SCIMToken resource's name).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the whole token.
+    pub sha256: String,
+    /// When the token stops being accepted (RFC 3339); none for no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// What a PUT did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PutResult {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// An object as the admin API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectView {
+    pub kind: String,
+    pub workspace: String,
+    pub name: String,
+    pub fingerprint: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Set on PUT answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<PutResult>,
+    /// The document, with secret values left out.
+    pub spec: serde_json::Value,
+    /// URLs to configure at the IdP (SCIM base URL, redirect URI, ACS URL, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, String>,
+}
+
+/// A SCIM token as the admin API returns it: metadata, never the hash or value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    pub id: String,
+    pub workspace: String,
+    pub name: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    /// Whether the service accepts the token now.
+    pub valid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<PutResult>,
+    pub scim_base_url: String,
+}
+
+/// A list answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListView<T> {
+    pub items: Vec<T>,
+}
+
+/// Service identity, from `GET /admin/v1/info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InfoView {
+    pub version: String,
+    pub public_url: String,
+    pub database: String,
+}
+
+/// The body of every admin API error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_body`, `not_found`.
+    pub code: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}

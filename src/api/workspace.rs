@@ -1,0 +1,211 @@
+//! `Workspace`: one tenant of the identity service and its sign-in policy.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, DurationSpec, LocalObjectRef};
+
+/// One tenant (organization) of the identity service: its domains, default role and
+/// how its people must sign in.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "idsync.dev",
+    doc = "A tenant of the identity service: its domains, default role and sign-in policy.",
+    version = "v1alpha1",
+    kind = "Workspace",
+    namespaced,
+    status = "WorkspaceStatus",
+    shortname = "ws",
+    category = "idsync",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Workspace","type":"string","jsonPath":".status.workspaceId"}"#,
+    printcolumn = r#"{"name":"Domains","type":"string","jsonPath":".spec.domains"}"#,
+    printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSyncedAt"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkspaceSpec {
+    /// The `IdentityService` (same namespace) this workspace lives in.
+    pub service_ref: LocalObjectRef,
+
+    /// Workspace identifier in the identity service and in its URLs
+    /// (`/scim/v2/{workspaceId}/`). Defaults to `metadata.name`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"),
+        length(max = 63)
+    )]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("workspaceId is immutable"))]
+    pub workspace_id: Option<String>,
+
+    /// Human-readable name shown on sign-in pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub display_name: Option<String>,
+
+    /// Verified email domains of this workspace (lower case). Sign-in routes people
+    /// to the workspace's SSO connection by the domain of their email.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(
+        pattern = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+    ), length(max = 253)), length(max = 100), extend("x-kubernetes-list-type" = "set"))]
+    pub domains: Vec<String>,
+
+    /// Role given to members no role-mapping rule matches (default `member`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z][-a-z0-9_]{0,62}$"), length(max = 63))]
+    pub default_role: Option<String>,
+
+    /// Sign-in and provisioning policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<WorkspacePolicy>,
+
+    /// What deleting this resource does in the identity service. `Delete` (default)
+    /// removes the workspace but refuses while SSO connections, SCIM tokens or role
+    /// mappings still reference it; `Cascade` removes it with everything in it;
+    /// `Retain` leaves it in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<WorkspaceDeletionPolicy>,
+}
+
+/// What deleting a `Workspace` does in the identity service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WorkspaceDeletionPolicy {
+    /// Remove the workspace; refused while dependents exist.
+    #[default]
+    Delete,
+    /// Remove the workspace and every user, group, connection and token in it.
+    Cascade,
+    /// Leave the workspace in the identity service.
+    Retain,
+}
+
+/// How the people of a workspace must sign in and how they get provisioned.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkspacePolicy {
+    /// Whether single sign-on is mandatory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_sso: Option<RequireSso>,
+
+    /// Emails of break-glass administrators who may still sign in with a password
+    /// when SSO is required (for when the IdP itself is down).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        inner(regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$")),
+        length(max = 20)
+    )]
+    pub break_glass_admins: Vec<String>,
+
+    /// Refuse SSO sign-in to people the IdP has not provisioned (and kept active)
+    /// through SCIM. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_scim_provisioning: Option<bool>,
+
+    /// Create a user on first successful SSO sign-in when SCIM has not. Default true
+    /// unless `requireScimProvisioning` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit_provisioning: Option<bool>,
+
+    /// Roles that take effect only after an administrator approves them (for example
+    /// `owner`, `admin`). Until then the person gets the next lower role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        inner(regex(pattern = r"^[a-z][-a-z0-9_]{0,62}$"), length(max = 63)),
+        length(max = 32)
+    )]
+    pub approval_required_roles: Vec<String>,
+
+    /// Session lifetime by role, e.g. `{admin: 4h, member: 8h}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 32))]
+    pub session_lifetimes: BTreeMap<String, DurationSpec>,
+
+    /// Session lifetime for roles not listed in `sessionLifetimes` (default 8h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_session_lifetime: Option<DurationSpec>,
+
+    /// Whether the IdP may provision through SCIM (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_enabled: Option<bool>,
+
+    /// Delete users for good on SCIM `DELETE` instead of deactivating them (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_hard_delete: Option<bool>,
+
+    /// Schema extension URNs, besides the core and enterprise User schemas, whose
+    /// attributes SCIM stores and returns (e.g.
+    /// `urn:ietf:params:scim:schemas:extension:custom:2.0:User`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        inner(regex(pattern = r"^urn:[a-zA-Z0-9][-a-zA-Z0-9.:_]+$")),
+        length(max = 16)
+    )]
+    pub scim_schema_extensions: Vec<String>,
+}
+
+/// Whether SSO is required for everyone, for some domains, or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("self.mode == 'Domains' ? size(self.domains) > 0 : !has(self.domains) || size(self.domains) == 0").message("domains must be listed when mode is Domains, and only then"))]
+pub struct RequireSso {
+    /// `Off`, `All` (everyone but break-glass admins) or `Domains` (people whose email
+    /// domain is in `domains`).
+    pub mode: RequireSsoMode,
+    /// Email domains for which SSO is required, with mode `Domains`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(
+        pattern = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+    ), length(max = 253)), length(max = 100), extend("x-kubernetes-list-type" = "set"))]
+    pub domains: Vec<String>,
+}
+
+/// Modes of SSO enforcement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RequireSsoMode {
+    /// Password sign-in stays available.
+    #[default]
+    Off,
+    /// Everyone must use SSO, except break-glass admins.
+    All,
+    /// People with an email in the listed domains must use SSO.
+    Domains,
+}
+
+/// Observed state of a `Workspace`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and `Synced`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The workspace identifier in the identity service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    /// SCIM base URL to paste into the IdP's provisioning settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_base_url: Option<String>,
+    /// Content fingerprint the identity service reported after the last sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_fingerprint: Option<String>,
+    /// When the identity service last changed to match this spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<String>,
+}
+
+impl Workspace {
+    /// The identifier this workspace has in the identity service.
+    pub fn workspace_id(&self) -> String {
+        self.spec
+            .workspace_id
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+            .unwrap_or_default()
+    }
+}

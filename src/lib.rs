@@ -1,0 +1,15 @@
+//! idsync: GitOps for enterprise identity.
+//!
+//! One crate, one binary: the Kubernetes operator (`controller`), the identity
+//! service it syncs to (`service`), and the command-line tools around them.
+
+pub mod admin;
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod crdgen;
+pub mod fingerprint;
+pub mod manifest;
+pub mod roles;
+pub mod service;
+pub mod token;

@@ -1,0 +1,414 @@
+//! The admin service: what `/admin/v1` does, callable without HTTP.
+//!
+//! Every write is idempotent: a PUT whose fingerprint matches the stored one writes
+//! nothing, not even an audit entry.
+
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+
+use super::store::{
+    self, AuditEntry, AuditFilter, AuditRecord, ObjectKind, PutOutcome, Store, StoreError,
+    StoredObject, StoredToken, TokenPut, TokenRegistration, format_millis,
+};
+use crate::admin::{
+    ObjectView, PutResult, RoleMappingDoc, ScimTokenDoc, SsoConnectionDoc, TokenView, WorkspaceDoc,
+};
+use crate::{fingerprint, token};
+
+/// Why an admin call failed. Messages say what is wrong and never echo secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AdminError {
+    fn invalid(message: impl Into<String>) -> Self {
+        AdminError::Invalid {
+            code: "invalid_body",
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = AdminError> = std::result::Result<T, E>;
+
+/// Who is calling, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// The admin API's logic over the store.
+#[derive(Clone, Debug)]
+pub struct AdminService {
+    store: Store,
+    public_url: String,
+}
+
+/// Parses a JSON body into a document type, with a message that says where it is wrong.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path.is_empty() {
+            format!("invalid body: {inner}")
+        } else {
+            format!("invalid body at {path}: {inner}")
+        };
+        AdminError::invalid(message)
+    })
+}
+
+/// Removes secret values from a stored document before it leaves the service.
+fn redact(kind: ObjectKind, mut body: serde_json::Value) -> serde_json::Value {
+    if kind == ObjectKind::SsoConnection
+        && let Some(oidc) = body.get_mut("oidc").and_then(|o| o.as_object_mut())
+        && oidc.remove("clientSecret").is_some()
+    {
+        oidc.insert("clientSecretSet".into(), serde_json::Value::Bool(true));
+    }
+    body
+}
+
+impl AdminService {
+    pub fn new(store: Store, public_url: impl Into<String>) -> Self {
+        Self {
+            store,
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// SCIM base URL of a workspace.
+    pub fn scim_base_url(&self, workspace: &str) -> String {
+        format!("{}/scim/v2/{workspace}", self.public_url)
+    }
+
+    /// URLs an IdP admin configures for an object.
+    fn endpoints(&self, object: &StoredObject) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let ws = &object.workspace;
+        match object.kind {
+            ObjectKind::Workspace => {
+                out.insert("scimBaseUrl".into(), self.scim_base_url(ws));
+            }
+            ObjectKind::SsoConnection => {
+                let base = format!("{}/sso/{ws}", self.public_url);
+                match object.body.get("protocol").and_then(|p| p.as_str()) {
+                    Some("oidc") => {
+                        out.insert(
+                            "redirectUri".into(),
+                            format!("{base}/oidc/{}/callback", object.name),
+                        );
+                    }
+                    Some("saml") => {
+                        let sp = format!("{base}/saml/{}", object.name);
+                        out.insert("acsUrl".into(), format!("{sp}/acs"));
+                        out.insert("spMetadataUrl".into(), format!("{sp}/metadata"));
+                        out.insert("spEntityId".into(), sp);
+                    }
+                    _ => {}
+                }
+                out.insert("signInUrl".into(), format!("{base}/start"));
+            }
+            ObjectKind::RoleMapping => {}
+        }
+        out
+    }
+
+    fn view(&self, object: &StoredObject, result: Option<PutResult>) -> ObjectView {
+        ObjectView {
+            kind: object.kind.as_str().to_string(),
+            workspace: object.workspace.clone(),
+            name: object.name.clone(),
+            fingerprint: object.fingerprint.clone(),
+            created_at: format_millis(object.created_at),
+            updated_at: format_millis(object.updated_at),
+            result,
+            spec: redact(object.kind, object.body.clone()),
+            endpoints: self.endpoints(object),
+        }
+    }
+
+    async fn require_workspace(&self, workspace: &str) -> Result<()> {
+        validate::workspace_id(workspace).map_err(AdminError::NotFound)?;
+        match self
+            .store
+            .get_object(ObjectKind::Workspace, workspace, workspace)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(AdminError::NotFound(format!(
+                "unknown workspace {workspace:?}: create it first (PUT /admin/v1/workspaces/{workspace})"
+            ))),
+        }
+    }
+
+    /// Validates a body for its kind and returns it in canonical form.
+    fn canonical(kind: ObjectKind, body: &[u8]) -> Result<serde_json::Value> {
+        fn checked<T: DeserializeOwned + serde::Serialize>(
+            body: &[u8],
+            check: impl Fn(&T) -> std::result::Result<(), String>,
+        ) -> Result<serde_json::Value> {
+            let doc: T = parse(body)?;
+            check(&doc).map_err(AdminError::invalid)?;
+            serde_json::to_value(&doc).map_err(|e| AdminError::invalid(e.to_string()))
+        }
+        match kind {
+            ObjectKind::Workspace => checked::<WorkspaceDoc>(body, validate::workspace),
+            ObjectKind::SsoConnection => {
+                checked::<SsoConnectionDoc>(body, validate::sso_connection)
+            }
+            ObjectKind::RoleMapping => checked::<RoleMappingDoc>(body, validate::role_mapping),
+        }
+    }
+
+    /// Creates or replaces an object. For a workspace, `name` is the workspace id.
+    pub async fn put(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+        body: &[u8],
+        actor: &Actor,
+    ) -> Result<ObjectView> {
+        validate::workspace_id(workspace).map_err(AdminError::invalid)?;
+        validate::object_name(name).map_err(AdminError::invalid)?;
+        let doc = Self::canonical(kind, body)?;
+        if kind != ObjectKind::Workspace {
+            self.require_workspace(workspace).await?;
+        }
+        let fingerprint = fingerprint::of_value(&doc);
+        let audit = AuditEntry {
+            workspace: Some(workspace.to_string()),
+            actor: actor.0.clone(),
+            action: String::new(),
+            kind: Some(kind.as_str().to_string()),
+            name: Some(name.to_string()),
+            detail: Some(serde_json::json!({ "fingerprint": fingerprint })),
+        };
+        // The action depends on whether the object exists; the store decides inside
+        // its transaction, so record it as "applied" with the outcome beside it.
+        let outcome = self
+            .store
+            .put_object(
+                kind,
+                workspace,
+                name,
+                &doc,
+                &fingerprint,
+                AuditEntry {
+                    action: format!("{}.applied", kind.as_str()),
+                    ..audit
+                },
+            )
+            .await?;
+        let result = match &outcome {
+            PutOutcome::Created(_) => PutResult::Created,
+            PutOutcome::Updated(_) => PutResult::Updated,
+            PutOutcome::Unchanged(_) => PutResult::Unchanged,
+        };
+        Ok(self.view(outcome.object(), Some(result)))
+    }
+
+    pub async fn get(&self, kind: ObjectKind, workspace: &str, name: &str) -> Result<ObjectView> {
+        match self.store.get_object(kind, workspace, name).await? {
+            Some(object) => Ok(self.view(&object, None)),
+            None => Err(AdminError::NotFound(format!(
+                "{} {workspace}/{name} not found",
+                kind.as_str()
+            ))),
+        }
+    }
+
+    /// The stored document itself, secrets included: for the service's own use
+    /// (sign-in needs the client secret), never for an API answer.
+    pub async fn get_document(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<StoredObject>> {
+        Ok(self.store.get_object(kind, workspace, name).await?)
+    }
+
+    pub async fn list(&self, kind: ObjectKind, workspace: Option<&str>) -> Result<Vec<ObjectView>> {
+        if let Some(ws) = workspace
+            && kind != ObjectKind::Workspace
+        {
+            self.require_workspace(ws).await?;
+        }
+        let objects = self.store.list_objects(kind, workspace).await?;
+        Ok(objects.iter().map(|o| self.view(o, None)).collect())
+    }
+
+    /// Deletes an object. Deleting what is already gone succeeds (the caller's goal
+    /// holds), so finalizers never wedge. A workspace with dependents is refused
+    /// unless `cascade`.
+    pub async fn delete(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+        cascade: bool,
+        actor: &Actor,
+    ) -> Result<bool> {
+        if kind == ObjectKind::Workspace && !cascade {
+            let dependents = self.store.count_dependents(workspace).await?;
+            if dependents > 0 {
+                return Err(AdminError::Conflict(format!(
+                    "workspace {workspace:?} still has {dependents} connections, role mappings or valid SCIM tokens; delete them first or pass cascade=true"
+                )));
+            }
+        }
+        let audit = AuditEntry {
+            workspace: Some(workspace.to_string()),
+            actor: actor.0.clone(),
+            action: format!("{}.deleted", kind.as_str()),
+            kind: Some(kind.as_str().to_string()),
+            name: Some(name.to_string()),
+            detail: cascade.then(|| serde_json::json!({ "cascade": true })),
+        };
+        Ok(self
+            .store
+            .delete_object(kind, workspace, name, cascade, audit)
+            .await?)
+    }
+
+    fn token_view(&self, t: &StoredToken, result: Option<PutResult>) -> TokenView {
+        TokenView {
+            id: t.id.clone(),
+            workspace: t.workspace.clone(),
+            name: t.name.clone(),
+            created_at: format_millis(t.created_at),
+            expires_at: t.expires_at.map(format_millis),
+            revoked_at: t.revoked_at.map(format_millis),
+            last_used_at: t.last_used_at.map(format_millis),
+            valid: t.is_valid_at(store::now_millis()),
+            result,
+            scim_base_url: self.scim_base_url(&t.workspace),
+        }
+    }
+
+    /// Registers a SCIM token's hash under its public id.
+    pub async fn put_token(
+        &self,
+        workspace: &str,
+        id: &str,
+        body: &[u8],
+        actor: &Actor,
+    ) -> Result<TokenView> {
+        let doc: ScimTokenDoc = parse(body)?;
+        if !token::is_sha256_hex(&doc.sha256) {
+            return Err(AdminError::invalid(
+                "sha256 must be the lower-case hex SHA-256 of the token (64 characters)",
+            ));
+        }
+        if id.len() != 16
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(AdminError::invalid(format!(
+                "token id {id:?} is not a token id (16 lower-case letters and digits)"
+            )));
+        }
+        validate::object_name(&doc.name).map_err(AdminError::invalid)?;
+        let expires_at = doc
+            .expires_at
+            .as_deref()
+            .map(|s| {
+                s.parse::<jiff::Timestamp>()
+                    .map(|t| t.as_millisecond())
+                    .map_err(|e| AdminError::invalid(format!("expiresAt: {e}")))
+            })
+            .transpose()?;
+        self.require_workspace(workspace).await?;
+        let reg = TokenRegistration {
+            id: id.to_string(),
+            workspace: workspace.to_string(),
+            name: doc.name.clone(),
+            hash: doc.sha256,
+            expires_at,
+        };
+        let audit = AuditEntry {
+            workspace: Some(workspace.to_string()),
+            actor: actor.0.clone(),
+            action: "scim-token.registered".into(),
+            kind: Some("scim-token".into()),
+            name: Some(doc.name),
+            detail: Some(serde_json::json!({ "tokenId": id, "expiresAt": doc.expires_at })),
+        };
+        match self.store.put_token(&reg, audit).await? {
+            TokenPut::Created(t) => Ok(self.token_view(&t, Some(PutResult::Created))),
+            TokenPut::Updated(t) => Ok(self.token_view(&t, Some(PutResult::Updated))),
+            TokenPut::Unchanged(t) => Ok(self.token_view(&t, Some(PutResult::Unchanged))),
+            TokenPut::Conflict => Err(AdminError::Conflict(format!(
+                "token id {id} is already registered with another hash or workspace; generate a new token"
+            ))),
+        }
+    }
+
+    pub async fn get_token(&self, workspace: &str, id: &str) -> Result<TokenView> {
+        match self.store.get_token(id).await? {
+            Some(t) if t.workspace == workspace => Ok(self.token_view(&t, None)),
+            _ => Err(AdminError::NotFound(format!(
+                "SCIM token {id} not found in workspace {workspace:?}"
+            ))),
+        }
+    }
+
+    pub async fn list_tokens(&self, workspace: &str) -> Result<Vec<TokenView>> {
+        self.require_workspace(workspace).await?;
+        let tokens = self.store.list_tokens(workspace).await?;
+        Ok(tokens.iter().map(|t| self.token_view(t, None)).collect())
+    }
+
+    /// Revokes a token. Revoking an unknown or already revoked token succeeds.
+    pub async fn revoke_token(&self, workspace: &str, id: &str, actor: &Actor) -> Result<bool> {
+        let audit = AuditEntry {
+            workspace: Some(workspace.to_string()),
+            actor: actor.0.clone(),
+            action: "scim-token.revoked".into(),
+            kind: Some("scim-token".into()),
+            name: None,
+            detail: Some(serde_json::json!({ "tokenId": id })),
+        };
+        Ok(self.store.revoke_token(workspace, id, audit).await?)
+    }
+
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        Ok(self.store.query_audit(filter).await?)
+    }
+
+    /// Records a refused admin call.
+    pub async fn record_unauthorized(&self, reason: &str) -> Result<()> {
+        Ok(self
+            .store
+            .append_audit(&AuditEntry {
+                workspace: None,
+                actor: "unauthenticated".into(),
+                action: "admin.unauthorized".into(),
+                kind: None,
+                name: None,
+                detail: Some(serde_json::json!({ "reason": reason })),
+            })
+            .await?)
+    }
+}

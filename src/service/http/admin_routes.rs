@@ -1,0 +1,242 @@
+//! `/admin/v1`: what the operator and `idsync admin` call.
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+
+use super::{
+    SharedState,
+    error::{ApiError, Body},
+};
+use crate::admin::{InfoView, ListView};
+use crate::service::{
+    admin::Actor,
+    store::{AuditFilter, Backend, ObjectKind},
+};
+
+/// Header a caller may set to name itself in the audit log (e.g.
+/// `operator/acme/okta-oidc`).
+pub const ACTOR_HEADER: &str = "x-idsync-actor";
+const MAX_AUDIT_LIMIT: i64 = 1000;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/info", get(info))
+        .route("/audit", get(audit))
+        .route("/workspaces", get(list_workspaces))
+        .route(
+            "/workspaces/{ws}",
+            get(get_workspace)
+                .put(put_workspace)
+                .delete(delete_workspace),
+        )
+        .route("/workspaces/{ws}/{collection}", get(list_items))
+        .route(
+            "/workspaces/{ws}/{collection}/{name}",
+            get(get_item).put(put_item).delete(delete_item),
+        )
+}
+
+fn actor(headers: &HeaderMap) -> Actor {
+    let named = headers
+        .get(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        })
+        .filter(|v| !v.is_empty());
+    Actor(match named {
+        Some(name) => format!("admin:{name}"),
+        None => "admin".into(),
+    })
+}
+
+/// What a `{collection}` path segment names.
+enum Collection {
+    Objects(ObjectKind),
+    ScimTokens,
+}
+
+fn collection(segment: &str) -> Result<Collection, ApiError> {
+    match segment {
+        "connections" => Ok(Collection::Objects(ObjectKind::SsoConnection)),
+        "role-mappings" => Ok(Collection::Objects(ObjectKind::RoleMapping)),
+        "scim-tokens" => Ok(Collection::ScimTokens),
+        other => Err(ApiError::not_found(format!(
+            "no collection {other:?}: use connections, role-mappings or scim-tokens"
+        ))),
+    }
+}
+
+async fn info(State(state): State<SharedState>) -> Json<InfoView> {
+    Json(InfoView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        public_url: state.admin.public_url().to_string(),
+        database: match state.admin.store().backend() {
+            Backend::Sqlite => "sqlite".into(),
+            Backend::Postgres => "postgres".into(),
+        },
+    })
+}
+
+async fn list_workspaces(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let items = state.admin.list(ObjectKind::Workspace, None).await?;
+    Ok(Json(ListView { items }).into_response())
+}
+
+async fn get_workspace(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.admin.get(ObjectKind::Workspace, &ws, &ws).await?).into_response())
+}
+
+async fn put_workspace(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let view = state
+        .admin
+        .put(ObjectKind::Workspace, &ws, &ws, &body, &actor(&headers))
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteParams {
+    #[serde(default)]
+    cascade: bool,
+}
+
+async fn delete_workspace(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+    Query(params): Query<DeleteParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state
+        .admin
+        .delete(
+            ObjectKind::Workspace,
+            &ws,
+            &ws,
+            params.cascade,
+            &actor(&headers),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_items(
+    State(state): State<SharedState>,
+    Path((ws, segment)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(match collection(&segment)? {
+        Collection::Objects(kind) => Json(ListView {
+            items: state.admin.list(kind, Some(&ws)).await?,
+        })
+        .into_response(),
+        Collection::ScimTokens => Json(ListView {
+            items: state.admin.list_tokens(&ws).await?,
+        })
+        .into_response(),
+    })
+}
+
+async fn get_item(
+    State(state): State<SharedState>,
+    Path((ws, segment, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(match collection(&segment)? {
+        Collection::Objects(kind) => Json(state.admin.get(kind, &ws, &name).await?).into_response(),
+        Collection::ScimTokens => Json(state.admin.get_token(&ws, &name).await?).into_response(),
+    })
+}
+
+async fn put_item(
+    State(state): State<SharedState>,
+    Path((ws, segment, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let actor = actor(&headers);
+    Ok(match collection(&segment)? {
+        Collection::Objects(kind) => {
+            Json(state.admin.put(kind, &ws, &name, &body, &actor).await?).into_response()
+        }
+        Collection::ScimTokens => {
+            Json(state.admin.put_token(&ws, &name, &body, &actor).await?).into_response()
+        }
+    })
+}
+
+async fn delete_item(
+    State(state): State<SharedState>,
+    Path((ws, segment, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let actor = actor(&headers);
+    match collection(&segment)? {
+        Collection::Objects(kind) => {
+            state.admin.delete(kind, &ws, &name, false, &actor).await?;
+        }
+        Collection::ScimTokens => {
+            state.admin.revoke_token(&ws, &name, &actor).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    workspace: Option<String>,
+    kind: Option<String>,
+    action: Option<String>,
+    /// RFC 3339 lower bound.
+    since: Option<String>,
+    /// RFC 3339 upper bound.
+    until: Option<String>,
+    /// Only entries older than this id (paging).
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            v.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+        })
+        .transpose()
+}
+
+async fn audit(
+    State(state): State<SharedState>,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let filter = AuditFilter {
+        workspace: params.workspace,
+        kind: params.kind,
+        action: params.action,
+        since: parse_time("since", params.since.as_deref())?,
+        until: parse_time("until", params.until.as_deref())?,
+        before_id: params.before,
+        limit: params.limit.unwrap_or(100).clamp(1, MAX_AUDIT_LIMIT),
+    };
+    let items = state.admin.audit(&filter).await?;
+    Ok(Json(ListView { items }).into_response())
+}

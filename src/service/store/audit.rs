@@ -1,0 +1,113 @@
+//! The append-only audit log.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Result, Store, format_millis, now_millis};
+
+/// An entry to append. `detail` is structured context; it never holds secret values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditEntry {
+    pub workspace: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// An entry as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    pub actor: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Which entries to read. Times are ms since the epoch; results are newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub workspace: Option<String>,
+    pub kind: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only entries with an id below this (for paging backwards).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+pub(super) async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: &AuditEntry,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(at)
+    .bind(entry.workspace.as_deref())
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(entry.kind.as_deref())
+    .bind(entry.name.as_deref())
+    .bind(entry.detail.as_ref().map(|d| d.to_string()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Appends an entry on its own (for events that change nothing else, such as a
+    /// refused admin token).
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        insert(&mut tx, entry, now_millis()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, at, workspace, actor, action, kind, name, detail FROM audit_log \
+             WHERE ($1 = '' OR workspace = $1) AND ($2 = '' OR kind = $2) AND ($3 = '' OR action = $3) \
+             AND at >= $4 AND at <= $5 AND id < $6 \
+             ORDER BY id DESC LIMIT $7",
+        )
+        .bind(filter.workspace.as_deref().unwrap_or(""))
+        .bind(filter.kind.as_deref().unwrap_or(""))
+        .bind(filter.action.as_deref().unwrap_or(""))
+        .bind(filter.since.unwrap_or(0))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(filter.before_id.unwrap_or(i64::MAX))
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let detail: Option<String> = row.try_get("detail")?;
+                Ok(AuditRecord {
+                    id: row.try_get("id")?,
+                    at: format_millis(row.try_get("at")?),
+                    workspace: row.try_get("workspace")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    kind: row.try_get("kind")?,
+                    name: row.try_get("name")?,
+                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! Configuration objects: workspaces, SSO connections and role mappings, each a JSON
+//! document with a content fingerprint.
+
+use sqlx::Row;
+
+use super::{AuditEntry, Result, Store, StoreError, audit, now_millis};
+
+/// The kinds of configuration object the admin API manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Workspace,
+    SsoConnection,
+    RoleMapping,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 3] = [
+        ObjectKind::Workspace,
+        ObjectKind::SsoConnection,
+        ObjectKind::RoleMapping,
+    ];
+
+    /// Name used in the database, the audit log and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Workspace => "workspace",
+            ObjectKind::SsoConnection => "sso-connection",
+            ObjectKind::RoleMapping => "role-mapping",
+        }
+    }
+
+    /// Path segment in the admin API.
+    pub fn collection(self) -> &'static str {
+        match self {
+            ObjectKind::Workspace => "workspaces",
+            ObjectKind::SsoConnection => "connections",
+            ObjectKind::RoleMapping => "role-mappings",
+        }
+    }
+}
+
+/// An object as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub kind: ObjectKind,
+    pub workspace: String,
+    pub name: String,
+    pub body: serde_json::Value,
+    pub fingerprint: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a PUT did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PutOutcome {
+    Created(StoredObject),
+    Updated(StoredObject),
+    /// The stored fingerprint already matched: nothing was written.
+    Unchanged(StoredObject),
+}
+
+impl PutOutcome {
+    pub fn object(&self) -> &StoredObject {
+        match self {
+            PutOutcome::Created(o) | PutOutcome::Updated(o) | PutOutcome::Unchanged(o) => o,
+        }
+    }
+}
+
+fn decode(kind: ObjectKind, row: &sqlx::any::AnyRow) -> Result<StoredObject> {
+    let workspace: String = row.try_get("workspace")?;
+    let name: String = row.try_get("name")?;
+    let body: String = row.try_get("body")?;
+    let body = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+        kind: kind.as_str(),
+        workspace: workspace.clone(),
+        name: name.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(StoredObject {
+        kind,
+        workspace,
+        name,
+        body,
+        fingerprint: row.try_get("fingerprint")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn get_object(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<StoredObject>> {
+        let row = sqlx::query(
+            "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
+             WHERE kind = $1 AND workspace = $2 AND name = $3",
+        )
+        .bind(kind.as_str())
+        .bind(workspace)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| decode(kind, &r)).transpose()
+    }
+
+    /// Objects of a kind, in one workspace or in all, ordered by workspace and name.
+    pub async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        workspace: Option<&str>,
+    ) -> Result<Vec<StoredObject>> {
+        let rows = sqlx::query(
+            "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
+             WHERE kind = $1 AND ($2 = '' OR workspace = $2) ORDER BY workspace, name",
+        )
+        .bind(kind.as_str())
+        .bind(workspace.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| decode(kind, r)).collect()
+    }
+
+    /// Number of objects of any kind other than the workspace itself, and of SCIM
+    /// tokens still valid, in a workspace.
+    pub async fn count_dependents(&self, workspace: &str) -> Result<i64> {
+        let objects: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE workspace = $1 AND kind <> $2")
+                .bind(workspace)
+                .bind(ObjectKind::Workspace.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        let tokens: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM scim_tokens WHERE workspace = $1 AND revoked_at IS NULL",
+        )
+        .bind(workspace)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(objects + tokens)
+    }
+
+    /// Creates or replaces an object unless its fingerprint already matches; the audit
+    /// entry is written in the same transaction, and only when something changed.
+    pub async fn put_object(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+        body: &serde_json::Value,
+        fingerprint: &str,
+        audit_entry: AuditEntry,
+    ) -> Result<PutOutcome> {
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query(
+            "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
+             WHERE kind = $1 AND workspace = $2 AND name = $3",
+        )
+        .bind(kind.as_str())
+        .bind(workspace)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| decode(kind, &r))
+        .transpose()?;
+
+        if let Some(existing) = &existing
+            && existing.fingerprint == fingerprint
+        {
+            tx.rollback().await?;
+            return Ok(PutOutcome::Unchanged(existing.clone()));
+        }
+
+        let now = now_millis();
+        let created_at = existing.as_ref().map_or(now, |e| e.created_at);
+        sqlx::query(
+            "INSERT INTO objects (kind, workspace, name, body, fingerprint, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (kind, workspace, name) DO UPDATE SET \
+             body = excluded.body, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+        )
+        .bind(kind.as_str())
+        .bind(workspace)
+        .bind(name)
+        .bind(body.to_string())
+        .bind(fingerprint)
+        .bind(created_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit::insert(&mut tx, &audit_entry, now).await?;
+        tx.commit().await?;
+
+        let stored = StoredObject {
+            kind,
+            workspace: workspace.to_string(),
+            name: name.to_string(),
+            body: body.clone(),
+            fingerprint: fingerprint.to_string(),
+            created_at,
+            updated_at: now,
+        };
+        Ok(match existing {
+            Some(_) => PutOutcome::Updated(stored),
+            None => PutOutcome::Created(stored),
+        })
+    }
+
+    /// Deletes an object; returns whether it existed. With `cascade` on a workspace,
+    /// everything in the workspace goes too, tokens revoked.
+    pub async fn delete_object(
+        &self,
+        kind: ObjectKind,
+        workspace: &str,
+        name: &str,
+        cascade: bool,
+        audit_entry: AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted =
+            sqlx::query("DELETE FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3")
+                .bind(kind.as_str())
+                .bind(workspace)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+        if !deleted {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let now = now_millis();
+        if cascade && kind == ObjectKind::Workspace {
+            sqlx::query("DELETE FROM objects WHERE workspace = $1")
+                .bind(workspace)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE scim_tokens SET revoked_at = $2 WHERE workspace = $1 AND revoked_at IS NULL",
+            )
+            .bind(workspace)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit::insert(&mut tx, &audit_entry, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

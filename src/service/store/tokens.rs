@@ -1,0 +1,196 @@
+//! SCIM bearer tokens, stored as SHA-256 hashes.
+
+use sqlx::Row;
+
+use super::{AuditEntry, Result, Store, audit, now_millis};
+
+/// What the admin API registers: never the token, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRegistration {
+    pub id: String,
+    pub workspace: String,
+    pub name: String,
+    /// Lower-case hex SHA-256 of the whole token.
+    pub hash: String,
+    pub expires_at: Option<i64>,
+}
+
+/// A token row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub id: String,
+    pub workspace: String,
+    pub name: String,
+    pub hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+impl StoredToken {
+    /// Whether the token is accepted at `now` (ms).
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+const COLUMNS: &str = "id, workspace, name, hash, created_at, expires_at, revoked_at, last_used_at";
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<StoredToken> {
+    Ok(StoredToken {
+        id: row.try_get("id")?,
+        workspace: row.try_get("workspace")?,
+        name: row.try_get("name")?,
+        hash: row.try_get("hash")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+/// Outcome of registering a token hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenPut {
+    Created(StoredToken),
+    /// Same id, hash and expiry already stored: nothing written.
+    Unchanged(StoredToken),
+    /// Same id and hash; expiry changed (e.g. the overlap window was set).
+    Updated(StoredToken),
+    /// The id exists with another hash or in another workspace: refused, because a
+    /// token id names one token forever.
+    Conflict,
+}
+
+impl Store {
+    pub async fn get_token(&self, id: &str) -> Result<Option<StoredToken>> {
+        let sql = format!("SELECT {COLUMNS} FROM scim_tokens WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    pub async fn list_tokens(&self, workspace: &str) -> Result<Vec<StoredToken>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM scim_tokens WHERE workspace = $1 ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(workspace)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Registers a token hash, idempotently.
+    pub async fn put_token(
+        &self,
+        reg: &TokenRegistration,
+        audit_entry: AuditEntry,
+    ) -> Result<TokenPut> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!("SELECT {COLUMNS} FROM scim_tokens WHERE id = $1");
+        let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&reg.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(decode)
+            .transpose()?;
+        let now = now_millis();
+        let outcome = match existing {
+            Some(t) if t.hash != reg.hash || t.workspace != reg.workspace => TokenPut::Conflict,
+            Some(t) if t.expires_at == reg.expires_at && t.name == reg.name => {
+                TokenPut::Unchanged(t)
+            }
+            Some(mut t) => {
+                sqlx::query("UPDATE scim_tokens SET expires_at = $2, name = $3 WHERE id = $1")
+                    .bind(&reg.id)
+                    .bind(reg.expires_at)
+                    .bind(&reg.name)
+                    .execute(&mut *tx)
+                    .await?;
+                t.expires_at = reg.expires_at;
+                t.name = reg.name.clone();
+                TokenPut::Updated(t)
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO scim_tokens (id, workspace, name, hash, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&reg.id)
+                .bind(&reg.workspace)
+                .bind(&reg.name)
+                .bind(&reg.hash)
+                .bind(now)
+                .bind(reg.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                TokenPut::Created(StoredToken {
+                    id: reg.id.clone(),
+                    workspace: reg.workspace.clone(),
+                    name: reg.name.clone(),
+                    hash: reg.hash.clone(),
+                    created_at: now,
+                    expires_at: reg.expires_at,
+                    revoked_at: None,
+                    last_used_at: None,
+                })
+            }
+        };
+        match outcome {
+            TokenPut::Created(_) | TokenPut::Updated(_) => {
+                audit::insert(&mut tx, &audit_entry, now).await?;
+                tx.commit().await?;
+            }
+            _ => tx.rollback().await?,
+        }
+        Ok(outcome)
+    }
+
+    /// Revokes a token; returns false when it did not exist or was already revoked.
+    pub async fn revoke_token(
+        &self,
+        workspace: &str,
+        id: &str,
+        audit_entry: AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let now = now_millis();
+        let changed = sqlx::query(
+            "UPDATE scim_tokens SET revoked_at = $3 WHERE id = $1 AND workspace = $2 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(workspace)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if changed {
+            audit::insert(&mut tx, &audit_entry, now).await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Records that a token was used; at most once a minute per token, so SCIM
+    /// traffic does not turn every request into a write.
+    pub async fn touch_token(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE scim_tokens SET last_used_at = $2 WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(now - 60_000)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
