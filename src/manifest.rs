@@ -11,8 +11,10 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace};
 
-/// One document of a manifest file.
+/// One document of a manifest file. Manifests are read once per command, so the
+/// size difference between variants costs nothing worth boxing for.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Manifest {
     IdentityService(IdentityService),
     Workspace(Workspace),

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the system packages idsync's tests and local stack need on Debian:
+# PostgreSQL (the tests start their own server from its binaries), OpenSSL and
+# curl (the test control plane's certificates and readiness checks), and Go is
+# expected from the machine (it builds the Kubernetes control plane).
+set -euo pipefail
+
+need=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v runuser >/dev/null || need+=(util-linux)
+
+if ((${#need[@]})); then
+  echo "install-deps: installing ${need[*]} from Debian" >&2
+  sudo=""
+  [[ $(id -u) == 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+  # Debian starts a system cluster on install; the tests run their own servers.
+  $sudo service postgresql stop >/dev/null 2>&1 || true
+fi
+
+command -v go >/dev/null || {
+  echo "install-deps: Go is required to build the test Kubernetes control plane (https://go.dev/doc/install)" >&2
+  exit 1
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration (SQLite and a real PostgreSQL) and
+# end-to-end tests (a real kube-apiserver built from the Go module proxy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/idsync/target}
+scripts/install-deps.sh
+# Build the control plane up front so its first, slow build reports progress here
+# rather than inside a test.
+tests/e2e/control-plane.sh build
+cargo test --locked "$@"

@@ -1,0 +1,132 @@
+//! The `idsync` binary as people run it.
+
+mod support;
+
+use std::process::Command;
+
+use support::{ADMIN_TOKEN, Db, TestDb, base_url, repo_root, start_service};
+
+fn idsync() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_idsync"))
+}
+
+#[test]
+fn roles_test_names_the_deciding_rule() {
+    let out = idsync()
+        .args(["roles", "test", "-f"])
+        .arg(repo_root().join("examples/okta-oidc.yaml"))
+        .args(["--groups", "engineering,octomil-admins"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("role: admin"), "{stdout}");
+    assert!(
+        stdout.contains("decided by: rule 1 (group equals \"octomil-admins\")"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("inline tests: all 3 pass"), "{stdout}");
+
+    let out = idsync()
+        .args(["roles", "test", "-f"])
+        .arg(repo_root().join("examples/entra-saml.yaml"))
+        .args(["--claim", "department=data-science"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("role: editor"), "{stdout}");
+    assert!(stdout.contains("claim \"department\""), "{stdout}");
+}
+
+#[test]
+fn crd_command_prints_every_kind() {
+    let out = idsync().arg("crd").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for kind in [
+        "IdentityService",
+        "Workspace",
+        "SSOConnection",
+        "SCIMToken",
+        "RoleMapping",
+    ] {
+        assert!(
+            stdout.contains(&format!("kind: {kind}\n")),
+            "{kind} missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn admin_apply_of_the_examples_is_idempotent() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let svc = start_service(&db.url).await;
+    let token_file = db.dir.path().join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let token_dir = db.dir.path().join("tokens");
+    let url = base_url(&svc);
+    let apply = || {
+        tokio::process::Command::from({
+            let mut c = idsync();
+            c.args(["admin", "apply", "-f"])
+                .arg(repo_root().join("examples"))
+                .arg("--token-dir")
+                .arg(&token_dir)
+                .env("IDSYNC_URL", &url)
+                .env("IDSYNC_ADMIN_TOKEN_FILE", &token_file);
+            c
+        })
+        .output()
+    };
+    let first = apply().await.unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(stdout.matches(" created").count(), 12, "{stdout}");
+    assert!(
+        stdout.contains("workspace.idsync.dev/octomil created"),
+        "{stdout}"
+    );
+    let tokens: Vec<_> = std::fs::read_dir(&token_dir).unwrap().collect();
+    assert_eq!(tokens.len(), 3);
+
+    let audit_before = support::client(&svc)
+        .audit("limit=1000")
+        .await
+        .unwrap()
+        .len();
+    let second = apply().await.unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success());
+    assert_eq!(stdout.matches(" unchanged").count(), 12, "{stdout}");
+    let audit_after = support::client(&svc)
+        .audit("limit=1000")
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        audit_after, audit_before,
+        "re-applying wrote to the service"
+    );
+    svc.stop().await.unwrap();
+}
+
+#[test]
+fn help_reads_like_a_finished_tool() {
+    let out = idsync().arg("--help").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for command in ["serve", "operator", "crd", "roles", "admin"] {
+        assert!(stdout.contains(command), "{command} missing from --help");
+    }
+    let out = idsync()
+        .args(["admin", "scim-token", "issue", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--workspace"));
+}

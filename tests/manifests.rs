@@ -1,0 +1,195 @@
+//! The generated CRDs and the examples: what a platform team copies must be current
+//! and valid.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use idsync::manifest::{self, Manifest};
+use idsync::roles::CompiledMapping;
+use support::repo_root;
+
+#[test]
+fn crds_directory_matches_the_code() {
+    let dir = repo_root().join("crds");
+    let mut expected = BTreeSet::new();
+    for crd in idsync::crdgen::all() {
+        let name = idsync::crdgen::file_name(&crd);
+        let want = idsync::crdgen::render(&crd).unwrap();
+        let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        assert!(
+            have == want,
+            "crds/{name} is stale or missing: run `cargo run -- crd --out crds/` and commit the result"
+        );
+        expected.insert(name);
+    }
+    let present: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        present, expected,
+        "crds/ holds files the code does not generate"
+    );
+}
+
+fn examples() -> Vec<Manifest> {
+    manifest::load_path(&repo_root().join("examples"))
+        .expect("every example parses into idsync's types")
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[test]
+fn examples_cover_the_three_identity_providers() {
+    let all = examples();
+    let count = |f: fn(&Manifest) -> bool| all.iter().filter(|m| f(m)).count();
+    assert_eq!(count(|m| matches!(m, Manifest::Workspace(_))), 3);
+    assert_eq!(count(|m| matches!(m, Manifest::SsoConnection(_))), 3);
+    assert_eq!(count(|m| matches!(m, Manifest::ScimToken(_))), 3);
+    assert_eq!(count(|m| matches!(m, Manifest::RoleMapping(_))), 3);
+    let issuers: Vec<String> = all
+        .iter()
+        .filter_map(|m| match m {
+            Manifest::SsoConnection(c) => Some(
+                c.spec
+                    .oidc
+                    .as_ref()
+                    .map(|o| o.issuer.clone())
+                    .or_else(|| c.spec.saml.as_ref().and_then(|s| s.entity_id.clone()))
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        issuers.iter().any(|i| i.contains("okta.com")),
+        "{issuers:?}"
+    );
+    assert!(
+        issuers.iter().any(|i| i.contains("sts.windows.net")),
+        "{issuers:?}"
+    );
+    assert!(
+        issuers.iter().any(|i| i == "https://accounts.google.com"),
+        "{issuers:?}"
+    );
+}
+
+#[test]
+fn every_example_reference_resolves() {
+    let all = examples();
+    let names =
+        |f: fn(&Manifest) -> Option<String>| all.iter().filter_map(f).collect::<BTreeSet<_>>();
+    let services = names(|m| match m {
+        Manifest::IdentityService(s) => s.metadata.name.clone(),
+        _ => None,
+    });
+    let workspaces = names(|m| match m {
+        Manifest::Workspace(w) => w.metadata.name.clone(),
+        _ => None,
+    });
+    let secrets = names(|m| match m {
+        Manifest::Secret(s) => s.metadata.name.clone(),
+        _ => None,
+    });
+    for m in &all {
+        let (what, target, pool) = match m {
+            Manifest::Workspace(w) => (m.describe(), w.spec.service_ref.name.clone(), &services),
+            Manifest::SsoConnection(c) => {
+                (m.describe(), c.spec.workspace_ref.name.clone(), &workspaces)
+            }
+            Manifest::ScimToken(t) => {
+                (m.describe(), t.spec.workspace_ref.name.clone(), &workspaces)
+            }
+            Manifest::RoleMapping(r) => {
+                (m.describe(), r.spec.workspace_ref.name.clone(), &workspaces)
+            }
+            Manifest::IdentityService(s) => (
+                m.describe(),
+                s.spec.admin_token_secret_ref.name.clone(),
+                &secrets,
+            ),
+            _ => continue,
+        };
+        assert!(
+            pool.contains(&target),
+            "{what} references {target:?}, which no example defines"
+        );
+        if let Manifest::SsoConnection(c) = m
+            && let Some(oidc) = &c.spec.oidc
+        {
+            assert!(
+                secrets.contains(&oidc.client_secret_ref.name),
+                "{what}: client secret Secret missing"
+            );
+        }
+    }
+}
+
+#[test]
+fn example_role_mappings_compile_and_their_tests_pass() {
+    let mut mappings = 0;
+    for m in examples() {
+        if let Manifest::RoleMapping(r) = &m {
+            let compiled = CompiledMapping::compile_spec(&r.spec)
+                .unwrap_or_else(|e| panic!("{}: {e}", m.describe()));
+            assert!(
+                !r.spec.tests.is_empty(),
+                "{} has no inline tests",
+                m.describe()
+            );
+            let failures = compiled.run_tests(&r.spec.tests);
+            assert!(failures.is_empty(), "{}: {failures:?}", m.describe());
+            mappings += 1;
+        }
+    }
+    assert_eq!(mappings, 3);
+}
+
+#[test]
+fn examples_round_trip_without_gaining_fields() {
+    // What a GitOps tool applies is what the types serialize back: no defaults are
+    // filled in, so Argo CD and Flux never see a diff the user did not write.
+    for (file, m) in manifest::load_path(&repo_root().join("examples")).unwrap() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let originals: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let (spec, name) = match &m {
+            Manifest::Workspace(o) => (
+                serde_json::to_value(&o.spec).unwrap(),
+                o.metadata.name.clone(),
+            ),
+            Manifest::SsoConnection(o) => (
+                serde_json::to_value(&o.spec).unwrap(),
+                o.metadata.name.clone(),
+            ),
+            Manifest::ScimToken(o) => (
+                serde_json::to_value(&o.spec).unwrap(),
+                o.metadata.name.clone(),
+            ),
+            Manifest::RoleMapping(o) => (
+                serde_json::to_value(&o.spec).unwrap(),
+                o.metadata.name.clone(),
+            ),
+            Manifest::IdentityService(o) => (
+                serde_json::to_value(&o.spec).unwrap(),
+                o.metadata.name.clone(),
+            ),
+            _ => continue,
+        };
+        let original = originals
+            .iter()
+            .find(|d| {
+                d.pointer("/metadata/name").and_then(|n| n.as_str()) == name.as_deref()
+                    && d["kind"] != "Secret"
+            })
+            .unwrap();
+        assert_eq!(
+            &spec,
+            &original["spec"],
+            "{} changes when re-serialized",
+            m.describe()
+        );
+    }
+}
