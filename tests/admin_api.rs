@@ -189,7 +189,7 @@ async fn deletes_are_idempotent_and_workspaces_refuse_orphans(db: Db) {
         &token.id,
         &ScimTokenDoc {
             name: "okta".into(),
-            sha256: token.hash(),
+            sha256: Some(token.hash()),
             expires_at: None,
         },
     )
@@ -294,7 +294,7 @@ async fn scim_tokens_are_stored_as_hashes_and_ids_are_immutable(db: Db) {
     let token = idsync::token::generate().unwrap();
     let doc = ScimTokenDoc {
         name: "okta-scim".into(),
-        sha256: token.hash(),
+        sha256: Some(token.hash()),
         expires_at: None,
     };
     assert_eq!(
@@ -319,7 +319,7 @@ async fn scim_tokens_are_stored_as_hashes_and_ids_are_immutable(db: Db) {
 
     let other = idsync::token::generate().unwrap();
     let hijack = ScimTokenDoc {
-        sha256: other.hash(),
+        sha256: Some(other.hash()),
         ..doc
     };
     let err = c.put_token("acme", &token.id, &hijack).await.unwrap_err();
@@ -472,7 +472,7 @@ async fn restart_on_the_same_sqlite_file_keeps_everything() {
         &token.id,
         &ScimTokenDoc {
             name: "t".into(),
-            sha256: token.hash(),
+            sha256: Some(token.hash()),
             expires_at: None,
         },
     )

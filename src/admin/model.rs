@@ -104,8 +104,10 @@ pub struct RoleMappingDoc {
 pub struct ScimTokenDoc {
     /// Which credential this is (e.g. the SCIMToken resource's name).
     pub name: String,
-    /// Lower-case hex SHA-256 of the whole token.
-    pub sha256: String,
+    /// Lower-case hex SHA-256 of the whole token. Required to register a token;
+    /// optional when only its name or expiry changes (it must match if given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// When the token stops being accepted (RFC 3339); none for no expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -147,6 +149,9 @@ pub struct TokenView {
     pub id: String,
     pub workspace: String,
     pub name: String,
+    /// SHA-256 of the token. Revealing it is harmless (a token carries 256 random
+    /// bits) and lets a holder of the token check it is the one registered.
+    pub sha256: String,
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,

@@ -395,7 +395,7 @@ pub async fn issue_token(
             &token.id,
             &ScimTokenDoc {
                 name: name.to_string(),
-                sha256: token.hash(),
+                sha256: Some(token.hash()),
                 expires_at,
             },
         )

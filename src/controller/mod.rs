@@ -1,15 +1,457 @@
-//! The operator: one controller per kind, syncing custom resources to the identity
-//! service.
+//! The operator (`idsync operator`): one kube-runtime `Controller` per kind, sharing
+//! a [`Context`], running only on the replica that holds the leader `Lease`.
 
+mod context;
+mod error;
+mod identity_service;
+mod metrics;
+mod role_mapping;
+mod scim_token;
+mod sso_connection;
+mod status;
+mod sync;
+mod target;
+mod validation;
+mod workspace;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
 use clap::Args;
+use futures::{StreamExt, future::BoxFuture};
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        finalizer::{self, Event as FinalizerEvent},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use context::Context;
+pub use error::{Error, Result};
+pub use metrics::OperatorMetrics;
+
+use crate::api::{DurationSpec, IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace};
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "idsync-operator";
+/// Finalizer on every idsync resource the operator has synced.
+pub const FINALIZER: &str = "idsync.dev/cleanup";
 
 #[derive(Debug, Args)]
-pub struct OperatorArgs {}
+pub struct OperatorArgs {
+    /// Address for `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "IDSYNC_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
 
-pub async fn run(_args: OperatorArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
-    let version = client.apiserver_version().await?;
-    tracing::info!(version = %version.git_version, "connected to the Kubernetes API");
-    crate::service::shutdown_signal().await;
+    /// How often every resource is compared with the identity service, to correct
+    /// drift (e.g. 5m, 30s).
+    #[arg(long, env = "IDSYNC_RESYNC", default_value = "5m")]
+    pub resync: DurationSpec,
+
+    /// Namespace of the leader-election Lease (default: the in-cluster namespace,
+    /// else `default`).
+    #[arg(long, env = "IDSYNC_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "IDSYNC_LEASE_NAME", default_value = "idsync-operator")]
+    pub lease_name: String,
+
+    /// This replica's identity in the Lease (default: POD_NAME, else hostname and pid).
+    #[arg(long, env = "IDSYNC_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Seconds a leader's Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, env = "IDSYNC_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
+}
+
+/// Finalizer wrapper shared by every kind: apply or clean up, count, time.
+async fn reconcile<K, A, C, FA, FC>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    apply: A,
+    cleanup: C,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    A: FnOnce(Arc<K>, Arc<Context>) -> FA,
+    C: FnOnce(Arc<K>, Arc<Context>) -> FC,
+    FA: Future<Output = Result<Action>>,
+    FC: Future<Output = Result<Action>>,
+{
+    let kind = K::kind(&());
+    let _timer = ctx.metrics.time_reconcile(static_kind(&kind));
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let result = finalizer::finalizer(&api, FINALIZER, obj.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => apply(o, ctx.clone()).await,
+            FinalizerEvent::Cleanup(o) => cleanup(o, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[static_kind(&kind), label])
+        .inc();
+    if result.is_ok() {
+        ctx.succeeded(&ObjectRef::from_obj(obj.as_ref()));
+    }
+    result
+}
+
+fn static_kind(kind: &str) -> &'static str {
+    match kind {
+        "IdentityService" => "IdentityService",
+        "Workspace" => "Workspace",
+        "SSOConnection" => "SSOConnection",
+        "SCIMToken" => "SCIMToken",
+        "RoleMapping" => "RoleMapping",
+        _ => "Other",
+    }
+}
+
+/// Transient failures back off exponentially with jitter; configuration problems
+/// wait for a change (a watch event) or the periodic resync, never a hot loop.
+fn error_policy<K: Resource<DynamicType = ()> + ResourceExt>(
+    obj: Arc<K>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let delay = if err.is_transient() {
+        ctx.backoff(&ObjectRef::from_obj(obj.as_ref()))
+    } else {
+        ctx.resync
+    };
+    tracing::warn!(
+        kind = %K::kind(&()),
+        object = %context::obj_key(obj.as_ref()),
+        reason = err.reason(),
+        error = %err,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+fn secrets_named<K, F>(
+    store: kube::runtime::reflector::Store<K>,
+    names: F,
+) -> impl Fn(Secret) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    F: Fn(&K) -> Vec<String>,
+{
+    move |secret: Secret| {
+        let ns = secret.namespace();
+        let name = secret.name_any();
+        store
+            .state()
+            .iter()
+            .filter(|o| o.namespace() == ns && names(o).contains(&name))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
+}
+
+fn workspace_dependents<K, F>(
+    store: kube::runtime::reflector::Store<K>,
+    workspace_of: F,
+) -> impl Fn(Workspace) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    F: Fn(&K) -> String,
+{
+    move |ws: Workspace| {
+        let ns = ws.namespace();
+        let name = ws.name_any();
+        store
+            .state()
+            .iter()
+            .filter(|o| o.namespace() == ns && workspace_of(o) == name)
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
+}
+
+type Runner = BoxFuture<'static, ()>;
+
+/// Drives a controller stream to completion, logging each result at debug.
+fn drain<K, S>(stream: S) -> Runner
+where
+    K: Resource<DynamicType = ()> + 'static,
+    S: futures::Stream<
+            Item = std::result::Result<
+                (ObjectRef<K>, Action),
+                kube::runtime::controller::Error<Error, watcher::Error>,
+            >,
+        > + Send
+        + 'static,
+{
+    Box::pin(stream.for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "controller");
+        }
+    }))
+}
+
+/// Every controller, ready to run.
+pub fn controllers(ctx: Arc<Context>) -> Vec<Runner> {
+    let client = ctx.client.clone();
+    let cfg = watcher::Config::default().any_semantic();
+    let owned_secrets = watcher::Config::default().labels(&format!(
+        "{}={}",
+        scim_token::MANAGED_BY_LABEL.0,
+        scim_token::MANAGED_BY_LABEL.1
+    ));
+    let all_secrets = || Api::<Secret>::all(client.clone());
+
+    let svc = Controller::new(Api::<IdentityService>::all(client.clone()), cfg.clone());
+    let svc = {
+        let store = svc.store();
+        svc.watches(
+            all_secrets(),
+            watcher::Config::default(),
+            secrets_named(store, |s: &IdentityService| {
+                vec![s.spec.admin_token_secret_ref.name.clone()]
+            }),
+        )
+        .shutdown_on_signal()
+        .run(
+            |o, c| {
+                reconcile(o, c, identity_service::apply, |_, _| async {
+                    Ok(Action::await_change())
+                })
+            },
+            error_policy,
+            ctx.clone(),
+        )
+    };
+
+    let ws = Controller::new(Api::<Workspace>::all(client.clone()), cfg.clone());
+    let ws = {
+        let store = ws.store();
+        ws.watches(
+            Api::<IdentityService>::all(client.clone()),
+            cfg.clone(),
+            move |svc: IdentityService| {
+                let ns = svc.namespace();
+                let name = svc.name_any();
+                store
+                    .state()
+                    .iter()
+                    .filter(|w| w.namespace() == ns && w.spec.service_ref.name == name)
+                    .map(|w| ObjectRef::from_obj(w.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            |o, c| reconcile(o, c, workspace::apply, workspace::cleanup),
+            error_policy,
+            ctx.clone(),
+        )
+    };
+
+    let sso = Controller::new(Api::<SsoConnection>::all(client.clone()), cfg.clone());
+    let sso = {
+        let store = sso.store();
+        let sso = sso.watches(
+            all_secrets(),
+            watcher::Config::default(),
+            secrets_named(store.clone(), |c: &SsoConnection| {
+                c.spec
+                    .oidc
+                    .iter()
+                    .map(|o| o.client_secret_ref.name.clone())
+                    .chain(
+                        c.spec
+                            .saml
+                            .iter()
+                            .filter_map(|s| s.metadata_ref.as_ref().map(|r| r.name.clone())),
+                    )
+                    .collect()
+            }),
+        );
+        sso.watches(
+            Api::<Workspace>::all(client.clone()),
+            cfg.clone(),
+            workspace_dependents(store, |c: &SsoConnection| c.spec.workspace_ref.name.clone()),
+        )
+        .shutdown_on_signal()
+        .run(
+            |o, c| reconcile(o, c, sso_connection::apply, sso_connection::cleanup),
+            error_policy,
+            ctx.clone(),
+        )
+    };
+
+    let tokens = Controller::new(Api::<ScimToken>::all(client.clone()), cfg.clone());
+    let tokens = {
+        let store = tokens.store();
+        tokens
+            .owns(Api::<Secret>::all(client.clone()), owned_secrets)
+            .watches(
+                Api::<Workspace>::all(client.clone()),
+                cfg.clone(),
+                workspace_dependents(store, |t: &ScimToken| t.spec.workspace_ref.name.clone()),
+            )
+            .shutdown_on_signal()
+            .run(
+                |o, c| reconcile(o, c, scim_token::apply, scim_token::cleanup),
+                error_policy,
+                ctx.clone(),
+            )
+    };
+
+    let mappings = Controller::new(Api::<RoleMapping>::all(client.clone()), cfg.clone());
+    let mappings = {
+        let store = mappings.store();
+        mappings
+            .watches(
+                Api::<Workspace>::all(client.clone()),
+                cfg,
+                workspace_dependents(store, |r: &RoleMapping| r.spec.workspace_ref.name.clone()),
+            )
+            .shutdown_on_signal()
+            .run(
+                |o, c| reconcile(o, c, role_mapping::apply, role_mapping::cleanup),
+                error_policy,
+                ctx.clone(),
+            )
+    };
+
+    vec![
+        drain(svc),
+        drain(ws),
+        drain(sso),
+        drain(tokens),
+        drain(mappings),
+    ]
+}
+
+/// Refuses to start when the CRDs are missing, with the command that installs them.
+async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::crdgen::all() {
+        let name = crd.metadata.name.unwrap_or_default();
+        if api.get_opt(&name).await?.is_none() {
+            anyhow::bail!(
+                "CustomResourceDefinition {name} is not installed: run `idsync crd | kubectl apply -f -` (or install the Helm chart)"
+            );
+        }
+    }
     Ok(())
+}
+
+async fn serve_metrics(addr: SocketAddr, metrics: OperatorMetrics) -> anyhow::Result<()> {
+    use axum::{Router, routing::get};
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { m.render() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening for metrics on {addr}"))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::service::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+fn default_identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
+/// Runs the operator until SIGTERM/Ctrl-C, or until it loses the leader lease
+/// (then it exits so the standby takes over cleanly).
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG or in-cluster config)")?;
+    check_crds(&client).await?;
+    let metrics = OperatorMetrics::new();
+    let metrics_task = tokio::spawn(serve_metrics(args.metrics_addr, metrics.clone()));
+
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(args.lease_duration)
+        .with_grace(args.lease_duration.div_ceil(3).max(2))
+        .build()
+        .await
+        .context("setting up leader election")?;
+    let (mut leader, lease_task) = lease.watch().await;
+    tracing::info!(%identity, lease = %format!("{namespace}/{}", args.lease_name), "waiting to become leader");
+
+    let shutdown = crate::service::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader.changed() => changed.context("leader election stopped")?,
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+    metrics.leader.set(1);
+    tracing::info!(%identity, "became leader; starting controllers");
+
+    let ctx = Context::new(client, metrics.clone(), args.resync.as_duration());
+    let controllers = futures::future::join_all(controllers(ctx));
+    tokio::pin!(controllers);
+    let result = loop {
+        tokio::select! {
+            _ = &mut controllers => break Ok(()),
+            changed = leader.changed() => {
+                if changed.is_err() || !*leader.borrow() {
+                    metrics.leader.set(0);
+                    break Err(anyhow::anyhow!("lost the leader lease; exiting so another replica takes over"));
+                }
+            }
+        }
+    };
+    drop(leader);
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    metrics_task.abort();
+    result
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod http;
 pub mod metrics;
+pub mod scim;
 pub mod store;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};

@@ -296,6 +296,7 @@ impl AdminService {
             id: t.id.clone(),
             workspace: t.workspace.clone(),
             name: t.name.clone(),
+            sha256: t.hash.clone(),
             created_at: format_millis(t.created_at),
             expires_at: t.expires_at.map(format_millis),
             revoked_at: t.revoked_at.map(format_millis),
@@ -315,7 +316,11 @@ impl AdminService {
         actor: &Actor,
     ) -> Result<TokenView> {
         let doc: ScimTokenDoc = parse(body)?;
-        if !token::is_sha256_hex(&doc.sha256) {
+        if doc
+            .sha256
+            .as_deref()
+            .is_some_and(|h| !token::is_sha256_hex(h))
+        {
             return Err(AdminError::invalid(
                 "sha256 must be the lower-case hex SHA-256 of the token (64 characters)",
             ));
@@ -361,6 +366,9 @@ impl AdminService {
             TokenPut::Unchanged(t) => Ok(self.token_view(&t, Some(PutResult::Unchanged))),
             TokenPut::Conflict => Err(AdminError::Conflict(format!(
                 "token id {id} is already registered with another hash or workspace; generate a new token"
+            ))),
+            TokenPut::Missing => Err(AdminError::NotFound(format!(
+                "SCIM token {id} is not registered; send sha256 to register it"
             ))),
         }
     }

@@ -10,8 +10,9 @@ pub struct TokenRegistration {
     pub id: String,
     pub workspace: String,
     pub name: String,
-    /// Lower-case hex SHA-256 of the whole token.
-    pub hash: String,
+    /// Lower-case hex SHA-256 of the whole token; `None` updates an existing token's
+    /// name and expiry only.
+    pub hash: Option<String>,
     pub expires_at: Option<i64>,
 }
 
@@ -61,6 +62,8 @@ pub enum TokenPut {
     /// The id exists with another hash or in another workspace: refused, because a
     /// token id names one token forever.
     Conflict,
+    /// No token with this id, and no hash to register one.
+    Missing,
 }
 
 impl Store {
@@ -101,7 +104,12 @@ impl Store {
             .transpose()?;
         let now = now_millis();
         let outcome = match existing {
-            Some(t) if t.hash != reg.hash || t.workspace != reg.workspace => TokenPut::Conflict,
+            Some(t)
+                if reg.hash.as_ref().is_some_and(|h| *h != t.hash)
+                    || t.workspace != reg.workspace =>
+            {
+                TokenPut::Conflict
+            }
             Some(t) if t.expires_at == reg.expires_at && t.name == reg.name => {
                 TokenPut::Unchanged(t)
             }
@@ -116,7 +124,9 @@ impl Store {
                 t.name = reg.name.clone();
                 TokenPut::Updated(t)
             }
+            None if reg.hash.is_none() => TokenPut::Missing,
             None => {
+                let hash = reg.hash.clone().unwrap_or_default();
                 sqlx::query(
                     "INSERT INTO scim_tokens (id, workspace, name, hash, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -124,7 +134,7 @@ impl Store {
                 .bind(&reg.id)
                 .bind(&reg.workspace)
                 .bind(&reg.name)
-                .bind(&reg.hash)
+                .bind(&hash)
                 .bind(now)
                 .bind(reg.expires_at)
                 .execute(&mut *tx)
@@ -133,7 +143,7 @@ impl Store {
                     id: reg.id.clone(),
                     workspace: reg.workspace.clone(),
                     name: reg.name.clone(),
-                    hash: reg.hash.clone(),
+                    hash,
                     created_at: now,
                     expires_at: reg.expires_at,
                     revoked_at: None,

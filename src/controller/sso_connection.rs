@@ -1,0 +1,282 @@
+//! Reconciling `SSOConnection`s: resolve secrets, validate the IdP, sync.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{
+    Api, ResourceExt,
+    runtime::{controller::Action, events::EventType},
+};
+
+use super::{
+    Context,
+    error::{Error, Result},
+    status::{self, Cond, READY, SYNCED, VALIDATED},
+    sync, validation,
+};
+use crate::admin::desired::{self, ResolvedRefs};
+use crate::api::{DeletionPolicy, MetadataSourceKind, SsoConnection, SsoConnectionStatus};
+use crate::service::store::ObjectKind;
+
+async fn resolve_refs(ctx: &Context, conn: &SsoConnection) -> Result<ResolvedRefs> {
+    let ns = conn.namespace().unwrap_or_default();
+    let mut refs = ResolvedRefs::default();
+    if let Some(oidc) = &conn.spec.oidc {
+        let r = &oidc.client_secret_ref;
+        refs.client_secret = Some(ctx.targets.secret_value(&ns, r).await?.ok_or_else(|| {
+            Error::config(
+                "ClientSecretNotFound",
+                format!(
+                    "client secret key `{}` not found in Secret `{}`",
+                    r.key, r.name
+                ),
+            )
+        })?);
+    }
+    if let Some(r) = conn
+        .spec
+        .saml
+        .as_ref()
+        .and_then(|s| s.metadata_ref.as_ref())
+    {
+        let value = match r.kind {
+            MetadataSourceKind::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+                api.get_opt(&r.name)
+                    .await?
+                    .and_then(|c| c.data.and_then(|d| d.get(&r.key).cloned()))
+            }
+            MetadataSourceKind::Secret => {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+                api.get_opt(&r.name).await?.and_then(|s| {
+                    s.data.and_then(|d| {
+                        d.get(&r.key)
+                            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                    })
+                })
+            }
+        };
+        refs.saml_metadata = Some(value.ok_or_else(|| {
+            Error::config(
+                "MetadataNotFound",
+                format!(
+                    "SAML metadata key `{}` not found in {:?} `{}`",
+                    r.key, r.kind, r.name
+                ),
+            )
+        })?);
+    }
+    Ok(refs)
+}
+
+pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = conn.namespace().unwrap_or_default();
+    let name = conn.name_any();
+    let current = conn.status.clone().unwrap_or_default();
+    let generation = conn.metadata.generation;
+    let mut new = SsoConnectionStatus {
+        observed_generation: generation,
+        ..current.clone()
+    };
+
+    let outcome: Result<(validation::IdpInfo, sync::Synced)> = async {
+        let (ws, target) = ctx
+            .targets
+            .for_workspace_ref(&ns, &conn.spec.workspace_ref.name)
+            .await?;
+        let refs = resolve_refs(&ctx, &conn).await?;
+        let doc = desired::sso_connection(&conn.spec, refs);
+        let info = match (&doc.oidc, &doc.saml) {
+            (Some(oidc), _) => validation::oidc(oidc).await,
+            (_, Some(saml)) => validation::saml(saml).await,
+            _ => Err(Error::config("InvalidSpec", "neither oidc nor saml is set")),
+        };
+        let info = match info {
+            Ok(info) => info,
+            Err(e) => {
+                // Keep serving the last validated configuration: do not push an
+                // unvalidated one, and let status say which is active.
+                return Err(e);
+            }
+        };
+        let synced = sync::document(
+            &ctx,
+            &target,
+            ObjectKind::SsoConnection,
+            &ws.workspace_id(),
+            &name,
+            &doc,
+            current.synced_fingerprint.as_deref(),
+        )
+        .await?;
+        Ok((info, synced))
+    }
+    .await;
+
+    let last_good =
+        current.synced_fingerprint.is_some() && status::is_true(&current.conditions, SYNCED);
+    match &outcome {
+        Ok((info, synced)) => {
+            new.idp = Some(info.idp.clone());
+            new.idp_certificate_expires_at = info.certificate_expires_at.map(|t| t.to_string());
+            new.redirect_uri = synced.endpoints.get("redirectUri").cloned();
+            new.acs_url = synced.endpoints.get("acsUrl").cloned();
+            new.sp_entity_id = synced.endpoints.get("spEntityId").cloned();
+            new.sp_metadata_url = synced.endpoints.get("spMetadataUrl").cloned();
+            new.synced_fingerprint = Some(synced.fingerprint.clone());
+            if synced.wrote || new.last_synced_at.is_none() {
+                new.last_synced_at = Some(status::now_rfc3339());
+            }
+            match info.certificate_expires_at {
+                Some(t) => ctx
+                    .metrics
+                    .idp_certificate_expiry_seconds
+                    .with_label_values(&[&ns, &name])
+                    .set(t.duration_since(jiff::Timestamp::now()).as_secs_f64()),
+                None => {
+                    let _ = ctx
+                        .metrics
+                        .idp_certificate_expiry_seconds
+                        .remove_label_values(&[&ns, &name]);
+                }
+            }
+            new.conditions = status::conditions(
+                &current.conditions,
+                generation,
+                vec![
+                    Cond::ok(
+                        READY,
+                        "Synced",
+                        format!(
+                            "{} connection to {} is in sync",
+                            conn.spec.protocol.as_str(),
+                            info.idp
+                        ),
+                    ),
+                    Cond::ok(VALIDATED, "IdPChecked", info.summary.clone()),
+                    Cond::ok(
+                        SYNCED,
+                        "Synced",
+                        format!("fingerprint {}", synced.fingerprint),
+                    ),
+                ],
+            );
+        }
+        Err(
+            e @ Error::Validation {
+                transient: true, ..
+            },
+        ) if last_good => {
+            new.conditions = status::conditions(
+                &current.conditions,
+                generation,
+                vec![
+                    Cond::ok(
+                        READY,
+                        "ServingLastGood",
+                        format!(
+                            "serving the last validated configuration; the IdP check failed: {e}"
+                        ),
+                    ),
+                    Cond::fail(VALIDATED, e.reason(), e.to_string()),
+                    Cond::ok(
+                        SYNCED,
+                        "LastGood",
+                        "the last validated configuration stays synced",
+                    ),
+                ],
+            );
+        }
+        Err(e) => {
+            let validated = match e {
+                Error::Validation { .. } => Cond::fail(VALIDATED, e.reason(), e.to_string()),
+                _ => current
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == VALIDATED)
+                    .map(|c| Cond {
+                        type_: VALIDATED,
+                        ok: c.status == "True",
+                        reason: if c.status == "True" {
+                            "IdPChecked"
+                        } else {
+                            "NotChecked"
+                        },
+                        message: c.message.clone(),
+                    })
+                    .unwrap_or_else(|| Cond::fail(VALIDATED, "NotChecked", "not checked yet")),
+            };
+            new.conditions = status::conditions(
+                &current.conditions,
+                generation,
+                vec![
+                    Cond::fail(READY, e.reason(), e.to_string()),
+                    validated,
+                    Cond::fail(SYNCED, e.reason(), e.to_string()),
+                ],
+            );
+        }
+    }
+    status::patch_if_changed(&ctx, conn.as_ref(), conn.status.as_ref(), &new).await?;
+
+    match outcome {
+        Ok((info, synced)) => {
+            if synced.drift {
+                ctx.event(
+                    conn.as_ref(),
+                    EventType::Warning,
+                    "DriftCorrected",
+                    "the connection differed in the identity service and was restored".into(),
+                )
+                .await;
+            } else if synced.wrote {
+                ctx.event(
+                    conn.as_ref(),
+                    EventType::Normal,
+                    "Synced",
+                    format!("synced; {}", info.summary),
+                )
+                .await;
+            }
+            Ok(Action::requeue(ctx.resync))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn cleanup(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = conn.namespace().unwrap_or_default();
+    let name = conn.name_any();
+    let _ = ctx
+        .metrics
+        .idp_certificate_expiry_seconds
+        .remove_label_values(&[&ns, &name]);
+    if conn.spec.deletion_policy == Some(DeletionPolicy::Retain) {
+        return Ok(Action::await_change());
+    }
+    let (ws, target) = match ctx
+        .targets
+        .for_workspace_ref(&ns, &conn.spec.workspace_ref.name)
+        .await
+    {
+        Ok(found) => found,
+        // Whatever it pointed at is gone: nothing left to remove, never wedge.
+        Err(Error::Config { message, .. }) => {
+            tracing::warn!(connection = %name, %message, "nothing to clean up");
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e),
+    };
+    target
+        .call(
+            "delete",
+            target.client.delete_object(
+                ObjectKind::SsoConnection,
+                &ws.workspace_id(),
+                &name,
+                false,
+            ),
+        )
+        .await?;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,62 @@
+//! Making the identity service hold a document: read, compare fingerprints, and
+//! write only on a difference.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Context, error::Result, target::Target};
+use crate::service::store::ObjectKind;
+
+/// What a sync found and did.
+pub struct Synced {
+    pub fingerprint: String,
+    /// Whether the service was written to.
+    pub wrote: bool,
+    /// Whether the write corrected drift: the service differed from content this
+    /// resource had already synced.
+    pub drift: bool,
+    /// URLs to configure at the IdP, as the service reports them.
+    pub endpoints: BTreeMap<String, String>,
+}
+
+pub async fn document<T: Serialize>(
+    ctx: &Context,
+    target: &Target,
+    kind: ObjectKind,
+    workspace: &str,
+    name: &str,
+    doc: &T,
+    previously_synced: Option<&str>,
+) -> Result<Synced> {
+    let fingerprint = crate::fingerprint::of(doc);
+    let current = target
+        .call("get", target.client.get_object(kind, workspace, name))
+        .await?;
+    if let Some(current) = &current
+        && current.fingerprint == fingerprint
+    {
+        return Ok(Synced {
+            fingerprint,
+            wrote: false,
+            drift: false,
+            endpoints: current.endpoints.clone(),
+        });
+    }
+    let view = target
+        .call("put", target.client.put_object(kind, workspace, name, doc))
+        .await?;
+    let drift = previously_synced == Some(fingerprint.as_str());
+    if drift {
+        ctx.metrics
+            .drift_corrections
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
+    Ok(Synced {
+        fingerprint: view.fingerprint,
+        wrote: true,
+        drift,
+        endpoints: view.endpoints,
+    })
+}

@@ -1,0 +1,197 @@
+//! Resolving where a resource syncs to: its Workspace, that Workspace's
+//! IdentityService, the admin token from a Secret, and an admin client with a
+//! concurrency limit and metrics around every call.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use tokio::sync::Semaphore;
+
+use super::{
+    error::{Error, Result},
+    metrics::OperatorMetrics,
+};
+use crate::admin::{AdminClient, ClientError};
+use crate::api::{IdentityService, SecretKeyRef, Workspace};
+
+/// Default for `IdentityService.spec.maxConcurrentRequests`.
+const DEFAULT_CONCURRENCY: usize = 8;
+
+/// An identity service to call, with its per-service concurrency limit.
+#[derive(Clone)]
+pub struct Target {
+    pub client: AdminClient,
+    /// Base URL IdPs use (public URL when set).
+    pub public_url: String,
+    limit: Arc<Semaphore>,
+    metrics: OperatorMetrics,
+}
+
+impl Target {
+    /// Runs one admin call under the concurrency limit, counting it.
+    pub async fn call<T, F>(&self, operation: &'static str, fut: F) -> Result<T, ClientError>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.limit.acquire().await;
+        let started = Instant::now();
+        let result = fut.await;
+        let status = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(ClientError::Api { status, .. }) => status.as_u16().to_string(),
+            Err(_) => "error".to_string(),
+        };
+        self.metrics
+            .service_request_duration
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .service_requests
+            .with_label_values(&[operation, &status])
+            .inc();
+        result
+    }
+
+    pub fn scim_base_url(&self, workspace_id: &str) -> String {
+        format!(
+            "{}/scim/v2/{workspace_id}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+}
+
+/// Builds targets, reusing one per IdentityService while its spec and token stay
+/// the same (so the semaphore really bounds concurrency).
+pub struct ServiceTargets {
+    client: Client,
+    metrics: OperatorMetrics,
+    cache: Mutex<HashMap<String, (String, Target)>>,
+}
+
+impl ServiceTargets {
+    pub fn new(client: Client, metrics: OperatorMetrics) -> Self {
+        Self {
+            client,
+            metrics,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads a Secret key, with a message that says exactly what is missing.
+    pub async fn secret_value(&self, namespace: &str, r: &SecretKeyRef) -> Result<Option<String>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let Some(secret) = api.get_opt(&r.name).await? else {
+            return Ok(None);
+        };
+        let from_data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned());
+        let from_string_data = secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .cloned();
+        Ok(from_data.or(from_string_data))
+    }
+
+    /// The target of an IdentityService.
+    pub async fn for_service(&self, service: &IdentityService) -> Result<Target> {
+        let ns = service.metadata.namespace.clone().unwrap_or_default();
+        let name = service.metadata.name.clone().unwrap_or_default();
+        let r = &service.spec.admin_token_secret_ref;
+        let token = self.secret_value(&ns, r).await?.ok_or_else(|| {
+            Error::config(
+                "AdminTokenNotFound",
+                format!(
+                    "admin token key `{}` not found in Secret `{}` (namespace {ns}); create it with the identity service's admin token",
+                    r.key, r.name
+                ),
+            )
+        })?;
+        // Cache key covers everything the client is built from; the token enters
+        // only as a hash.
+        let fingerprint = crate::fingerprint::of(&(
+            &service.spec.url,
+            &service.spec.ca_bundle,
+            &service.spec.public_url,
+            service.spec.max_concurrent_requests,
+            crate::token::hash(&token),
+        ));
+        let key = format!("{ns}/{name}");
+        if let Some((fp, target)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && *fp == fingerprint
+        {
+            return Ok(target.clone());
+        }
+        let client = AdminClient::new(&service.spec.url, &token, service.spec.ca_bundle.as_deref())
+            .map_err(|e| Error::config("InvalidServiceConfig", e.to_string()))?
+            .with_actor(format!("operator/{ns}"));
+        let limit = service
+            .spec
+            .max_concurrent_requests
+            .map(|n| n.max(1) as usize)
+            .unwrap_or(DEFAULT_CONCURRENCY);
+        let target = Target {
+            client,
+            public_url: service
+                .spec
+                .public_url
+                .clone()
+                .unwrap_or_else(|| service.spec.url.clone()),
+            limit: Arc::new(Semaphore::new(limit)),
+            metrics: self.metrics.clone(),
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (fingerprint, target.clone()));
+        Ok(target)
+    }
+
+    /// The IdentityService a Workspace names.
+    pub async fn service_of(&self, workspace: &Workspace) -> Result<Option<IdentityService>> {
+        let ns = workspace.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<IdentityService> = Api::namespaced(self.client.clone(), &ns);
+        Ok(api.get_opt(&workspace.spec.service_ref.name).await?)
+    }
+
+    /// The Workspace a resource references, its identity service target and the
+    /// workspace id. A missing Workspace or IdentityService is a config error.
+    pub async fn for_workspace_ref(
+        &self,
+        namespace: &str,
+        workspace: &str,
+    ) -> Result<(Workspace, Target)> {
+        let api: Api<Workspace> = Api::namespaced(self.client.clone(), namespace);
+        let ws = api.get_opt(workspace).await?.ok_or_else(|| {
+            Error::config(
+                "WorkspaceNotFound",
+                format!("Workspace `{workspace}` not found in namespace {namespace}"),
+            )
+        })?;
+        let service = self.service_of(&ws).await?.ok_or_else(|| {
+            Error::config(
+                "IdentityServiceNotFound",
+                format!(
+                    "IdentityService `{}` (named by Workspace `{workspace}`) not found in namespace {namespace}",
+                    ws.spec.service_ref.name
+                ),
+            )
+        })?;
+        let target = self.for_service(&service).await?;
+        Ok((ws, target))
+    }
+}

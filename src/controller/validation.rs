@@ -1,0 +1,336 @@
+//! Checking an SSO connection's identity provider before syncing it: OIDC discovery
+//! (issuer matches, endpoints present, JWKS reachable) or SAML metadata (entity ID,
+//! SSO URL, signing certificates and their expiry).
+
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use jiff::Timestamp;
+
+use super::error::{Error, Result};
+use crate::admin::{OidcDoc, SamlDoc};
+
+/// What validation learned about the IdP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdpInfo {
+    /// Issuer or entity ID.
+    pub idp: String,
+    /// Expiry of the first-expiring signing certificate (SAML).
+    pub certificate_expires_at: Option<Timestamp>,
+    pub summary: String,
+}
+
+fn http() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Validation {
+            reason: "InternalError",
+            message: e.to_string(),
+            transient: true,
+        })
+}
+
+async fn fetch(url: &str, what: &str) -> Result<bytes::Bytes> {
+    let unreachable = |e: String| Error::Validation {
+        reason: "IdPUnreachable",
+        message: format!("fetching {what} from {url}: {e}"),
+        transient: true,
+    };
+    let resp = http()?
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(Error::Validation {
+            reason: "IdPUnreachable",
+            message: format!("fetching {what} from {url}: HTTP {status}"),
+            transient: status.is_server_error(),
+        });
+    }
+    resp.bytes().await.map_err(|e| unreachable(error_chain(&e)))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn invalid(reason: &'static str, message: String) -> Error {
+    Error::Validation {
+        reason,
+        message,
+        transient: false,
+    }
+}
+
+/// Fetches and checks an OIDC discovery document and its JWKS.
+pub async fn oidc(doc: &OidcDoc) -> Result<IdpInfo> {
+    let issuer = doc.issuer.trim_end_matches('/');
+    let url = doc
+        .discovery_url
+        .clone()
+        .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration"));
+    let body = fetch(&url, "the OIDC discovery document").await?;
+    let discovery: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        invalid(
+            "InvalidDiscovery",
+            format!("{url} is not a JSON discovery document: {e}"),
+        )
+    })?;
+    let advertised = discovery["issuer"].as_str().unwrap_or_default();
+    if advertised.trim_end_matches('/') != issuer {
+        return Err(invalid(
+            "IssuerMismatch",
+            format!(
+                "discovery document at {url} names issuer {advertised:?}, not {:?}",
+                doc.issuer
+            ),
+        ));
+    }
+    for field in ["authorization_endpoint", "token_endpoint", "jwks_uri"] {
+        if discovery[field].as_str().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "InvalidDiscovery",
+                format!("discovery document at {url} has no {field}"),
+            ));
+        }
+    }
+    let jwks_uri = discovery["jwks_uri"].as_str().unwrap_or_default();
+    let jwks: serde_json::Value = serde_json::from_slice(&fetch(jwks_uri, "the JWKS").await?)
+        .map_err(|e| invalid("InvalidJwks", format!("{jwks_uri} is not a JWK set: {e}")))?;
+    let keys = jwks["keys"].as_array().map_or(0, Vec::len);
+    if keys == 0 {
+        return Err(invalid(
+            "InvalidJwks",
+            format!("the JWK set at {jwks_uri} has no keys"),
+        ));
+    }
+    Ok(IdpInfo {
+        idp: doc.issuer.clone(),
+        certificate_expires_at: None,
+        summary: format!("discovery at {url} checked; JWKS has {keys} key(s)"),
+    })
+}
+
+/// Checks SAML settings: metadata (inline, resolved, or fetched) or explicit values.
+pub async fn saml(doc: &SamlDoc) -> Result<IdpInfo> {
+    let (entity_id, sso_url, certs, source) = match (
+        &doc.metadata,
+        &doc.metadata_url,
+        &doc.entity_id,
+    ) {
+        (Some(xml), _, _) => {
+            let (e, s, c) = parse_metadata(xml)?;
+            (e, s, c, "inline metadata")
+        }
+        (None, Some(url), _) => {
+            let body = fetch(url, "the SAML metadata").await?;
+            let xml = String::from_utf8_lossy(&body);
+            let (e, s, c) = parse_metadata(&xml)?;
+            (e, s, c, "metadata URL")
+        }
+        (None, None, Some(entity_id)) => {
+            let certs = doc
+                .certificates
+                .iter()
+                .map(|pem| pem_to_der(pem))
+                .collect::<Result<Vec<_>>>()?;
+            (
+                entity_id.clone(),
+                doc.sso_url.clone().unwrap_or_default(),
+                certs,
+                "spec",
+            )
+        }
+        _ => {
+            return Err(invalid(
+                "MissingIdpConfig",
+                "give metadataUrl, metadata, metadataRef, or entityId with ssoUrl and certificates"
+                    .into(),
+            ));
+        }
+    };
+    if certs.is_empty() {
+        // Without a certificate nothing could verify an assertion's signature.
+        return Err(invalid(
+            "NoSigningCertificate",
+            format!(
+                "the IdP ({source}) has no signing certificate; a connection that cannot verify signatures is refused"
+            ),
+        ));
+    }
+    let mut earliest: Option<Timestamp> = None;
+    for der in &certs {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+            invalid(
+                "InvalidCertificate",
+                format!("an IdP signing certificate does not parse: {e}"),
+            )
+        })?;
+        let not_after = Timestamp::from_second(cert.validity().not_after.timestamp())
+            .map_err(|e| invalid("InvalidCertificate", e.to_string()))?;
+        earliest = Some(earliest.map_or(not_after, |e| e.min(not_after)));
+    }
+    if !sso_url.starts_with("https://")
+        && !sso_url.starts_with("http://127.0.0.1")
+        && !sso_url.starts_with("http://localhost")
+    {
+        return Err(invalid(
+            "InvalidSsoUrl",
+            format!("the IdP SSO URL {sso_url:?} is not an https URL"),
+        ));
+    }
+    let expires = earliest.map(|t| t.to_string()).unwrap_or_default();
+    Ok(IdpInfo {
+        idp: entity_id,
+        certificate_expires_at: earliest,
+        summary: format!(
+            "{} signing certificate(s) from {source}, first expiring {expires}",
+            certs.len()
+        ),
+    })
+}
+
+fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----") && !l.is_empty())
+        .collect();
+    STANDARD.decode(body.as_bytes()).map_err(|e| {
+        invalid(
+            "InvalidCertificate",
+            format!("a certificate is not PEM/base64: {e}"),
+        )
+    })
+}
+
+/// (entity ID, SSO URL, signing certificates as DER) from IdP metadata.
+fn parse_metadata(xml: &str) -> Result<(String, String, Vec<Vec<u8>>)> {
+    let parsed = roxmltree::Document::parse_with_options(
+        xml,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| {
+        invalid(
+            "InvalidMetadata",
+            format!("SAML metadata is not well-formed XML: {e}"),
+        )
+    })?;
+    let entity = parsed
+        .descendants()
+        .find(|n| n.has_tag_name("EntityDescriptor"))
+        .ok_or_else(|| {
+            invalid(
+                "InvalidMetadata",
+                "SAML metadata has no EntityDescriptor".into(),
+            )
+        })?;
+    let entity_id = entity.attribute("entityID").unwrap_or_default().to_string();
+    let idp = entity
+        .descendants()
+        .find(|n| n.has_tag_name("IDPSSODescriptor"))
+        .ok_or_else(|| {
+            invalid(
+                "InvalidMetadata",
+                "SAML metadata has no IDPSSODescriptor".into(),
+            )
+        })?;
+    let services: Vec<_> = idp
+        .children()
+        .filter(|n| n.has_tag_name("SingleSignOnService"))
+        .collect();
+    let sso_url = services
+        .iter()
+        .find(|n| {
+            n.attribute("Binding")
+                .is_some_and(|b| b.ends_with("HTTP-Redirect"))
+        })
+        .or(services.first())
+        .and_then(|n| n.attribute("Location"))
+        .unwrap_or_default()
+        .to_string();
+    let mut certs = Vec::new();
+    for key in idp.children().filter(|n| n.has_tag_name("KeyDescriptor")) {
+        if key.attribute("use").is_some_and(|u| u != "signing") {
+            continue;
+        }
+        for cert in key
+            .descendants()
+            .filter(|n| n.has_tag_name("X509Certificate"))
+        {
+            certs.push(pem_to_der(cert.text().unwrap_or_default())?);
+        }
+    }
+    Ok((entity_id, sso_url, certs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &str = include_str!("../../tests/data/idp-signing.pem");
+
+    #[tokio::test]
+    async fn saml_without_signing_certificate_is_refused() {
+        let xml = r#"<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example.com">
+            <IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+              <SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.com/sso"/>
+            </IDPSSODescriptor></EntityDescriptor>"#;
+        let err = saml(&SamlDoc {
+            metadata: Some(xml.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.reason(), "NoSigningCertificate");
+    }
+
+    #[tokio::test]
+    async fn saml_metadata_yields_entity_and_certificate_expiry() {
+        let body: String = CERT.lines().filter(|l| !l.starts_with("-----")).collect();
+        let xml = format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.example.com">
+            <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+              <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{body}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+              <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://idp.example.com/post"/>
+              <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.com/redirect"/>
+            </md:IDPSSODescriptor></md:EntityDescriptor>"#
+        );
+        let info = saml(&SamlDoc {
+            metadata: Some(xml),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(info.idp, "https://idp.example.com");
+        let expiry = info.certificate_expires_at.unwrap();
+        assert!(expiry > Timestamp::now(), "{expiry}");
+    }
+
+    #[tokio::test]
+    async fn dtds_are_refused() {
+        let xml = r#"<!DOCTYPE x [<!ENTITY a "aaaa">]><EntityDescriptor entityID="x"/>"#;
+        let err = saml(&SamlDoc {
+            metadata: Some(xml.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.reason(), "InvalidMetadata");
+    }
+}

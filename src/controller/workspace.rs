@@ -1,0 +1,165 @@
+//! Reconciling `Workspace`s.
+
+use std::sync::Arc;
+
+use kube::{
+    ResourceExt,
+    runtime::{controller::Action, events::EventType},
+};
+
+use super::{
+    Context,
+    context::obj_key,
+    error::{Error, Result},
+    status::{self, Cond, READY, SYNCED},
+    sync,
+};
+use crate::admin::desired;
+use crate::api::{Workspace, WorkspaceDeletionPolicy};
+use crate::service::store::ObjectKind;
+
+pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+    let id = ws.workspace_id();
+    let current = ws.status.clone().unwrap_or_default();
+    let outcome = async {
+        let service = ctx.targets.service_of(&ws).await?.ok_or_else(|| {
+            Error::config(
+                "IdentityServiceNotFound",
+                format!(
+                    "IdentityService `{}` not found in namespace {}",
+                    ws.spec.service_ref.name,
+                    ws.namespace().unwrap_or_default()
+                ),
+            )
+        })?;
+        let target = ctx.targets.for_service(&service).await?;
+        let synced = sync::document(
+            &ctx,
+            &target,
+            ObjectKind::Workspace,
+            &id,
+            &id,
+            &desired::workspace(&ws.spec),
+            current.synced_fingerprint.as_deref(),
+        )
+        .await?;
+        Ok::<_, Error>((synced, target))
+    }
+    .await;
+
+    let generation = ws.metadata.generation;
+    let mut new = current.clone();
+    new.observed_generation = generation;
+    new.workspace_id = Some(id.clone());
+    match &outcome {
+        Ok((synced, target)) => {
+            new.scim_base_url = Some(target.scim_base_url(&id));
+            if synced.wrote || new.last_synced_at.is_none() {
+                new.last_synced_at = Some(status::now_rfc3339());
+            }
+            new.synced_fingerprint = Some(synced.fingerprint.clone());
+            new.conditions = status::conditions(
+                &current.conditions,
+                generation,
+                vec![
+                    Cond::ok(
+                        READY,
+                        "Synced",
+                        format!("workspace {id} is in sync with the identity service"),
+                    ),
+                    Cond::ok(
+                        SYNCED,
+                        "Synced",
+                        format!("fingerprint {}", synced.fingerprint),
+                    ),
+                ],
+            );
+        }
+        Err(e) => {
+            new.conditions = status::conditions(
+                &current.conditions,
+                generation,
+                vec![
+                    Cond::fail(READY, e.reason(), e.to_string()),
+                    Cond::fail(SYNCED, e.reason(), e.to_string()),
+                ],
+            );
+        }
+    }
+    status::patch_if_changed(&ctx, ws.as_ref(), ws.status.as_ref(), &new).await?;
+
+    match outcome {
+        Ok((synced, _)) => {
+            if synced.drift {
+                ctx.event(
+                    ws.as_ref(),
+                    EventType::Warning,
+                    "DriftCorrected",
+                    format!("workspace {id} differed in the identity service and was restored"),
+                )
+                .await;
+            } else if synced.wrote {
+                ctx.event(
+                    ws.as_ref(),
+                    EventType::Normal,
+                    "Synced",
+                    format!("workspace {id} synced ({})", synced.fingerprint),
+                )
+                .await;
+            }
+            Ok(Action::requeue(ctx.resync))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn cleanup(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
+    let id = ws.workspace_id();
+    let policy = ws.spec.deletion_policy.unwrap_or_default();
+    if policy == WorkspaceDeletionPolicy::Retain {
+        return Ok(Action::await_change());
+    }
+    // A missing IdentityService or admin token means nothing can be removed; the
+    // resource must still be deletable, so that counts as cleaned up.
+    let Some(service) = ctx.targets.service_of(&ws).await? else {
+        tracing::warn!(workspace = %obj_key(ws.as_ref()), "IdentityService gone; nothing to clean up");
+        return Ok(Action::await_change());
+    };
+    let target = match ctx.targets.for_service(&service).await {
+        Ok(t) => t,
+        Err(Error::Config { message, .. }) => {
+            tracing::warn!(workspace = %obj_key(ws.as_ref()), %message, "cannot reach the identity service to clean up; releasing");
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e),
+    };
+    let cascade = policy == WorkspaceDeletionPolicy::Cascade;
+    match target
+        .call(
+            "delete",
+            target
+                .client
+                .delete_object(ObjectKind::Workspace, &id, &id, cascade),
+        )
+        .await
+    {
+        Ok(()) => Ok(Action::await_change()),
+        Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => {
+            // Dependents still exist: say so in status and wait for them to go.
+            let current = ws.status.clone().unwrap_or_default();
+            let mut new = current.clone();
+            new.conditions = status::conditions(
+                &current.conditions,
+                ws.metadata.generation,
+                vec![Cond::fail(
+                    READY,
+                    "DeletionBlocked",
+                    format!("{e}; or set spec.deletionPolicy: Cascade"),
+                )],
+            );
+            status::patch_if_changed(&ctx, ws.as_ref(), ws.status.as_ref(), &new).await?;
+            Err(Error::Service(e))
+        }
+        Err(e) => Err(Error::Service(e)),
+    }
+}
