@@ -21,6 +21,10 @@ if ((${#need[@]})); then
   $sudo service postgresql stop >/dev/null 2>&1 || true
 fi
 
+command -v node >/dev/null || {
+  echo "install-deps: Node.js is required to run the test identity providers" >&2
+  exit 1
+}
 command -v go >/dev/null || {
   echo "install-deps: Go is required to build the test Kubernetes control plane (https://go.dev/doc/install)" >&2
   exit 1

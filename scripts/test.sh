@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/idsync/target}
 scripts/install-deps.sh
+# Real identity providers from npm for the end-to-end and sign-in tests.
+if [[ ! -d tests/idp/node_modules || tests/idp/package-lock.json -nt tests/idp/node_modules ]]; then
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+fi
 # Build the control plane up front so its first, slow build reports progress here
 # rather than inside a test.
 tests/e2e/control-plane.sh build

@@ -125,42 +125,39 @@ pub async fn oidc(doc: &OidcDoc) -> Result<IdpInfo> {
 
 /// Checks SAML settings: metadata (inline, resolved, or fetched) or explicit values.
 pub async fn saml(doc: &SamlDoc) -> Result<IdpInfo> {
-    let (entity_id, sso_url, certs, source) = match (
-        &doc.metadata,
-        &doc.metadata_url,
-        &doc.entity_id,
-    ) {
-        (Some(xml), _, _) => {
-            let (e, s, c) = parse_metadata(xml)?;
-            (e, s, c, "inline metadata")
-        }
-        (None, Some(url), _) => {
-            let body = fetch(url, "the SAML metadata").await?;
-            let xml = String::from_utf8_lossy(&body);
-            let (e, s, c) = parse_metadata(&xml)?;
-            (e, s, c, "metadata URL")
-        }
-        (None, None, Some(entity_id)) => {
-            let certs = doc
-                .certificates
-                .iter()
-                .map(|pem| pem_to_der(pem))
-                .collect::<Result<Vec<_>>>()?;
-            (
-                entity_id.clone(),
-                doc.sso_url.clone().unwrap_or_default(),
-                certs,
-                "spec",
-            )
-        }
-        _ => {
-            return Err(invalid(
+    let (entity_id, sso_url, certs, source) =
+        match (&doc.metadata, &doc.metadata_url, &doc.entity_id) {
+            (Some(xml), _, _) => {
+                let (e, s, c) = parse_metadata(xml)?;
+                (e, s, c, "inline metadata")
+            }
+            (None, Some(url), _) => {
+                let body = fetch(url, "the SAML metadata").await?;
+                let xml = String::from_utf8_lossy(&body);
+                let (e, s, c) = parse_metadata(&xml)?;
+                (e, s, c, "metadata URL")
+            }
+            (None, None, Some(entity_id)) => {
+                let certs = doc
+                    .certificates
+                    .iter()
+                    .map(|pem| pem_to_der(pem))
+                    .collect::<Result<Vec<_>>>()?;
+                (
+                    entity_id.clone(),
+                    doc.sso_url.clone().unwrap_or_default(),
+                    certs,
+                    "spec",
+                )
+            }
+            _ => {
+                return Err(invalid(
                 "MissingIdpConfig",
                 "give metadataUrl, metadata, metadataRef, or entityId with ssoUrl and certificates"
                     .into(),
             ));
-        }
-    };
+            }
+        };
     if certs.is_empty() {
         // Without a certificate nothing could verify an assertion's signature.
         return Err(invalid(

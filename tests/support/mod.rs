@@ -2,7 +2,9 @@
 //! service started in-process on 127.0.0.1.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cluster;
 pub mod postgres;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 

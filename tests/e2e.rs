@@ -1,0 +1,762 @@
+//! End to end: a real kube-apiserver, kube-controller-manager and etcd; `idsync
+//! serve` and `idsync operator` as real processes; a real OpenID Provider. What is
+//! asserted is what a user checks with kubectl and their IdP.
+
+mod support;
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use idsync::api::{RoleMapping, ScimToken, SsoConnection, Workspace};
+use idsync::service::store::ObjectKind;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{Api, Client, api::Patch, api::PatchParams};
+use serde_json::json;
+use support::cluster::{ControlPlane, OidcProvider, OperatorProcess, ServiceProcess, eventually};
+
+/// One control plane, identity service, operator and IdP for this test binary;
+/// each test works in namespaces of its own.
+struct Stack {
+    cp: ControlPlane,
+    service: ServiceProcess,
+    operator: OperatorProcess,
+    oidc: OidcProvider,
+}
+
+const RESYNC: Duration = Duration::from_secs(2);
+
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        // Under the target directory, wiped per run: state, logs and PIDs of the last
+        // run stay there to read after a failure.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cp = ControlPlane::start(&dir.join("cluster"));
+        let (ok, out, err) = cp.kubectl_run(&["apply", "-f", support::repo_root().join("crds").to_str().unwrap()], None);
+        assert!(ok, "installing crds/: {out}{err}");
+        let (ok, out, err) = cp.kubectl_run(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None);
+        assert!(ok, "CRDs not established: {out}{err}");
+        let service = ServiceProcess::start(&dir);
+        let operator = OperatorProcess::start(&cp, &dir, "operator", "2s", &["--lease-namespace", "default"]);
+        let clients = json!([
+            {"client_id": "octomil-idsync", "client_secret": "okta-example-secret", "redirect_uris": ["http://127.0.0.1/cb"]},
+            {"client_id": "brightpath-idsync", "client_secret": "google-example-secret", "redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "client_secret_post"}
+        ]);
+        let oidc = OidcProvider::start(&dir, clients, json!({}));
+        Stack { cp, service, operator, oidc }
+    })
+}
+
+async fn client() -> Client {
+    stack().cp.client().await
+}
+
+/// An IdentityService (with its admin token Secret) and a Workspace in `ns`.
+fn tenant_yaml(ns: &str, workspace_id: &str) -> String {
+    let s = stack();
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: idsync-admin, namespace: {ns}}}
+stringData: {{token: {token}}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: IdentityService
+metadata: {{name: idsync, namespace: {ns}}}
+spec:
+  url: {url}
+  adminTokenSecretRef: {{name: idsync-admin, key: token}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: Workspace
+metadata: {{name: main, namespace: {ns}}}
+spec:
+  serviceRef: {{name: idsync}}
+  workspaceId: {workspace_id}
+  domains: [{workspace_id}.example.com]
+"#,
+        token = s.service.admin_token,
+        url = s.service.url,
+    )
+}
+
+fn wait_ready(kind: &str, ns: &str, name: &str, timeout: &str) {
+    let (ok, out, err) = stack().cp.kubectl_run(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            kind,
+            name,
+            "-n",
+            ns,
+            &format!("--timeout={timeout}"),
+        ],
+        None,
+    );
+    assert!(
+        ok,
+        "{kind}/{name} in {ns} not Ready: {out}{err}\n{}",
+        stack()
+            .cp
+            .kubectl_run(&["get", kind, name, "-n", ns, "-o", "yaml"], None)
+            .1
+    );
+}
+
+async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = api.get_opt(name).await.ok()??;
+    secret
+        .data?
+        .get(key)
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+}
+
+async fn scim_status(base_url: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base_url}/ServiceProviderConfig"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn examples_become_ready_and_their_scim_tokens_work() {
+    let s = stack();
+    let client = client().await;
+    // The examples as a platform team would apply them, with the admin token and
+    // service URL of this stack, and the OIDC issuers pointed at the local IdP (the
+    // machine has no internet to reach Okta or Google).
+    let mut yaml = String::new();
+    for file in [
+        "00-identity-service.yaml",
+        "okta-oidc.yaml",
+        "entra-saml.yaml",
+        "google-oidc.yaml",
+    ] {
+        yaml.push_str(
+            &std::fs::read_to_string(support::repo_root().join("examples").join(file)).unwrap(),
+        );
+        yaml.push_str("\n---\n");
+    }
+    let yaml = yaml
+        .replace(
+            "REPLACE-WITH-THE-ADMIN-TOKEN-OF-YOUR-IDENTITY-SERVICE",
+            &s.service.admin_token,
+        )
+        .replace("http://127.0.0.1:8080", &s.service.url)
+        .replace("https://octomil.okta.com", &s.oidc.issuer)
+        .replace("https://accounts.google.com", &s.oidc.issuer)
+        .replace("0oa8f5j3ecb5w3dF35d7", "octomil-idsync")
+        .replace(
+            "1234567890-brightpath.apps.googleusercontent.com",
+            "brightpath-idsync",
+        );
+    s.cp.apply(&yaml);
+
+    for kind in [
+        "identityservices",
+        "workspaces",
+        "ssoconnections",
+        "scimtokens",
+        "rolemappings",
+    ] {
+        wait_ready(kind, "idsync-examples", "--all", "90s");
+    }
+
+    // Each SCIMToken's Secret holds a token the SCIM endpoint accepts, and the base
+    // URL to paste into the IdP.
+    for (secret, workspace) in [
+        ("okta-scim-token", "octomil"),
+        ("entra-scim-token", "omniflow"),
+        ("google-scim-scim-token", "brightpath"),
+    ] {
+        let token = secret_value(&client, "idsync-examples", secret, "token")
+            .await
+            .unwrap();
+        let base = secret_value(&client, "idsync-examples", secret, "scimBaseUrl")
+            .await
+            .unwrap();
+        assert_eq!(base, format!("{}/scim/v2/{workspace}", s.service.url));
+        assert!(token.starts_with("idsync_scim_"));
+        assert_eq!(
+            scim_status(&base, &token).await,
+            200,
+            "{secret} not accepted"
+        );
+        // Tenants are isolated: the token reaches nothing of another workspace.
+        let other = format!(
+            "{}/scim/v2/{}",
+            s.service.url,
+            if workspace == "octomil" {
+                "omniflow"
+            } else {
+                "octomil"
+            }
+        );
+        assert_eq!(scim_status(&other, &token).await, 401);
+    }
+
+    // What the IdP admin needs is in status.
+    let sso: Api<SsoConnection> = Api::namespaced(client.clone(), "idsync-examples");
+    let okta = sso.get("okta").await.unwrap().status.unwrap();
+    assert_eq!(
+        okta.redirect_uri.as_deref(),
+        Some(format!("{}/sso/octomil/oidc/okta/callback", s.service.url).as_str())
+    );
+    let entra = sso.get("entra").await.unwrap().status.unwrap();
+    assert_eq!(
+        entra.acs_url.as_deref(),
+        Some(format!("{}/sso/omniflow/saml/entra/acs", s.service.url).as_str())
+    );
+    assert!(entra.idp_certificate_expires_at.is_some());
+    assert!(
+        s.operator
+            .metric_sum(
+                "idsync_operator_idp_certificate_expiry_seconds",
+                &["name=\"entra\""]
+            )
+            .await
+            > 86_400.0
+    );
+
+    // And the identity service holds what was declared.
+    let admin = s.service.admin();
+    let ws = admin
+        .get_object(ObjectKind::Workspace, "omniflow", "omniflow")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ws.spec["domains"], json!(["omniflow.io", "omniflow.co.uk"]));
+    let mapping = admin
+        .get_object(ObjectKind::RoleMapping, "octomil", "octomil-roles")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mapping.spec["rules"][1]["equals"], "octomil-admins");
+    // Secrets never leave: the connection's client secret is write-only.
+    let conn = admin
+        .get_object(ObjectKind::SsoConnection, "octomil", "okta")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conn.spec["oidc"]["clientSecretSet"], true);
+    assert!(
+        !conn
+            .spec
+            .to_string()
+            .contains("REPLACE-WITH-THE-OKTA-CLIENT-SECRET")
+    );
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_refused_with_readable_messages() {
+    let s = stack();
+    s.cp.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: refused}\n");
+    let cases = [
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: SSOConnection\nmetadata: {name: a, namespace: refused}\nspec:\n  workspaceRef: {name: w}\n  protocol: ldap\n",
+            "supported values: \"oidc\", \"saml\"",
+        ),
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: SSOConnection\nmetadata: {name: b, namespace: refused}\nspec:\n  workspaceRef: {name: w}\n  protocol: saml\n  oidc: {issuer: 'https://x.okta.com', clientId: c, clientSecretRef: {name: s, key: k}}\n",
+            "protocol saml requires the saml block and forbids oidc",
+        ),
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: SCIMToken\nmetadata: {name: c, namespace: refused}\nspec:\n  workspaceRef: {name: w}\n  rotation: {every: 24h, overlap: 2d}\n",
+            "rotation.overlap must be shorter than rotation.every",
+        ),
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: d, namespace: refused}\nspec:\n  workspaceRef: {name: w}\n  rules: [{role: superuser, equals: admins}]\n",
+            "every rule's role must be one of spec.roles",
+        ),
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {name: e, namespace: refused}\nspec:\n  workspaceRef: {name: w}\n",
+            "give at least one rule or a defaultRole",
+        ),
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: Workspace\nmetadata: {name: f, namespace: refused}\nspec:\n  serviceRef: {name: s}\n  domains: [Example.COM]\n",
+            "spec.domains[0]",
+        ),
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: SCIMToken\nmetadata: {name: g, namespace: refused}\nspec:\n  workspaceRef: {name: w}\n  rotation: {every: 90 days, overlap: 1d}\n",
+            "spec.rotation.every",
+        ),
+    ];
+    for (yaml, message) in cases {
+        let (ok, out, err) = s.cp.kubectl_run(&["apply", "-f", "-"], Some(yaml));
+        assert!(!ok, "accepted:\n{yaml}\n{out}");
+        assert!(
+            err.contains(message),
+            "message for\n{yaml}\nlacks {message:?}:\n{err}"
+        );
+    }
+    let (_, out, _) = s.cp.kubectl_run(
+        &[
+            "get",
+            "sso,scimtoken,rolemap,ws",
+            "-n",
+            "refused",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(out.trim().is_empty(), "something was stored: {out}");
+}
+
+/// Everything a resource's reconcile could write: its resourceVersion (status
+/// patches, finalizer changes) and the identity service's audit entries.
+async fn write_marks(client: &Client, ns: &str, workspace: &str) -> (Vec<String>, usize) {
+    let mut versions = Vec::new();
+    let ws: Api<Workspace> = Api::namespaced(client.clone(), ns);
+    let rm: Api<RoleMapping> = Api::namespaced(client.clone(), ns);
+    let tok: Api<ScimToken> = Api::namespaced(client.clone(), ns);
+    let sec: Api<Secret> = Api::namespaced(client.clone(), ns);
+    versions.push(
+        ws.get("main")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap(),
+    );
+    versions.push(
+        rm.get("roles")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap(),
+    );
+    versions.push(
+        tok.get("scim")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap(),
+    );
+    versions.push(
+        sec.get("scim-scim-token")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap(),
+    );
+    let audit = stack()
+        .service
+        .admin()
+        .audit(&format!("workspace={workspace}&limit=1000"))
+        .await
+        .unwrap()
+        .len();
+    (versions, audit)
+}
+
+#[tokio::test]
+async fn nothing_is_written_across_idle_resyncs() {
+    let s = stack();
+    let client = client().await;
+    let ns = "quiet";
+    s.cp.apply(&tenant_yaml(ns, "quiet"));
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {{name: roles, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  rules: [{{role: admin, equals: admins}}]
+  tests: [{{groups: [admins], expect: admin}}]
+---
+apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {{name: scim, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  rotation: {{every: 30d, overlap: 1h}}
+"#
+    ));
+    for kind in ["workspaces", "rolemappings", "scimtokens"] {
+        wait_ready(kind, ns, "--all", "60s");
+    }
+    // Let the reconciles that follow the first sync (status, Secret) settle.
+    tokio::time::sleep(RESYNC * 2).await;
+    let before = write_marks(&client, ns, "quiet").await;
+    tokio::time::sleep(RESYNC * 3 + Duration::from_secs(1)).await;
+    let after = write_marks(&client, ns, "quiet").await;
+    assert_eq!(
+        before, after,
+        "an idle resync wrote something (resourceVersions, audit entries)"
+    );
+}
+
+#[tokio::test]
+async fn role_mapping_changes_reach_the_service_and_failing_tests_block_them() {
+    let s = stack();
+    let client = client().await;
+    let ns = "mapping";
+    s.cp.apply(&tenant_yaml(ns, "mapping"));
+    let mapping = |group: &str, expect: &str| {
+        format!(
+            r#"apiVersion: idsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {{name: roles, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  rules: [{{role: admin, equals: {group}}}]
+  tests: [{{name: admins, groups: [platform-admins], expect: {expect}}}]
+"#
+        )
+    };
+    s.cp.apply(&mapping("platform-admins", "admin"));
+    wait_ready("rolemappings", ns, "roles", "60s");
+    let admin = s.service.admin();
+    let first = admin
+        .get_object(ObjectKind::RoleMapping, "mapping", "roles")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.spec["rules"][0]["equals"], "platform-admins");
+
+    // A change reaches the service.
+    s.cp.apply(&mapping("sre-admins", "none"));
+    let changed = eventually(
+        "the new rule in the identity service",
+        Duration::from_secs(30),
+        || async {
+            admin
+                .get_object(ObjectKind::RoleMapping, "mapping", "roles")
+                .await
+                .unwrap()
+                .filter(|o| o.spec["rules"][0]["equals"] == "sre-admins")
+        },
+    )
+    .await;
+    assert_ne!(changed.fingerprint, first.fingerprint);
+
+    // A change whose inline tests fail is not synced; the previous mapping stays.
+    s.cp.apply(&mapping("nobody", "admin"));
+    let api: Api<RoleMapping> = Api::namespaced(client.clone(), ns);
+    let message = eventually("TestsPassed=False", Duration::from_secs(30), || async {
+        let status = api.get("roles").await.ok()?.status?;
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "TestsPassed" && c.status == "False")
+            .map(|c| c.message.clone())
+    })
+    .await;
+    assert!(
+        message.contains("test 0 (\"admins\"): expected admin, got none"),
+        "{message}"
+    );
+    let still = admin
+        .get_object(ObjectKind::RoleMapping, "mapping", "roles")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        still.fingerprint, changed.fingerprint,
+        "a mapping with failing tests was synced"
+    );
+}
+
+#[tokio::test]
+async fn drift_in_the_service_is_corrected() {
+    let s = stack();
+    let client = client().await;
+    let ns = "drift";
+    s.cp.apply(&tenant_yaml(ns, "drift"));
+    wait_ready("workspaces", ns, "main", "60s");
+    let admin = s.service.admin();
+    let synced = admin
+        .get_object(ObjectKind::Workspace, "drift", "drift")
+        .await
+        .unwrap()
+        .unwrap();
+    let before = s
+        .operator
+        .metric_sum(
+            "idsync_operator_drift_corrections_total",
+            &["kind=\"workspace\""],
+        )
+        .await;
+
+    // Someone changes the workspace behind the operator's back.
+    admin
+        .put_object(
+            ObjectKind::Workspace,
+            "drift",
+            "drift",
+            &json!({"domains": ["evil.example.com"]}),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the workspace restored",
+        Duration::from_secs(30),
+        || async {
+            let now = admin
+                .get_object(ObjectKind::Workspace, "drift", "drift")
+                .await
+                .unwrap()?;
+            (now.fingerprint == synced.fingerprint).then_some(())
+        },
+    )
+    .await;
+    let after = s
+        .operator
+        .metric_sum(
+            "idsync_operator_drift_corrections_total",
+            &["kind=\"workspace\""],
+        )
+        .await;
+    assert!(after > before, "drift correction not counted");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "a DriftCorrected event",
+        Duration::from_secs(15),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("DriftCorrected"))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn forced_rotations_never_reject_a_client_that_reads_the_secret() {
+    let s = stack();
+    let client = client().await;
+    let ns = "rotation";
+    s.cp.apply(&tenant_yaml(ns, "rotation"));
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {{name: scim, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  secretName: idp-token
+  rotation: {{every: 90d, overlap: 5s}}
+"#
+    ));
+    wait_ready("scimtokens", ns, "scim", "60s");
+    let base = secret_value(&client, ns, "idp-token", "scimBaseUrl")
+        .await
+        .unwrap();
+
+    // An IdP: calls SCIM continuously; on a 401 it re-reads the Secret (as after an
+    // admin pastes the new token) and counts the rejection.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idp = {
+        let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut token = secret_value(&client, ns, "idp-token", "token")
+                .await
+                .unwrap();
+            let (mut ok, mut rejected) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match scim_status(&base, &token).await {
+                    200 => ok += 1,
+                    401 => {
+                        rejected += 1;
+                        token = secret_value(&client, ns, "idp-token", "token")
+                            .await
+                            .unwrap();
+                    }
+                    other => panic!("SCIM answered {other}"),
+                }
+                // Pick up rotations the way a polling IdP integration would.
+                if ok % 20 == 0 {
+                    token = secret_value(&client, ns, "idp-token", "token")
+                        .await
+                        .unwrap();
+                }
+            }
+            (ok, rejected)
+        })
+    };
+
+    let api: Api<ScimToken> = Api::namespaced(client.clone(), ns);
+    let mut ids = std::collections::BTreeSet::new();
+    let rotations = 8;
+    for i in 0..rotations {
+        let value = format!("rotation-{i}");
+        let patch = json!({"metadata": {"annotations": {"idsync.dev/rotate-requested-at": value}}});
+        api.patch("scim", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let id = eventually(
+            "the rotation to be acted on",
+            Duration::from_secs(30),
+            || async {
+                let st = api.get("scim").await.ok()?.status?;
+                (st.last_rotation_request.as_deref() == Some(value.as_str()))
+                    .then_some(st.token_id?)
+            },
+        )
+        .await;
+        ids.insert(id);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, rejected) = idp.await.unwrap();
+    assert_eq!(ids.len(), rotations, "every request rotated to a new token");
+    assert!(
+        ok > 50,
+        "the client made too few calls to prove anything: {ok}"
+    );
+    assert_eq!(
+        rejected, 0,
+        "{rejected} SCIM calls were rejected during {rotations} rotations ({ok} accepted)"
+    );
+
+    // After the overlap window only the current token is valid.
+    let admin = s.service.admin();
+    let current = api
+        .get("scim")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token_id
+        .unwrap();
+    let valid = eventually("old tokens to expire", Duration::from_secs(30), || async {
+        let tokens = admin.list_tokens("rotation").await.ok()?;
+        let valid: Vec<String> = tokens
+            .iter()
+            .filter(|t| t.valid)
+            .map(|t| t.id.clone())
+            .collect();
+        (valid.len() == 1).then_some(valid)
+    })
+    .await;
+    assert_eq!(valid, vec![current]);
+}
+
+#[tokio::test]
+async fn a_deleted_secret_is_restored_and_deletion_cleans_up() {
+    let s = stack();
+    let client = client().await;
+    let ns = "cleanup";
+    s.cp.apply(&tenant_yaml(ns, "cleanup"));
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {{name: scim, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {{name: keep, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  defaultRole: viewer
+  deletionPolicy: Retain
+---
+apiVersion: idsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {{name: drop, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  defaultRole: viewer
+"#
+    ));
+    wait_ready("scimtokens", ns, "scim", "60s");
+    wait_ready("rolemappings", ns, "--all", "60s");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let old = secret_value(&client, ns, "scim-scim-token", "token")
+        .await
+        .unwrap();
+    secrets
+        .delete("scim-scim-token", &Default::default())
+        .await
+        .unwrap();
+    let restored = eventually("the Secret restored", Duration::from_secs(30), || async {
+        secret_value(&client, ns, "scim-scim-token", "token").await
+    })
+    .await;
+    let base = format!("{}/scim/v2/cleanup", s.service.url);
+    assert_eq!(scim_status(&base, &restored).await, 200);
+    assert_ne!(restored, old);
+
+    // Deleting resources removes what they created, except what says Retain.
+    let admin = s.service.admin();
+    let (ok, out, err) = s.cp.kubectl_run(
+        &[
+            "delete",
+            "rolemap",
+            "keep",
+            "drop",
+            "-n",
+            ns,
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        admin
+            .get_object(ObjectKind::RoleMapping, "cleanup", "drop")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        admin
+            .get_object(ObjectKind::RoleMapping, "cleanup", "keep")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (ok, out, err) = s.cp.kubectl_run(
+        &["delete", "scimtoken", "scim", "-n", ns, "--timeout=60s"],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        scim_status(&base, &restored).await,
+        401,
+        "a deleted SCIMToken's token still works"
+    );
+
+    // The retained mapping blocks the workspace's deletion in the service; a
+    // namespace deletion still completes (finalizers never wedge), and the
+    // workspace's Ready condition said why it waited.
+    admin
+        .delete_object(ObjectKind::RoleMapping, "cleanup", "keep", false)
+        .await
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.delete(ns, &Default::default()).await.unwrap();
+    let started = Instant::now();
+    eventually(
+        "the namespace to be deleted",
+        Duration::from_secs(90),
+        || async { namespaces.get_opt(ns).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert!(
+        admin
+            .get_object(ObjectKind::Workspace, "cleanup", "cleanup")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    eprintln!("namespace deletion completed in {:?}", started.elapsed());
+}

@@ -1,0 +1,297 @@
+//! A real Kubernetes control plane (tests/e2e/control-plane.sh), and the idsync
+//! stack on top of it: `idsync serve` and `idsync operator` as real processes.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use kube::{Client, Config, config::KubeConfigOptions, config::Kubeconfig};
+
+use super::{process::OwnedProcess, repo_root};
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A control plane this test binary started; it stops when the binary exits.
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    pub fn start(dir: &Path) -> Self {
+        let script = repo_root().join("tests/e2e/control-plane.sh");
+        let out = Command::new(&script)
+            .arg("start")
+            .arg(dir)
+            .env(
+                "IDSYNC_CONTROL_PLANE_OWNER_PID",
+                std::process::id().to_string(),
+            )
+            .output()
+            .expect("run control-plane.sh");
+        assert!(
+            out.status.success(),
+            "control-plane.sh start failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let kubeconfig = PathBuf::from(stdout.lines().last().expect("kubeconfig path").trim());
+        Self {
+            dir: dir.to_path_buf(),
+            kubeconfig,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        install_crypto();
+        let kc = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("client config");
+        Client::try_from(config).expect("client")
+    }
+
+    /// kubectl from the same build, pointed at this control plane.
+    pub fn kubectl(&self) -> Command {
+        let bin = std::env::var("IDSYNC_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/idsync")
+            })
+            .join("k8s-v1.36.3/bin/kubectl");
+        let mut cmd = Command::new(bin);
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// Runs kubectl; returns (success, stdout, stderr).
+    pub fn kubectl_run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        use std::io::Write;
+        let mut cmd = self.kubectl();
+        cmd.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn apply(&self, yaml: &str) {
+        let (ok, out, err) = self.kubectl_run(&["apply", "-f", "-"], Some(yaml));
+        assert!(ok, "kubectl apply failed: {out}{err}");
+    }
+}
+
+/// `idsync serve` on a SQLite file, as a real process.
+pub struct ServiceProcess {
+    pub url: String,
+    pub admin_token: String,
+    pub process: OwnedProcess,
+}
+
+impl ServiceProcess {
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let token = format!("e2e-admin-{}", idsync::token::random_id().unwrap());
+        let token_file = dir.join("admin-token");
+        std::fs::write(&token_file, &token).unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let process = OwnedProcess::spawn(
+            "idsync serve",
+            Path::new(env!("CARGO_BIN_EXE_idsync")),
+            [
+                "serve".to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--database-url".into(),
+                format!("sqlite://{}", dir.join("idsync.db").display()),
+                "--admin-token-file".into(),
+                token_file.display().to_string(),
+            ],
+            &[],
+            &dir.join("serve.log"),
+        );
+        wait_http_ok(&format!("{url}/readyz"), Duration::from_secs(30), || {
+            process.tail()
+        });
+        Self {
+            url,
+            admin_token: token,
+            process,
+        }
+    }
+
+    pub fn admin(&self) -> idsync::admin::AdminClient {
+        idsync::admin::AdminClient::new(&self.url, &self.admin_token, None).unwrap()
+    }
+}
+
+/// `idsync operator` against a control plane, as a real process.
+pub struct OperatorProcess {
+    pub metrics_url: String,
+    pub process: OwnedProcess,
+}
+
+impl OperatorProcess {
+    pub fn start(cp: &ControlPlane, dir: &Path, name: &str, resync: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut args = vec![
+            "operator".to_string(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{port}"),
+            "--resync".into(),
+            resync.into(),
+            "--identity".into(),
+            name.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let process = OwnedProcess::spawn(
+            name,
+            Path::new(env!("CARGO_BIN_EXE_idsync")),
+            args,
+            &[
+                ("KUBECONFIG", cp.kubeconfig.display().to_string()),
+                ("RUST_LOG", "info,kube=warn".into()),
+            ],
+            &dir.join(format!("{name}.log")),
+        );
+        let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+        wait_http_ok(&metrics_url, Duration::from_secs(30), || process.tail());
+        Self {
+            metrics_url,
+            process,
+        }
+    }
+
+    /// The value of one metric series (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(&self.metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Sum of every series of a metric name whose labels contain all of `labels`.
+    pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = reqwest::get(&self.metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+fn wait_http_ok(url: &str, timeout: Duration, tail: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ok = std::process::Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", url])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer in {timeout:?}:\n{}",
+            tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A real OpenID Provider (oidc-provider from npm) on 127.0.0.1.
+pub struct OidcProvider {
+    pub issuer: String,
+    pub process: OwnedProcess,
+}
+
+impl OidcProvider {
+    pub fn start(dir: &Path, clients: serde_json::Value, accounts: serde_json::Value) -> Self {
+        let idp_dir = repo_root().join("tests/idp");
+        assert!(
+            idp_dir.join("node_modules/oidc-provider").exists(),
+            "tests/idp/node_modules is missing: run `npm ci --prefix tests/idp` (scripts/test.sh does)"
+        );
+        let port = free_port();
+        let process = OwnedProcess::spawn(
+            "oidc-provider",
+            Path::new("node"),
+            [
+                idp_dir.join("oidc-provider.mjs").display().to_string(),
+                port.to_string(),
+            ],
+            &[
+                ("IDP_CLIENTS", clients.to_string()),
+                ("IDP_ACCOUNTS", accounts.to_string()),
+                ("IDSYNC_OWNER_PID", std::process::id().to_string()),
+            ],
+            &dir.join("oidc-provider.log"),
+        );
+        let issuer = format!("http://127.0.0.1:{port}");
+        wait_http_ok(
+            &format!("{issuer}/.well-known/openid-configuration"),
+            Duration::from_secs(30),
+            || process.tail(),
+        );
+        Self { issuer, process }
+    }
+}
