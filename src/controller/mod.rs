@@ -73,6 +73,11 @@ pub struct OperatorArgs {
     /// Seconds a leader's Lease lasts without renewal; a standby takes over after it.
     #[arg(long, env = "IDSYNC_LEASE_DURATION", default_value_t = 15)]
     pub lease_duration: u64,
+
+    /// Reconciles each controller runs at once. Bounds memory and the load on the
+    /// apiserver when thousands of resources arrive together.
+    #[arg(long, env = "IDSYNC_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
 }
 
 /// Finalizer wrapper shared by every kind: apply or clean up, count, time.
@@ -220,8 +225,9 @@ where
 }
 
 /// Every controller, ready to run.
-pub fn controllers(ctx: Arc<Context>) -> Vec<Runner> {
+pub fn controllers(ctx: Arc<Context>, concurrency: u16) -> Vec<Runner> {
     let client = ctx.client.clone();
+    let limits = kube::runtime::controller::Config::default().concurrency(concurrency.max(1));
     let cfg = watcher::Config::default().any_semantic();
     let owned_secrets = watcher::Config::default().labels(&format!(
         "{}={}",
@@ -230,7 +236,8 @@ pub fn controllers(ctx: Arc<Context>) -> Vec<Runner> {
     ));
     let all_secrets = || Api::<Secret>::all(client.clone());
 
-    let svc = Controller::new(Api::<IdentityService>::all(client.clone()), cfg.clone());
+    let svc = Controller::new(Api::<IdentityService>::all(client.clone()), cfg.clone())
+        .with_config(limits.clone());
     let svc = {
         let store = svc.store();
         svc.watches(
@@ -252,7 +259,8 @@ pub fn controllers(ctx: Arc<Context>) -> Vec<Runner> {
         )
     };
 
-    let ws = Controller::new(Api::<Workspace>::all(client.clone()), cfg.clone());
+    let ws = Controller::new(Api::<Workspace>::all(client.clone()), cfg.clone())
+        .with_config(limits.clone());
     let ws = {
         let store = ws.store();
         ws.watches(
@@ -277,7 +285,8 @@ pub fn controllers(ctx: Arc<Context>) -> Vec<Runner> {
         )
     };
 
-    let sso = Controller::new(Api::<SsoConnection>::all(client.clone()), cfg.clone());
+    let sso = Controller::new(Api::<SsoConnection>::all(client.clone()), cfg.clone())
+        .with_config(limits.clone());
     let sso = {
         let store = sso.store();
         let sso = sso.watches(
@@ -310,7 +319,8 @@ pub fn controllers(ctx: Arc<Context>) -> Vec<Runner> {
         )
     };
 
-    let tokens = Controller::new(Api::<ScimToken>::all(client.clone()), cfg.clone());
+    let tokens = Controller::new(Api::<ScimToken>::all(client.clone()), cfg.clone())
+        .with_config(limits.clone());
     let tokens = {
         let store = tokens.store();
         tokens
@@ -328,7 +338,8 @@ pub fn controllers(ctx: Arc<Context>) -> Vec<Runner> {
             )
     };
 
-    let mappings = Controller::new(Api::<RoleMapping>::all(client.clone()), cfg.clone());
+    let mappings = Controller::new(Api::<RoleMapping>::all(client.clone()), cfg.clone())
+        .with_config(limits.clone());
     let mappings = {
         let store = mappings.store();
         mappings
@@ -437,7 +448,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     tracing::info!(%identity, "became leader; starting controllers");
 
     let ctx = Context::new(client, metrics.clone(), args.resync.as_duration());
-    let controllers = futures::future::join_all(controllers(ctx));
+    let controllers = futures::future::join_all(controllers(ctx, args.concurrency));
     tokio::pin!(controllers);
     let result = loop {
         tokio::select! {

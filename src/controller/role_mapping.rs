@@ -126,23 +126,7 @@ pub async fn apply(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> {
 
     match outcome {
         Ok(synced) => {
-            if synced.drift {
-                ctx.event(
-                    rm.as_ref(),
-                    EventType::Warning,
-                    "DriftCorrected",
-                    "the mapping differed in the identity service and was restored".into(),
-                )
-                .await;
-            } else if synced.wrote {
-                ctx.event(
-                    rm.as_ref(),
-                    EventType::Normal,
-                    "Synced",
-                    format!("mapping synced ({})", synced.fingerprint),
-                )
-                .await;
-            }
+            sync::announce(&ctx, rm.as_ref(), &synced, "role mapping").await;
             Ok(Action::requeue(ctx.resync))
         }
         Err(e) => {
@@ -165,17 +149,12 @@ pub async fn cleanup(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> 
         return Ok(Action::await_change());
     }
     let ns = rm.namespace().unwrap_or_default();
-    let (ws, target) = match ctx
+    let Some((ws, target)) = ctx
         .targets
-        .for_workspace_ref(&ns, &rm.spec.workspace_ref.name)
-        .await
-    {
-        Ok(found) => found,
-        Err(Error::Config { message, .. }) => {
-            tracing::warn!(mapping = %rm.name_any(), %message, "nothing to clean up");
-            return Ok(Action::await_change());
-        }
-        Err(e) => return Err(e),
+        .for_cleanup(&ns, &rm.spec.workspace_ref.name)
+        .await?
+    else {
+        return Ok(Action::await_change());
     };
     target
         .call(

@@ -467,17 +467,12 @@ pub async fn cleanup(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
     if t.spec.deletion_policy == Some(DeletionPolicy::Retain) {
         return Ok(Action::await_change());
     }
-    let (ws, target) = match ctx
+    let Some((ws, target)) = ctx
         .targets
-        .for_workspace_ref(&ns, &t.spec.workspace_ref.name)
-        .await
-    {
-        Ok(found) => found,
-        Err(Error::Config { message, .. }) => {
-            tracing::warn!(token = %t.name_any(), %message, "nothing to revoke");
-            return Ok(Action::await_change());
-        }
-        Err(e) => return Err(e),
+        .for_cleanup(&ns, &t.spec.workspace_ref.name)
+        .await?
+    else {
+        return Ok(Action::await_change());
     };
     let ws_id = ws.workspace_id();
     let name = token_name(&t);

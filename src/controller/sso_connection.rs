@@ -3,10 +3,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{
-    Api, ResourceExt,
-    runtime::{controller::Action, events::EventType},
-};
+use kube::{Api, ResourceExt, runtime::controller::Action};
 
 use super::{
     Context,
@@ -221,23 +218,13 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
 
     match outcome {
         Ok((info, synced)) => {
-            if synced.drift {
-                ctx.event(
-                    conn.as_ref(),
-                    EventType::Warning,
-                    "DriftCorrected",
-                    "the connection differed in the identity service and was restored".into(),
-                )
-                .await;
-            } else if synced.wrote {
-                ctx.event(
-                    conn.as_ref(),
-                    EventType::Normal,
-                    "Synced",
-                    format!("synced; {}", info.summary),
-                )
-                .await;
-            }
+            sync::announce(
+                &ctx,
+                conn.as_ref(),
+                &synced,
+                &format!("connection ({})", info.summary),
+            )
+            .await;
             Ok(Action::requeue(ctx.resync))
         }
         Err(e) => Err(e),
@@ -254,18 +241,12 @@ pub async fn cleanup(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Acti
     if conn.spec.deletion_policy == Some(DeletionPolicy::Retain) {
         return Ok(Action::await_change());
     }
-    let (ws, target) = match ctx
+    let Some((ws, target)) = ctx
         .targets
-        .for_workspace_ref(&ns, &conn.spec.workspace_ref.name)
-        .await
-    {
-        Ok(found) => found,
-        // Whatever it pointed at is gone: nothing left to remove, never wedge.
-        Err(Error::Config { message, .. }) => {
-            tracing::warn!(connection = %name, %message, "nothing to clean up");
-            return Ok(Action::await_change());
-        }
-        Err(e) => return Err(e),
+        .for_cleanup(&ns, &conn.spec.workspace_ref.name)
+        .await?
+    else {
+        return Ok(Action::await_change());
     };
     target
         .call(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use kube::{Resource, runtime::events::EventType};
 use serde::Serialize;
 
 use super::{Context, error::Result, target::Target};
@@ -59,4 +60,31 @@ pub async fn document<T: Serialize>(
         drift,
         endpoints: view.endpoints,
     })
+}
+
+/// The Event a sync deserves: a warning when it corrected drift, a note when it
+/// wrote, nothing when the service already matched.
+pub async fn announce<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    synced: &Synced,
+    what: &str,
+) {
+    if synced.drift {
+        ctx.event(
+            obj,
+            EventType::Warning,
+            "DriftCorrected",
+            format!("{what} differed in the identity service and was restored"),
+        )
+        .await;
+    } else if synced.wrote {
+        ctx.event(
+            obj,
+            EventType::Normal,
+            "Synced",
+            format!("{what} synced ({})", synced.fingerprint),
+        )
+        .await;
+    }
 }

@@ -194,4 +194,22 @@ impl ServiceTargets {
         let target = self.for_service(&service).await?;
         Ok((ws, target))
     }
+
+    /// Like [`Self::for_workspace_ref`], for a finalizer: when the Workspace,
+    /// IdentityService or admin token is gone there is nothing left to remove, so
+    /// `None` (cleaned up) instead of an error that would wedge deletion.
+    pub async fn for_cleanup(
+        &self,
+        namespace: &str,
+        workspace: &str,
+    ) -> Result<Option<(Workspace, Target)>> {
+        match self.for_workspace_ref(namespace, workspace).await {
+            Ok(found) => Ok(Some(found)),
+            Err(Error::Config { message, .. }) => {
+                tracing::warn!(%namespace, %workspace, %message, "nothing to clean up in the identity service");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use kube::{
-    ResourceExt,
-    runtime::{controller::Action, events::EventType},
-};
+use kube::{ResourceExt, runtime::controller::Action};
 
 use super::{
     Context,
@@ -90,23 +87,7 @@ pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
 
     match outcome {
         Ok((synced, _)) => {
-            if synced.drift {
-                ctx.event(
-                    ws.as_ref(),
-                    EventType::Warning,
-                    "DriftCorrected",
-                    format!("workspace {id} differed in the identity service and was restored"),
-                )
-                .await;
-            } else if synced.wrote {
-                ctx.event(
-                    ws.as_ref(),
-                    EventType::Normal,
-                    "Synced",
-                    format!("workspace {id} synced ({})", synced.fingerprint),
-                )
-                .await;
-            }
+            sync::announce(&ctx, ws.as_ref(), &synced, &format!("workspace {id}")).await;
             Ok(Action::requeue(ctx.resync))
         }
         Err(e) => Err(e),

@@ -84,6 +84,7 @@ impl OwnedProcess {
         if let Some(pid) = self.pid() {
             let _ = Command::new("kill")
                 .args([signal, &pid.to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
     }

@@ -1,0 +1,202 @@
+//! Operator benchmark on a real control plane (tests/e2e/control-plane.sh):
+//!
+//! 1. time for 1,000 resources (100 Workspaces, 300 SSOConnections, 300 SCIMTokens,
+//!    300 RoleMappings) to become Ready;
+//! 2. identity-service writes and status patches during 3 idle resyncs (goal 0);
+//! 3. operator RSS once 10,000 resources exist (goal < 64 MiB).
+//!
+//! Run with `cargo bench --bench operator`. Prints numbers; asserts nothing.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
+
+use support::cluster::{ControlPlane, OperatorProcess, ServiceProcess};
+
+const WORKSPACES: usize = 100;
+const RESYNC_SECONDS: u64 = 10;
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn count_ready(cp: &ControlPlane, kind: &str) -> usize {
+    let (_, out, _) = cp.kubectl_run(
+        &["get", kind, "-A", "-o", r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#],
+        None,
+    );
+    out.lines().filter(|l| *l == "True").count()
+}
+
+fn apply_in_batches(cp: &ControlPlane, docs: &[String]) {
+    for chunk in docs.chunks(500) {
+        let (ok, _, err) = cp.kubectl_run(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&chunk.join("---\n")),
+        );
+        assert!(ok, "kubectl apply: {err}");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-operator");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cp = ControlPlane::start(&dir.join("cluster"));
+    cp.kubectl_run(
+        &[
+            "apply",
+            "-f",
+            support::repo_root().join("crds").to_str().unwrap(),
+        ],
+        None,
+    );
+    cp.kubectl_run(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    let service = ServiceProcess::start(&dir);
+    let cert =
+        std::fs::read_to_string(support::repo_root().join("tests/data/idp-signing.pem")).unwrap();
+    let cert_yaml: String = cert.lines().map(|l| format!("        {l}\n")).collect();
+
+    let mut docs = vec![format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: idsync-admin, namespace: default}}\nstringData: {{token: {}}}\n",
+        service.admin_token
+    )];
+    docs.push(format!(
+        "apiVersion: idsync.dev/v1alpha1\nkind: IdentityService\nmetadata: {{name: idsync, namespace: default}}\nspec:\n  url: {}\n  adminTokenSecretRef: {{name: idsync-admin, key: token}}\n",
+        service.url
+    ));
+    for w in 0..WORKSPACES {
+        docs.push(format!(
+            "apiVersion: idsync.dev/v1alpha1\nkind: Workspace\nmetadata: {{name: ws{w}, namespace: default}}\nspec:\n  serviceRef: {{name: idsync}}\n  domains: [ws{w}.example.com]\n"
+        ));
+        for i in 0..3 {
+            let mut d = String::new();
+            write!(
+                d,
+                "apiVersion: idsync.dev/v1alpha1\nkind: SSOConnection\nmetadata: {{name: ws{w}-sso{i}, namespace: default}}\nspec:\n  workspaceRef: {{name: ws{w}}}\n  protocol: saml\n  saml:\n    entityId: https://idp{i}.example.com/\n    ssoUrl: https://idp{i}.example.com/sso\n    certificates:\n      - |\n{cert_yaml}"
+            )
+            .unwrap();
+            docs.push(d);
+            docs.push(format!(
+                "apiVersion: idsync.dev/v1alpha1\nkind: SCIMToken\nmetadata: {{name: ws{w}-scim{i}, namespace: default}}\nspec:\n  workspaceRef: {{name: ws{w}}}\n  rotation: {{every: 90d, overlap: 24h}}\n"
+            ));
+            docs.push(format!(
+                "apiVersion: idsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: ws{w}-roles{i}, namespace: default}}\nspec:\n  workspaceRef: {{name: ws{w}}}\n  rules: [{{role: admin, equals: admins-{i}}}, {{role: member, regex: '^team-.*$'}}]\n  tests: [{{groups: [admins-{i}], expect: admin}}]\n"
+            ));
+        }
+    }
+    let resources = docs.len() - 2;
+    let operator = OperatorProcess::start(
+        &cp,
+        &dir,
+        "operator",
+        &format!("{RESYNC_SECONDS}s"),
+        &["--lease-namespace", "default"],
+    );
+    let started = Instant::now();
+    apply_in_batches(&cp, &docs);
+    let applied = started.elapsed();
+    loop {
+        let ready: usize = ["workspaces", "ssoconnections", "scimtokens", "rolemappings"]
+            .iter()
+            .map(|k| count_ready(&cp, k))
+            .sum();
+        if ready >= resources {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "only {ready}/{resources} Ready after 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let to_ready = started.elapsed();
+    println!(
+        "{resources} resources over {WORKSPACES} workspaces: applied in {:.1} s, all Ready after {:.1} s ({:.0} resources/s)",
+        applied.as_secs_f64(),
+        to_ready.as_secs_f64(),
+        resources as f64 / to_ready.as_secs_f64()
+    );
+
+    // Idle resyncs: nothing changed, so nothing may be written.
+    tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS)).await;
+    let puts = |o: &OperatorProcess| {
+        let o = o.metrics_url.clone();
+        async move {
+            let text = reqwest::get(&o).await.unwrap().text().await.unwrap();
+            let sum = |prefix: &str| -> f64 {
+                text.lines()
+                    .filter(|l| l.starts_with(prefix))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            (
+                sum("idsync_operator_service_requests_total{operation=\"put"),
+                sum("idsync_operator_status_patches_total"),
+                sum("idsync_operator_secret_writes_total"),
+                sum("idsync_operator_reconciles_total"),
+            )
+        }
+    };
+    let before = puts(&operator).await;
+    tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS * 3 + 2)).await;
+    let after = puts(&operator).await;
+    println!(
+        "3 idle resyncs ({RESYNC_SECONDS} s each): {} reconciles, {} identity-service writes, {} status patches, {} Secret writes",
+        after.3 - before.3,
+        after.0 - before.0,
+        after.1 - before.1,
+        after.2 - before.2
+    );
+    let pid = operator.process.pid().unwrap();
+    println!(
+        "operator RSS at {resources} resources: {:.1} MiB",
+        rss_mib(pid)
+    );
+
+    // Grow to 10,000 resources: RoleMappings, the lightest kind to sync.
+    let mut more = Vec::new();
+    let extra = 10_000 - resources;
+    for n in 0..extra {
+        let w = n % WORKSPACES;
+        more.push(format!(
+            "apiVersion: idsync.dev/v1alpha1\nkind: RoleMapping\nmetadata: {{name: bulk-{n}, namespace: default}}\nspec:\n  workspaceRef: {{name: ws{w}}}\n  defaultRole: viewer\n  rules: [{{role: admin, equals: bulk-{n}}}]\n"
+        ));
+    }
+    let grow = Instant::now();
+    apply_in_batches(&cp, &more);
+    loop {
+        if count_ready(&cp, "rolemappings") >= 300 + extra {
+            break;
+        }
+        assert!(
+            grow.elapsed() < Duration::from_secs(1800),
+            "10,000 resources not Ready after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    println!(
+        "grew to 10000 resources; all Ready {:.1} s after applying; operator RSS: {:.1} MiB",
+        grow.elapsed().as_secs_f64(),
+        rss_mib(pid)
+    );
+}
