@@ -49,9 +49,7 @@ fn apply_in_batches(cp: &ControlPlane, docs: &[String]) {
 
 #[tokio::main]
 async fn main() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-operator");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "bench-operator");
     let cp = ControlPlane::start(&dir.join("cluster"));
     cp.kubectl_run(
         &[

@@ -32,9 +32,7 @@ fn stack() -> &'static Stack {
     STACK.get_or_init(|| {
         // Under the target directory, wiped per run: state, logs and PIDs of the last
         // run stay there to read after a failure.
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "e2e");
         let cp = ControlPlane::start(&dir.join("cluster"));
         let (ok, out, err) = cp.kubectl_run(&["apply", "-f", support::repo_root().join("crds").to_str().unwrap()], None);
         assert!(ok, "installing crds/: {out}{err}");

@@ -11,9 +11,7 @@ const LEASE_SECONDS: u64 = 6;
 
 #[tokio::test]
 async fn standby_takes_over_when_the_leader_dies() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-leader");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "e2e-leader");
     let cp = ControlPlane::start(&dir.join("cluster"));
     let (ok, out, err) = cp.kubectl_run(
         &[

@@ -195,21 +195,50 @@ impl ServiceTargets {
         Ok((ws, target))
     }
 
-    /// Like [`Self::for_workspace_ref`], for a finalizer: when the Workspace,
-    /// IdentityService or admin token is gone there is nothing left to remove, so
-    /// `None` (cleaned up) instead of an error that would wedge deletion.
+    /// Where to clean up a Workspace's objects. During a namespace deletion the
+    /// IdentityService or its admin-token Secret may already be gone; the client
+    /// built while they existed still works, so it is used. With neither, there is
+    /// nothing left to reach: `None` (cleaned up) rather than an error that would
+    /// wedge deletion.
+    pub async fn cleanup_target(&self, ws: &Workspace) -> Result<Option<Target>> {
+        let ns = ws.metadata.namespace.clone().unwrap_or_default();
+        let cached = || {
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&format!("{ns}/{}", ws.spec.service_ref.name))
+                .map(|(_, t)| t.clone())
+        };
+        let fresh = match self.service_of(ws).await? {
+            Some(service) => match self.for_service(&service).await {
+                Ok(t) => Some(t),
+                Err(Error::Config { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let target = fresh.or_else(cached);
+        if target.is_none() {
+            tracing::warn!(
+                workspace = %format!("{ns}/{}", ws.metadata.name.clone().unwrap_or_default()),
+                "IdentityService or its admin token is gone and was never reached; nothing to clean up"
+            );
+        }
+        Ok(target)
+    }
+
+    /// The Workspace and cleanup target for a resource in it (see
+    /// [`Self::cleanup_target`]); `None` when either is gone.
     pub async fn for_cleanup(
         &self,
         namespace: &str,
         workspace: &str,
     ) -> Result<Option<(Workspace, Target)>> {
-        match self.for_workspace_ref(namespace, workspace).await {
-            Ok(found) => Ok(Some(found)),
-            Err(Error::Config { message, .. }) => {
-                tracing::warn!(%namespace, %workspace, %message, "nothing to clean up in the identity service");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let api: Api<Workspace> = Api::namespaced(self.client.clone(), namespace);
+        let Some(ws) = api.get_opt(workspace).await? else {
+            tracing::warn!(%namespace, %workspace, "Workspace gone; nothing to clean up");
+            return Ok(None);
+        };
+        Ok(self.cleanup_target(&ws).await?.map(|t| (ws, t)))
     }
 }

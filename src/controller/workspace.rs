@@ -6,7 +6,6 @@ use kube::{ResourceExt, runtime::controller::Action};
 
 use super::{
     Context,
-    context::obj_key,
     error::{Error, Result},
     status::{self, Cond, READY, SYNCED},
     sync,
@@ -100,19 +99,8 @@ pub async fn cleanup(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     if policy == WorkspaceDeletionPolicy::Retain {
         return Ok(Action::await_change());
     }
-    // A missing IdentityService or admin token means nothing can be removed; the
-    // resource must still be deletable, so that counts as cleaned up.
-    let Some(service) = ctx.targets.service_of(&ws).await? else {
-        tracing::warn!(workspace = %obj_key(ws.as_ref()), "IdentityService gone; nothing to clean up");
+    let Some(target) = ctx.targets.cleanup_target(&ws).await? else {
         return Ok(Action::await_change());
-    };
-    let target = match ctx.targets.for_service(&service).await {
-        Ok(t) => t,
-        Err(Error::Config { message, .. }) => {
-            tracing::warn!(workspace = %obj_key(ws.as_ref()), %message, "cannot reach the identity service to clean up; releasing");
-            return Ok(Action::await_change());
-        }
-        Err(e) => return Err(e),
     };
     let cascade = policy == WorkspaceDeletionPolicy::Cascade;
     match target

@@ -22,6 +22,20 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A clean working directory `name` under the target directory. A previous run's
+/// control plane there may still be stopping (its watchdog polls once a second),
+/// so it is stopped before the directory is wiped.
+pub fn fresh_dir(tmp: &str, name: &str) -> PathBuf {
+    let dir = Path::new(tmp).join(name);
+    let _ = Command::new(repo_root().join("tests/e2e/control-plane.sh"))
+        .arg("stop")
+        .arg(dir.join("cluster"))
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    dir
+}
+
 /// A control plane this test binary started; it stops when the binary exits.
 pub struct ControlPlane {
     pub dir: PathBuf,
