@@ -122,9 +122,10 @@ struct DeleteParams {
 async fn delete_workspace(
     State(state): State<SharedState>,
     Path(ws): Path<String>,
-    Query(params): Query<DeleteParams>,
+    params: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     state
         .admin
         .delete(
