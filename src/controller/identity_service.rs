@@ -43,7 +43,7 @@ pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Actio
             conditions: status::conditions(
                 &current.conditions,
                 generation,
-                vec![Cond::fail(READY, e.reason(), e.to_string())],
+                vec![Cond::error(READY, e)],
             ),
         },
     };

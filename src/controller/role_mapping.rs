@@ -80,7 +80,7 @@ pub async fn apply(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> {
             "TestsPassed",
             format!("all {n} inline tests pass"),
         ),
-        Err(e) => Cond::fail(TESTS_PASSED, e.reason(), e.to_string()),
+        Err(e) => Cond::error(TESTS_PASSED, e),
     };
     new.tests_passed = match &tests {
         Ok(n) => Some(*n as i32),
@@ -114,11 +114,7 @@ pub async fn apply(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> {
             new.conditions = status::conditions(
                 &current.conditions,
                 generation,
-                vec![
-                    Cond::fail(READY, e.reason(), e.to_string()),
-                    tests_cond,
-                    Cond::fail(SYNCED, e.reason(), e.to_string()),
-                ],
+                vec![Cond::error(READY, e), tests_cond, Cond::error(SYNCED, e)],
             );
         }
     }

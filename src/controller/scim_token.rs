@@ -447,10 +447,7 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
             new.conditions = status::conditions(
                 &current.conditions,
                 generation,
-                vec![
-                    Cond::fail(READY, e.reason(), e.to_string()),
-                    Cond::fail(ROTATED, e.reason(), e.to_string()),
-                ],
+                vec![Cond::error(READY, e), Cond::error(ROTATED, e)],
             );
         }
     }

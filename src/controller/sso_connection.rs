@@ -175,7 +175,7 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
                             "serving the last validated configuration; the IdP check failed: {e}"
                         ),
                     ),
-                    Cond::fail(VALIDATED, e.reason(), e.to_string()),
+                    Cond::error(VALIDATED, e),
                     Cond::ok(
                         SYNCED,
                         "LastGood",
@@ -186,7 +186,7 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
         }
         Err(e) => {
             let validated = match e {
-                Error::Validation { .. } => Cond::fail(VALIDATED, e.reason(), e.to_string()),
+                Error::Validation { .. } => Cond::error(VALIDATED, e),
                 _ => current
                     .conditions
                     .iter()
@@ -206,11 +206,7 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
             new.conditions = status::conditions(
                 &current.conditions,
                 generation,
-                vec![
-                    Cond::fail(READY, e.reason(), e.to_string()),
-                    validated,
-                    Cond::fail(SYNCED, e.reason(), e.to_string()),
-                ],
+                vec![Cond::error(READY, e), validated, Cond::error(SYNCED, e)],
             );
         }
     }

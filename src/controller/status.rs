@@ -34,6 +34,10 @@ impl<'a> Cond<'a> {
             message: message.into(),
         }
     }
+    /// A False condition carrying an error's reason and message.
+    pub fn error(type_: &'a str, e: &'a super::Error) -> Self {
+        Self::fail(type_, e.reason(), e.to_string())
+    }
     pub fn fail(type_: &'a str, reason: &'a str, message: impl Into<String>) -> Self {
         Self {
             type_,

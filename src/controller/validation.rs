@@ -20,8 +20,14 @@ pub struct IdpInfo {
     pub summary: String,
 }
 
+/// One HTTP client for every IdP check, built on first use: a client owns a
+/// connection pool and TLS configuration, too much to rebuild on every resync.
 fn http() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
@@ -30,7 +36,8 @@ fn http() -> Result<reqwest::Client> {
             reason: "InternalError",
             message: e.to_string(),
             transient: true,
-        })
+        })?;
+    Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 async fn fetch(url: &str, what: &str) -> Result<bytes::Bytes> {

@@ -75,10 +75,7 @@ pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
             new.conditions = status::conditions(
                 &current.conditions,
                 generation,
-                vec![
-                    Cond::fail(READY, e.reason(), e.to_string()),
-                    Cond::fail(SYNCED, e.reason(), e.to_string()),
-                ],
+                vec![Cond::error(READY, e), Cond::error(SYNCED, e)],
             );
         }
     }
