@@ -51,24 +51,7 @@ fn apply_in_batches(cp: &ControlPlane, docs: &[String]) {
 async fn main() {
     let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "bench-operator");
     let cp = ControlPlane::start(&dir.join("cluster"));
-    cp.kubectl_run(
-        &[
-            "apply",
-            "-f",
-            support::repo_root().join("crds").to_str().unwrap(),
-        ],
-        None,
-    );
-    cp.kubectl_run(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ],
-        None,
-    );
+    cp.install_crds();
     let service = ServiceProcess::start(&dir);
     let cert =
         std::fs::read_to_string(support::repo_root().join("tests/data/idp-signing.pem")).unwrap();

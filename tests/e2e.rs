@@ -34,10 +34,7 @@ fn stack() -> &'static Stack {
         // run stay there to read after a failure.
         let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "e2e");
         let cp = ControlPlane::start(&dir.join("cluster"));
-        let (ok, out, err) = cp.kubectl_run(&["apply", "-f", support::repo_root().join("crds").to_str().unwrap()], None);
-        assert!(ok, "installing crds/: {out}{err}");
-        let (ok, out, err) = cp.kubectl_run(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None);
-        assert!(ok, "CRDs not established: {out}{err}");
+        cp.install_crds();
         let service = ServiceProcess::start(&dir);
         let operator = OperatorProcess::start(&cp, &dir, "operator", "2s", &["--lease-namespace", "default"]);
         let clients = json!([

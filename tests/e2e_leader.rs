@@ -13,25 +13,7 @@ const LEASE_SECONDS: u64 = 6;
 async fn standby_takes_over_when_the_leader_dies() {
     let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "e2e-leader");
     let cp = ControlPlane::start(&dir.join("cluster"));
-    let (ok, out, err) = cp.kubectl_run(
-        &[
-            "apply",
-            "-f",
-            support::repo_root().join("crds").to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok, "{out}{err}");
-    cp.kubectl_run(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ],
-        None,
-    );
+    cp.install_crds();
     let service = ServiceProcess::start(&dir);
     let lease = LEASE_SECONDS.to_string();
     let extra = [

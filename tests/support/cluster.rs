@@ -116,6 +116,24 @@ impl ControlPlane {
         )
     }
 
+    /// Installs `crds/` and waits until every CRD is Established.
+    pub fn install_crds(&self) {
+        let crds = repo_root().join("crds");
+        let (ok, out, err) = self.kubectl_run(&["apply", "-f", &crds.display().to_string()], None);
+        assert!(ok, "installing crds/: {out}{err}");
+        let (ok, out, err) = self.kubectl_run(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        assert!(ok, "CRDs not established: {out}{err}");
+    }
+
     pub fn apply(&self, yaml: &str) {
         let (ok, out, err) = self.kubectl_run(&["apply", "-f", "-"], Some(yaml));
         assert!(ok, "kubectl apply failed: {out}{err}");
