@@ -11,5 +11,6 @@ pub mod crdgen;
 pub mod fingerprint;
 pub mod manifest;
 pub mod roles;
+pub mod scim;
 pub mod service;
 pub mod token;

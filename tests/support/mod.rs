@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod postgres;
 pub mod process;
+pub mod scim;
 
 use std::path::{Path, PathBuf};
 

@@ -17,7 +17,7 @@ use axum::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{admin::AdminService, metrics::ServiceMetrics};
+use super::{admin::AdminService, metrics::ServiceMetrics, scim::service::ScimService};
 use error::ApiError;
 
 /// Largest request body accepted (admin documents, SCIM resources). SAML metadata
@@ -27,6 +27,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// State shared by every handler.
 pub struct AppState {
     pub admin: AdminService,
+    pub scim: ScimService,
     pub metrics: ServiceMetrics,
     /// SHA-256 of the admin token; comparing hashes keeps the comparison constant-time
     /// whatever the presented token's length.
@@ -35,8 +36,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(admin: AdminService, metrics: ServiceMetrics, admin_token: &str) -> Self {
+        let scim = ScimService::new(admin.store().clone(), admin.public_url(), metrics.clone());
         Self {
             admin,
+            scim,
             metrics,
             admin_token_sha256: Sha256::digest(admin_token.as_bytes()).into(),
         }

@@ -4,11 +4,13 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::service::store::StoreError;
+use crate::{scim::ScimProblem, service::store::StoreError};
 
-#[derive(Debug)]
+/// A SCIM error answer: HTTP status, optional `scimType`, and a detail that says
+/// what the IdP admin can do about it. Details never contain secret values.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScimError {
     pub status: StatusCode,
     pub scim_type: Option<&'static str>,
@@ -16,35 +18,45 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    pub fn unauthorized(detail: &str) -> Self {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::UNAUTHORIZED,
+            status,
             scim_type: None,
             detail: detail.into(),
         }
+    }
+    pub fn unauthorized(detail: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail)
     }
     pub fn forbidden(detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+    pub fn precondition_failed(current_etag: &str) -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("the resource changed: its version is now {current_etag}"),
+        )
+    }
+    pub fn uniqueness(detail: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::FORBIDDEN,
-            scim_type: None,
+            status: StatusCode::CONFLICT,
+            scim_type: Some("uniqueness"),
             detail: detail.into(),
         }
     }
-}
-
-impl From<StoreError> for ScimError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error answering SCIM");
+    pub fn too_large(detail: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            scim_type: None,
-            detail: "the service cannot reach its database; retry later".into(),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            scim_type: Some("tooMany"),
+            detail: detail.into(),
         }
     }
-}
 
-impl IntoResponse for ScimError {
-    fn into_response(self) -> Response {
+    /// The RFC 7644 §3.12 body.
+    pub fn body(&self) -> Value {
         let mut body = json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
             "status": self.status.as_u16().to_string(),
@@ -53,10 +65,46 @@ impl IntoResponse for ScimError {
         if let Some(t) = self.scim_type {
             body["scimType"] = t.into();
         }
+        body
+    }
+}
+
+impl From<ScimProblem> for ScimError {
+    fn from(p: ScimProblem) -> Self {
+        let status = if p.scim_type == "uniqueness" {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self {
+            status,
+            scim_type: Some(p.scim_type),
+            detail: p.detail,
+        }
+    }
+}
+
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> Self {
+        // A unique index caught two writers racing past the conflict check.
+        if crate::service::store::is_unique_violation(&e) {
+            return Self::uniqueness("another resource already holds this userName or externalId");
+        }
+        tracing::error!(error = %e, "store error answering SCIM");
+        // 503, never 500: IdPs retry a 5xx, and this one is worth retrying.
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service cannot reach its database; retry later",
+        )
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, super::SCIM_MEDIA_TYPE)],
-            body.to_string(),
+            self.body().to_string(),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -1,95 +1,390 @@
 //! SCIM 2.0 (RFC 7643/7644) under `/scim/v2/{workspace}/`.
 //!
-//! This module holds bearer-token authentication and the discovery endpoint; the
-//! Users and Groups resources build on it.
+//! One route takes every SCIM request and [`Endpoint::parse`] names what it is
+//! for: endpoint names are case-insensitive (Entra's test collection sends
+//! `/users`), and one place gives every answer its SCIM error body, metrics and
+//! headers. The operations themselves live in [`service::ScimService`].
 
+pub mod bulk;
+pub mod context;
+pub mod discovery;
 pub mod error;
+pub mod render;
+pub mod roles;
+pub mod service;
+
+use std::time::Instant;
 
 use axum::{
-    Json, Router,
-    extract::{Path, State},
-    http::HeaderMap,
+    Router,
+    body::Body,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::any,
 };
-use serde_json::json;
+use serde_json::Value;
 
-use self::error::ScimError;
-use super::{
-    http::{SharedState, bearer_token},
-    store::{ObjectKind, StoredToken, now_millis},
+use self::{
+    context::{WorkspaceCtx, authenticate},
+    error::ScimError,
+    service::{Answer, ListParams, Preconditions},
 };
-use crate::token;
+use super::http::SharedState;
+use crate::scim::{ScimProblem, schema::ResourceKind};
 
 /// Media type of SCIM answers (RFC 7644 §3.1).
 pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
 
 pub fn routes() -> Router<SharedState> {
-    Router::new().route("/{ws}/ServiceProviderConfig", get(service_provider_config))
+    Router::new()
+        .route("/{ws}/{*rest}", any(dispatch))
+        .route("/{ws}", any(dispatch_root))
 }
 
-/// Checks the bearer token of a SCIM request against the workspace's tokens. The
-/// comparison is constant-time; failures say only what the IdP admin can act on.
-pub async fn authenticate(
-    state: &SharedState,
-    workspace: &str,
-    headers: &HeaderMap,
-) -> Result<StoredToken, ScimError> {
-    let presented =
-        bearer_token(headers).ok_or_else(|| ScimError::unauthorized("missing bearer token"))?;
-    let refused = || ScimError::unauthorized("the bearer token is not valid for this workspace");
-    let id = token::parse_id(presented).ok_or_else(refused)?;
-    let store = state.admin.store();
-    let stored = store.get_token(id).await?.ok_or_else(refused)?;
-    let now = now_millis();
-    if stored.workspace != workspace
-        || !token::matches(presented, &stored.hash)
-        || !stored.is_valid_at(now)
-    {
-        return Err(refused());
-    }
-    let workspace_doc = store
-        .get_object(ObjectKind::Workspace, workspace, workspace)
-        .await?
-        .ok_or_else(refused)?;
-    if workspace_doc.body.pointer("/policy/scimEnabled") == Some(&serde_json::Value::Bool(false)) {
-        return Err(ScimError::forbidden(
-            "SCIM provisioning is disabled for this workspace",
-        ));
-    }
-    if let Err(e) = store.touch_token(&stored.id, now).await {
-        tracing::warn!(error = %e, "could not record SCIM token use");
-    }
-    Ok(stored)
+/// What a SCIM request path names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    ServiceProviderConfig,
+    ResourceTypes(Option<String>),
+    Schemas(Option<String>),
+    /// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`.
+    Resources(ResourceKind, Option<String>),
+    /// `/.search` (every kind) or `/Users/.search`.
+    Search(Option<ResourceKind>),
+    Bulk,
+    Me,
 }
 
-async fn service_provider_config(
-    State(state): State<SharedState>,
-    Path(ws): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ScimError> {
-    authenticate(&state, &ws, &headers).await?;
-    let location = format!("{}/ServiceProviderConfig", state.admin.scim_base_url(&ws));
-    let body = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "documentationUri": "https://idsync.dev/docs/scim",
-        "patch": {"supported": false},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": false, "maxResults": 0},
-        "changePassword": {"supported": false},
-        "sort": {"supported": false},
-        "etag": {"supported": false},
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken",
-            "name": "OAuth Bearer Token",
-            "description": "A bearer token issued by idsync for this workspace",
-            "primary": true
-        }],
-        "meta": {"resourceType": "ServiceProviderConfig", "location": location}
-    });
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, SCIM_MEDIA_TYPE)],
-        Json(body),
+impl Endpoint {
+    pub fn parse(rest: &str) -> Option<Self> {
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        let is = |p: &str, name: &str| p.eq_ignore_ascii_case(name);
+        let kind = |p: &str| {
+            if is(p, "Users") {
+                Some(ResourceKind::User)
+            } else if is(p, "Groups") {
+                Some(ResourceKind::Group)
+            } else {
+                None
+            }
+        };
+        Some(match parts.as_slice() {
+            [p] if is(p, "ServiceProviderConfig") || is(p, "ServiceProviderConfigs") => {
+                Endpoint::ServiceProviderConfig
+            }
+            [p] if is(p, "ResourceTypes") => Endpoint::ResourceTypes(None),
+            [p, id] if is(p, "ResourceTypes") => Endpoint::ResourceTypes(Some(id.to_string())),
+            [p] if is(p, "Schemas") => Endpoint::Schemas(None),
+            [p, id] if is(p, "Schemas") => Endpoint::Schemas(Some(id.to_string())),
+            [p] if is(p, ".search") => Endpoint::Search(None),
+            [p] if is(p, "Bulk") => Endpoint::Bulk,
+            [p, ..] if is(p, "Me") => Endpoint::Me,
+            [p] => Endpoint::Resources(kind(p)?, None),
+            [p, s] if is(s, ".search") => Endpoint::Search(Some(kind(p)?)),
+            [p, id] => Endpoint::Resources(kind(p)?, Some(id.to_string())),
+            _ => return None,
+        })
+    }
+
+    /// The `resource` metric label.
+    fn resource_label(&self) -> &'static str {
+        match self {
+            Endpoint::Resources(k, _) | Endpoint::Search(Some(k)) => k.as_str(),
+            Endpoint::Search(None) => "Search",
+            Endpoint::Bulk => "Bulk",
+            Endpoint::Me => "Me",
+            Endpoint::ServiceProviderConfig | Endpoint::ResourceTypes(_) | Endpoint::Schemas(_) => {
+                "Discovery"
+            }
+        }
+    }
+}
+
+/// The `operation` metric label: what the request does, never its ids.
+fn operation_label(endpoint: Option<&Endpoint>, method: &Method) -> &'static str {
+    match (endpoint, method.as_str()) {
+        (Some(Endpoint::Resources(_, None)), "GET") | (Some(Endpoint::Search(_)), _) => "list",
+        (Some(Endpoint::Resources(_, None)), "POST") => "create",
+        (Some(Endpoint::Resources(_, Some(_))), "GET") => "get",
+        (Some(Endpoint::Resources(_, Some(_))), "PUT") => "replace",
+        (Some(Endpoint::Resources(_, Some(_))), "PATCH") => "patch",
+        (Some(Endpoint::Resources(_, Some(_))), "DELETE") => "delete",
+        (Some(Endpoint::Bulk), _) => "bulk",
+        (Some(_), "GET") => "discover",
+        _ => "other",
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ScimError {
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this endpoint answers {allowed} only"),
     )
-        .into_response())
+}
+
+async fn dispatch_root(
+    state: State<SharedState>,
+    Path(ws): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dispatch(state, Path((ws, String::new())), method, uri, headers, body).await
+}
+
+async fn dispatch(
+    State(state): State<SharedState>,
+    Path((ws, rest)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let endpoint = Endpoint::parse(&rest);
+    let resource = endpoint
+        .as_ref()
+        .map_or("unknown", Endpoint::resource_label);
+    let operation = operation_label(endpoint.as_ref(), &method);
+    let (workspace, result) = match authenticate(state.scim.store(), &ws, &headers).await {
+        Ok(ctx) => {
+            let result = match &endpoint {
+                Some(e) => handle(&state, &ctx, e, &method, &uri, &headers, body).await,
+                None => Err(ScimError::not_found(format!(
+                    "no SCIM endpoint at /{rest}: use /Users, /Groups, /Bulk, /.search or a discovery endpoint"
+                ))),
+            };
+            (ctx.name, result)
+        }
+        // The path's workspace is not a label until a token vouched for it:
+        // unauthenticated callers could otherwise mint label values.
+        Err(e) => ("unauthenticated".to_string(), Err(e)),
+    };
+    let response = match result {
+        Ok(answer) => answer_response(answer),
+        Err(e) => e.into_response(),
+    };
+    let status = response.status();
+    let m = &state.metrics;
+    m.scim_duration
+        .with_label_values(&[resource, operation])
+        .observe(started.elapsed().as_secs_f64());
+    m.scim_requests
+        .with_label_values(&[&workspace, resource, operation, status.as_str()])
+        .inc();
+    if status.is_success() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        m.scim_last_success
+            .with_label_values(&[&workspace])
+            .set(now);
+    }
+    response
+}
+
+fn answer_response(answer: Answer) -> Response {
+    let mut response = match answer.body {
+        Some(body) => (
+            answer.status,
+            [(header::CONTENT_TYPE, SCIM_MEDIA_TYPE)],
+            body.to_string(),
+        )
+            .into_response(),
+        None => answer.status.into_response(),
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::ETAG, answer.etag),
+        (header::LOCATION, answer.location),
+    ] {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, v);
+        }
+    }
+    response
+}
+
+/// Reads a JSON request body, within the advertised payload limit.
+async fn json_body(body: Body) -> Result<Value, ScimError> {
+    let bytes = axum::body::to_bytes(body, bulk::MAX_PAYLOAD_BYTES)
+        .await
+        .map_err(|_| {
+            ScimError::too_large(format!(
+                "the request body is larger than {} bytes",
+                bulk::MAX_PAYLOAD_BYTES
+            ))
+        })?;
+    if bytes.is_empty() {
+        return Err(ScimProblem::invalid_syntax("the request needs a JSON body").into());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ScimProblem::invalid_syntax(format!("the body is not valid JSON: {e}")).into())
+}
+
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ScimError> {
+    match Query::<Vec<(String, String)>>::try_from_uri(uri) {
+        Ok(Query(pairs)) => Ok(pairs),
+        Err(_) => Err(ScimProblem::invalid_syntax("the query string is malformed").into()),
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn handle(
+    state: &SharedState,
+    ctx: &WorkspaceCtx,
+    endpoint: &Endpoint,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Answer, ScimError> {
+    let svc = &state.scim;
+    let base = svc.base_url(&ctx.name);
+    let pairs = query_pairs(uri)?;
+    let params = ListParams::from_query(&pairs);
+    let pre = Preconditions {
+        if_match: header_text(headers, header::IF_MATCH),
+        if_none_match: header_text(headers, header::IF_NONE_MATCH),
+    };
+    let discovery = |found: Option<Value>, what: &str| {
+        found
+            .map(|v| Answer {
+                status: StatusCode::OK,
+                body: Some(v),
+                etag: None,
+                location: None,
+            })
+            .ok_or_else(|| ScimError::not_found(format!("no {what} with that id")))
+    };
+    let get_only = || {
+        if method == Method::GET {
+            Ok(())
+        } else {
+            Err(method_not_allowed("GET"))
+        }
+    };
+    match endpoint {
+        Endpoint::Me => Err(ScimError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "/Me is not supported: a SCIM token acts for the IdP, not for a person",
+        )),
+        Endpoint::ServiceProviderConfig => {
+            get_only()?;
+            discovery(Some(discovery::service_provider_config(&base)), "")
+        }
+        Endpoint::ResourceTypes(id) => {
+            get_only()?;
+            let all = discovery::resource_types(&base, &ctx.policy.scim_schema_extensions);
+            match id {
+                None => discovery(Some(discovery::list(all)), ""),
+                Some(id) => discovery(discovery::by_id(all, id), "resource type"),
+            }
+        }
+        Endpoint::Schemas(id) => {
+            get_only()?;
+            let all = discovery::schemas(&base);
+            match id {
+                None => discovery(Some(discovery::list(all)), ""),
+                Some(id) => discovery(discovery::by_id(all, id), "schema"),
+            }
+        }
+        Endpoint::Search(kind) => {
+            if method != Method::POST {
+                return Err(method_not_allowed("POST"));
+            }
+            let params = ListParams::from_search(&json_body(body).await?)?;
+            let kinds = match kind {
+                Some(k) => vec![*k],
+                None => vec![ResourceKind::User, ResourceKind::Group],
+            };
+            svc.list(ctx, &kinds, &params).await
+        }
+        Endpoint::Bulk => {
+            if method != Method::POST {
+                return Err(method_not_allowed("POST"));
+            }
+            bulk::run(svc, ctx, &json_body(body).await?).await
+        }
+        Endpoint::Resources(kind, None) => {
+            if method == Method::GET {
+                svc.list(ctx, &[*kind], &params).await
+            } else if method == Method::POST {
+                let proj = params.projection()?;
+                svc.create(ctx, *kind, json_body(body).await?, &proj).await
+            } else {
+                Err(method_not_allowed("GET and POST"))
+            }
+        }
+        Endpoint::Resources(kind, Some(id)) => {
+            let proj = params.projection()?;
+            match *method {
+                Method::GET => svc.get(ctx, *kind, id, &proj, &pre).await,
+                Method::PUT => {
+                    svc.replace(ctx, *kind, id, json_body(body).await?, &pre, &proj)
+                        .await
+                }
+                Method::PATCH => {
+                    let want_body =
+                        params.attributes.is_some() || params.excluded_attributes.is_some();
+                    svc.patch(
+                        ctx,
+                        *kind,
+                        id,
+                        &json_body(body).await?,
+                        &pre,
+                        &proj,
+                        want_body,
+                    )
+                    .await
+                }
+                Method::DELETE => svc.delete(ctx, *kind, id, &pre).await,
+                _ => Err(method_not_allowed("GET, PUT, PATCH and DELETE")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_case_insensitive() {
+        assert_eq!(
+            Endpoint::parse("users"),
+            Some(Endpoint::Resources(ResourceKind::User, None))
+        );
+        assert_eq!(
+            Endpoint::parse("/GROUPS/abc"),
+            Some(Endpoint::Resources(ResourceKind::Group, Some("abc".into())))
+        );
+        assert_eq!(
+            Endpoint::parse("Users/.search"),
+            Some(Endpoint::Search(Some(ResourceKind::User)))
+        );
+        assert_eq!(Endpoint::parse(".Search"), Some(Endpoint::Search(None)));
+        assert_eq!(
+            Endpoint::parse("serviceproviderconfig"),
+            Some(Endpoint::ServiceProviderConfig)
+        );
+        assert_eq!(
+            Endpoint::parse("Schemas/urn:ietf:params:scim:schemas:core:2.0:User"),
+            Some(Endpoint::Schemas(Some(
+                "urn:ietf:params:scim:schemas:core:2.0:User".into()
+            )))
+        );
+        assert_eq!(Endpoint::parse("Me"), Some(Endpoint::Me));
+        assert_eq!(Endpoint::parse("Widgets"), None);
+        assert_eq!(Endpoint::parse("Users/a/b"), None);
+    }
 }

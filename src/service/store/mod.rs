@@ -7,6 +7,8 @@
 mod audit;
 mod migrations;
 mod objects;
+mod scim;
+mod scim_query;
 mod tokens;
 
 use std::{str::FromStr, time::Duration};
@@ -19,6 +21,7 @@ use sqlx::{
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
+pub use scim::{ListQuery, Member, ResourceWrite, ScimRecord, ScimTx, is_unique_violation};
 pub use tokens::{StoredToken, TokenPut, TokenRegistration};
 
 /// Which database the store runs on.

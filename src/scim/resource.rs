@@ -1,0 +1,395 @@
+//! Normalising resources as IdPs send them into the one shape idsync stores:
+//! canonical attribute names, booleans that are booleans, read-only and
+//! write-only attributes dropped, extension attributes under their schema URN.
+//!
+//! Leniency here is deliberate and each case comes from a real client: Entra
+//! sends `"active": "False"`, Okta sends `groups: []` and a `password`, Google's
+//! connectors list SCIM 1.x URNs in `schemas`.
+
+use serde_json::{Map, Value};
+
+use super::ScimProblem;
+use super::schema::{Attr, AttrType, Mutability, Namespace, ResourceKind, SchemaSet};
+
+/// Coerces a value to an attribute's type. `Ok(None)` means "no value" (null).
+pub fn coerce(def: &Attr, value: Value, path: &str) -> Result<Option<Value>, ScimProblem> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if def.multi {
+        let items = match value {
+            Value::Array(items) => items,
+            // A single element where a list belongs: take it as a list of one.
+            single => vec![single],
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut seen_primary = false;
+        for item in items {
+            if let Some(mut v) = coerce_single(def, item, path)? {
+                // "primary" true at most once (RFC 7643 §2.4): the first one wins.
+                if let Some(obj) = v.as_object_mut()
+                    && obj.get("primary") == Some(&Value::Bool(true))
+                {
+                    if seen_primary {
+                        obj.insert("primary".into(), Value::Bool(false));
+                    }
+                    seen_primary = true;
+                }
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        return Ok(Some(Value::Array(out)));
+    }
+    coerce_single(def, value, path)
+}
+
+fn coerce_single(def: &Attr, value: Value, path: &str) -> Result<Option<Value>, ScimProblem> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let wrong = |expected: &str, got: &Value| {
+        ScimProblem::invalid_value(format!(
+            "{path} must be {expected}, got {}",
+            match got {
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "a list",
+                Value::Object(_) => "an object",
+                Value::Null => "null",
+            }
+        ))
+    };
+    Ok(Some(match def.ty {
+        AttrType::Boolean => match &value {
+            Value::Bool(_) => value,
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Value::Bool(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Value::Bool(false),
+            other => return Err(wrong("a boolean", other)),
+        },
+        AttrType::Complex => {
+            let Value::Object(obj) = value else {
+                // A bare value for a complex attribute with a `value` is that
+                // value: Entra sets `manager` to the manager's id string.
+                if def.sub.iter().any(|s| s.name == "value")
+                    && matches!(value, Value::String(_) | Value::Number(_))
+                {
+                    let mut m = Map::new();
+                    m.insert("value".into(), value);
+                    return Ok(Some(Value::Object(m)));
+                }
+                return Err(wrong("an object", &value));
+            };
+            let mut out = Map::new();
+            for (k, v) in obj {
+                let Some(sub) = def.sub.iter().find(|s| s.name.eq_ignore_ascii_case(&k)) else {
+                    continue; // unknown sub-attributes are ignored
+                };
+                if sub.mutability == Mutability::ReadOnly && def.name != "members" {
+                    continue;
+                }
+                if let Some(v) = coerce_single(sub, v, &format!("{path}.{}", sub.name))? {
+                    out.insert(sub.name.to_string(), v);
+                }
+            }
+            if out.is_empty() {
+                return Ok(None);
+            }
+            Value::Object(out)
+        }
+        AttrType::Integer | AttrType::Decimal => match &value {
+            Value::Number(_) => value,
+            other => return Err(wrong("a number", other)),
+        },
+        // Strings, references, date-times, binaries. Numbers become their text
+        // (directories send employee numbers either way).
+        _ => match value {
+            Value::String(_) => value,
+            Value::Number(n) => Value::String(n.to_string()),
+            other => return Err(wrong("a string", &other)),
+        },
+    }))
+}
+
+/// Whether a URN in `schemas` or as a key is one idsync ignores: SCIM 1.x core
+/// URNs that Google Workspace's connectors send beside the 2.0 ones.
+fn is_legacy_urn(urn: &str) -> bool {
+    urn.to_ascii_lowercase().starts_with("urn:scim:schemas:")
+}
+
+/// Normalises a POST/PUT body. `id`, `meta`, `groups`, `password` and unknown
+/// attributes are dropped; extension objects are kept under their canonical URN.
+pub fn normalize(set: &SchemaSet, input: Value) -> Result<Map<String, Value>, ScimProblem> {
+    let Value::Object(input) = input else {
+        return Err(ScimProblem::invalid_syntax(
+            "the request body must be a JSON object",
+        ));
+    };
+    let mut out = Map::new();
+    for (key, value) in input {
+        if key.eq_ignore_ascii_case("schemas") {
+            check_schemas(set, &value)?;
+            continue;
+        }
+        if key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:") {
+            if is_legacy_urn(&key) {
+                continue;
+            }
+            if key.eq_ignore_ascii_case(set.kind.schema()) {
+                // Core attributes nested under the core URN: flatten them.
+                let nested = normalize(set, value)?;
+                out.extend(nested);
+                continue;
+            }
+            match set.extension(&key) {
+                Some(ns) => {
+                    if let Some(ext) = normalize_extension(set, &ns, value)? {
+                        out.insert(ns_urn(&ns).to_string(), ext);
+                    }
+                }
+                None => {
+                    // Entra's dotted URN keys name one extension attribute.
+                    if let Some((urn, attr)) = key.rsplit_once(':')
+                        && let Some(ns) = set.extension(urn)
+                    {
+                        let ext = extension_object(&mut out, &ns)?;
+                        set_extension_attr(set, ext, &ns, attr, value)?;
+                        continue;
+                    }
+                    return Err(ScimProblem::invalid_value(format!(
+                        "schema extension {key} is not supported by this workspace (declare it in the Workspace's spec.policy.scimSchemaExtensions)"
+                    )));
+                }
+            }
+            continue;
+        }
+        let Some(resolved) = set.resolve(None, &key, None) else {
+            continue; // unknown attributes are ignored, as RFC 7644 §3.3 allows
+        };
+        let Some(def) = resolved.attr else { continue };
+        if matches!(def.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
+            continue;
+        }
+        if let Some(v) = coerce(def, value, def.name)? {
+            out.insert(def.name.to_string(), v);
+        }
+    }
+    let required = match set.kind {
+        ResourceKind::User => "userName",
+        ResourceKind::Group => "displayName",
+    };
+    match out.get(required) {
+        Some(Value::String(s)) if !s.trim().is_empty() => {}
+        _ => {
+            return Err(ScimProblem::invalid_value(format!(
+                "{required} is required and must be a non-empty string"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn check_schemas(set: &SchemaSet, value: &Value) -> Result<(), ScimProblem> {
+    let Value::Array(list) = value else {
+        return Err(ScimProblem::invalid_syntax(
+            "schemas must be a list of URNs",
+        ));
+    };
+    for urn in list {
+        let Some(urn) = urn.as_str() else {
+            return Err(ScimProblem::invalid_syntax(
+                "schemas must be a list of URNs",
+            ));
+        };
+        if urn.eq_ignore_ascii_case(set.kind.schema())
+            || is_legacy_urn(urn)
+            || set.extension(urn).is_some()
+        {
+            continue;
+        }
+        return Err(ScimProblem::invalid_value(format!(
+            "schema {urn} is not supported for {} resources (declare extensions in the Workspace's spec.policy.scimSchemaExtensions)",
+            set.kind.as_str()
+        )));
+    }
+    Ok(())
+}
+
+pub fn ns_urn(ns: &Namespace) -> &str {
+    match ns {
+        Namespace::Core => "",
+        Namespace::Extension(u) => u,
+        Namespace::Declared(u) => u,
+    }
+}
+
+/// The resource's object for extension `ns`, created when missing.
+pub fn extension_object<'m>(
+    doc: &'m mut Map<String, Value>,
+    ns: &Namespace,
+) -> Result<&'m mut Map<String, Value>, ScimProblem> {
+    let urn = ns_urn(ns);
+    doc.entry(urn.to_string())
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or_else(|| ScimProblem::invalid_value(format!("{urn} must be an object")))
+}
+
+fn normalize_extension(
+    set: &SchemaSet,
+    ns: &Namespace,
+    value: Value,
+) -> Result<Option<Value>, ScimProblem> {
+    let Value::Object(obj) = value else {
+        return Err(ScimProblem::invalid_value(format!(
+            "{} must be an object",
+            ns_urn(ns)
+        )));
+    };
+    let mut out = Map::new();
+    for (k, v) in obj {
+        set_extension_attr(set, &mut out, ns, &k, v)?;
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
+
+/// Sets one extension attribute (`employeeNumber` or `manager.value`) in the
+/// extension object `target`.
+fn set_extension_attr(
+    set: &SchemaSet,
+    target: &mut Map<String, Value>,
+    ns: &Namespace,
+    attr: &str,
+    value: Value,
+) -> Result<(), ScimProblem> {
+    let (name, sub) = match attr.split_once('.') {
+        Some((a, s)) => (a, Some(s)),
+        None => (attr, None),
+    };
+    let urn = ns_urn(ns).to_string();
+    let Some(resolved) = set.resolve(Some(&urn), name, sub) else {
+        return Ok(()); // unknown attribute of a known extension: ignored
+    };
+    let container = target;
+    match (resolved.attr, &resolved.sub) {
+        (Some(def), None) => {
+            if def.mutability == Mutability::ReadOnly {
+                return Ok(());
+            }
+            match coerce(def, value, def.name)? {
+                Some(v) => {
+                    container.insert(def.name.to_string(), v);
+                }
+                None => {
+                    container.remove(def.name);
+                }
+            }
+        }
+        (Some(def), Some((sub_name, Some(sub_def)))) => {
+            let obj = container
+                .entry(def.name.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let (Some(obj), Some(v)) = (obj.as_object_mut(), coerce(sub_def, value, sub_name)?) {
+                obj.insert(sub_name.clone(), v);
+            }
+        }
+        // Declared extensions: stored as given.
+        _ => {
+            let key = match &resolved.sub {
+                Some((s, _)) => format!("{}.{s}", resolved.name),
+                None => resolved.name.clone(),
+            };
+            if value.is_null() {
+                container.remove(&key);
+            } else {
+                container.insert(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::ENTERPRISE_USER_SCHEMA;
+    use serde_json::json;
+
+    fn users() -> SchemaSet {
+        SchemaSet::new(ResourceKind::User, vec![])
+    }
+
+    #[test]
+    fn canonicalises_names_and_coerces_entra_booleans() {
+        let doc = normalize(
+            &users(),
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:scim:schemas:core:1.0"],
+                "UserName": "Ada@Example.com",
+                "ACTIVE": "False",
+                "emails": [{"Value": "ada@example.com", "type": "work", "primary": "true"}],
+                "name": {"givenName": "Ada", "FamilyName": "Lovelace"},
+                "id": "client-chosen", "groups": [], "password": "hunter2",
+                "meta": {"created": "2020-01-01T00:00:00Z"},
+                "unknownThing": 1,
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(doc),
+            json!({
+                "userName": "Ada@Example.com",
+                "active": false,
+                "emails": [{"value": "ada@example.com", "type": "work", "primary": true}],
+                "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            })
+        );
+    }
+
+    #[test]
+    fn keeps_extensions_under_their_urn() {
+        let doc = normalize(
+            &users(),
+            json!({
+                "userName": "a",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                    "EmployeeNumber": 42, "manager": {"value": "m1", "displayName": "ro"}
+                }
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            doc[ENTERPRISE_USER_SCHEMA],
+            json!({"employeeNumber": "42", "manager": {"value": "m1"}})
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_store() {
+        for (body, why) in [
+            (json!([]), "JSON object"),
+            (json!({"displayName": "x"}), "userName is required"),
+            (
+                json!({"userName": "a", "active": "maybe"}),
+                "active must be a boolean",
+            ),
+            (
+                json!({"userName": "a", "schemas": ["urn:x:y"]}),
+                "not supported",
+            ),
+            (
+                json!({"userName": "a", "urn:x:ext": {"a": 1}}),
+                "scimSchemaExtensions",
+            ),
+            (
+                json!({"userName": "a", "name": "Ada"}),
+                "name must be an object",
+            ),
+        ] {
+            let e = normalize(&users(), body.clone()).expect_err(&body.to_string());
+            assert!(e.detail.contains(why), "{body}: {e}");
+        }
+    }
+}

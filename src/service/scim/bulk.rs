@@ -1,0 +1,296 @@
+//! `POST /Bulk` (RFC 7644 §3.7): many operations in one request, with `bulkId`
+//! references between them and `failOnErrors`.
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::{
+    context::WorkspaceCtx,
+    error::ScimError,
+    render::Projection,
+    service::{Answer, Preconditions, ScimService},
+};
+use crate::scim::{
+    ScimProblem,
+    schema::{BULK_RESPONSE, ResourceKind},
+};
+
+/// Most operations in one bulk request (advertised in ServiceProviderConfig).
+pub const MAX_OPERATIONS: usize = 1000;
+/// Largest bulk request body, in bytes (advertised in ServiceProviderConfig).
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+struct BulkOp {
+    method: String,
+    bulk_id: Option<String>,
+    path: String,
+    data: Option<Value>,
+    version: Option<String>,
+}
+
+fn get_ci<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+fn parse(body: &Value) -> Result<(Vec<BulkOp>, Option<usize>), ScimError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ScimProblem::invalid_syntax("a bulk request must be a JSON object"))?;
+    let ops = get_ci(obj, "Operations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ScimProblem::invalid_syntax("a bulk request needs an Operations array"))?;
+    if ops.len() > MAX_OPERATIONS {
+        return Err(ScimError::too_large(format!(
+            "{} operations; a bulk request may hold at most {MAX_OPERATIONS}",
+            ops.len()
+        )));
+    }
+    let fail_on_errors =
+        match get_ci(obj, "failOnErrors") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                ScimProblem::invalid_value("failOnErrors must be a positive integer")
+            })? as usize),
+        };
+    let mut out = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let o = op.as_object().ok_or_else(|| {
+            ScimProblem::invalid_syntax(format!("operation {i} is not an object"))
+        })?;
+        let text = |k: &str| get_ci(o, k).and_then(Value::as_str).map(str::to_string);
+        let method = text("method")
+            .ok_or_else(|| ScimProblem::invalid_syntax(format!("operation {i} has no method")))?
+            .to_ascii_uppercase();
+        let path = text("path")
+            .ok_or_else(|| ScimProblem::invalid_syntax(format!("operation {i} has no path")))?;
+        let bulk_id = text("bulkId");
+        if method == "POST" && bulk_id.is_none() {
+            return Err(ScimProblem::invalid_syntax(format!(
+                "operation {i} (POST) needs a bulkId"
+            ))
+            .into());
+        }
+        out.push(BulkOp {
+            method,
+            bulk_id,
+            path,
+            data: get_ci(o, "data").cloned(),
+            version: text("version"),
+        });
+    }
+    Ok((out, fail_on_errors))
+}
+
+/// `bulkId:x` references in a value, resolved. `Err` names an unresolved id.
+fn resolve(value: &Value, ids: &HashMap<String, String>) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) => match s.strip_prefix("bulkId:") {
+            Some(reference) => Value::String(
+                ids.get(reference)
+                    .cloned()
+                    .ok_or_else(|| reference.to_string())?,
+            ),
+            None => value.clone(),
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| resolve(i, ids))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve(v, ids)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// `/Users`, `/Groups/{id}` → kind and id.
+fn target(path: &str) -> Result<(ResourceKind, Option<String>), ScimProblem> {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let kind = match parts.next().unwrap_or_default() {
+        p if p.eq_ignore_ascii_case("Users") => ResourceKind::User,
+        p if p.eq_ignore_ascii_case("Groups") => ResourceKind::Group,
+        _ => {
+            return Err(ScimProblem::invalid_path(format!(
+                "{path} is not /Users or /Groups"
+            )));
+        }
+    };
+    Ok((
+        kind,
+        parts.next().filter(|s| !s.is_empty()).map(str::to_string),
+    ))
+}
+
+async fn run_one(
+    svc: &ScimService,
+    ctx: &WorkspaceCtx,
+    op: &BulkOp,
+    ids: &HashMap<String, String>,
+) -> Result<Answer, ScimError> {
+    let unresolved = |r: String| {
+        ScimProblem::invalid_value(format!(
+            "bulkId {r} does not name a resource created in this request"
+        ))
+    };
+    let path = resolve(&Value::String(op.path.clone()), ids).map_err(unresolved)?;
+    let (kind, id) = target(path.as_str().unwrap_or_default())?;
+    let data = match &op.data {
+        Some(d) => Some(resolve(d, ids).map_err(unresolved)?),
+        None => None,
+    };
+    let pre = Preconditions {
+        if_match: op.version.clone(),
+        if_none_match: None,
+    };
+    let proj = Projection::default();
+    let need_data = || {
+        data.clone().ok_or_else(|| {
+            ScimError::from(ScimProblem::invalid_syntax(format!(
+                "{} {} needs data",
+                op.method, op.path
+            )))
+        })
+    };
+    let need_id = || {
+        id.clone().ok_or_else(|| {
+            ScimError::from(ScimProblem::invalid_path(format!(
+                "{} needs a resource id in its path",
+                op.method
+            )))
+        })
+    };
+    match op.method.as_str() {
+        "POST" if id.is_none() => svc.create(ctx, kind, need_data()?, &proj).await,
+        "PUT" => {
+            svc.replace(ctx, kind, &need_id()?, need_data()?, &pre, &proj)
+                .await
+        }
+        "PATCH" => {
+            svc.patch(ctx, kind, &need_id()?, &need_data()?, &pre, &proj, false)
+                .await
+        }
+        "DELETE" => svc.delete(ctx, kind, &need_id()?, &pre).await,
+        m => Err(ScimError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{m} {} is not a bulk operation", op.path),
+        )),
+    }
+}
+
+/// Which bulkIds a value refers to.
+fn references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => {
+            if let Some(r) = s.strip_prefix("bulkId:") {
+                out.push(r.to_string());
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| references(i, out)),
+        Value::Object(o) => o.values().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+/// Runs a bulk request. Operations run in order, except that one referring to a
+/// bulkId a later POST defines waits for it; what cannot resolve fails alone.
+pub async fn run(svc: &ScimService, ctx: &WorkspaceCtx, body: &Value) -> Result<Answer, ScimError> {
+    let (ops, fail_on_errors) = parse(body)?;
+    let defined: HashMap<&str, usize> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some((o.bulk_id.as_deref()?, i)))
+        .collect();
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results: Vec<Option<Value>> = vec![None; ops.len()];
+    let mut errors = 0usize;
+    let mut pending: Vec<usize> = (0..ops.len()).collect();
+    'passes: loop {
+        let mut progressed = false;
+        let mut waiting = Vec::new();
+        for &i in &pending {
+            let op = &ops[i];
+            let mut refs = Vec::new();
+            references(&Value::String(op.path.clone()), &mut refs);
+            if let Some(d) = &op.data {
+                references(d, &mut refs);
+            }
+            // Wait for a reference a not-yet-run operation will define.
+            if refs.iter().any(|r| {
+                !ids.contains_key(r)
+                    && defined
+                        .get(r.as_str())
+                        .is_some_and(|&j| results[j].is_none() && j != i)
+            }) {
+                waiting.push(i);
+                continue;
+            }
+            progressed = true;
+            let mut result = json!({"method": op.method});
+            if let Some(b) = &op.bulk_id {
+                result["bulkId"] = b.clone().into();
+            }
+            match run_one(svc, ctx, op, &ids).await {
+                Ok(answer) => {
+                    if let (Some(b), Some(id)) = (
+                        &op.bulk_id,
+                        answer
+                            .body
+                            .as_ref()
+                            .and_then(|b| b.get("id"))
+                            .and_then(Value::as_str),
+                    ) {
+                        ids.insert(b.clone(), id.to_string());
+                    }
+                    if let Some(l) = answer.location {
+                        result["location"] = l.into();
+                    }
+                    if let Some(v) = answer.etag {
+                        result["version"] = v.into();
+                    }
+                    result["status"] = answer.status.as_u16().to_string().into();
+                }
+                Err(e) => {
+                    errors += 1;
+                    result["status"] = e.status.as_u16().to_string().into();
+                    result["response"] = e.body();
+                }
+            }
+            results[i] = Some(result);
+            if fail_on_errors.is_some_and(|n| errors >= n) {
+                break 'passes;
+            }
+        }
+        pending = waiting;
+        if pending.is_empty() {
+            break;
+        }
+        if !progressed {
+            // Only circular references are left.
+            for &i in &pending {
+                let e = ScimError::from(ScimProblem::invalid_value("circular bulkId references"));
+                results[i] = Some(json!({
+                    "method": ops[i].method, "bulkId": ops[i].bulk_id,
+                    "status": e.status.as_u16().to_string(), "response": e.body(),
+                }));
+            }
+            break;
+        }
+    }
+    Ok(Answer {
+        status: StatusCode::OK,
+        body: Some(json!({
+            "schemas": [BULK_RESPONSE],
+            "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
+        })),
+        etag: None,
+        location: None,
+    })
+}

@@ -1,0 +1,65 @@
+//! Discovery (RFC 7644 §4): what this server supports, stated truthfully so IdPs
+//! use PATCH, filters and bulk as they are.
+
+use serde_json::{Value, json};
+
+use super::{bulk, service::MAX_RESULTS};
+use crate::scim::{
+    patch,
+    schema::{self, LIST_RESPONSE},
+};
+
+pub fn service_provider_config(base_url: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://idsync.dev/docs/scim",
+        "patch": {"supported": true},
+        "bulk": {
+            "supported": true,
+            "maxOperations": bulk::MAX_OPERATIONS,
+            "maxPayloadSize": bulk::MAX_PAYLOAD_BYTES,
+        },
+        "filter": {"supported": true, "maxResults": MAX_RESULTS},
+        "changePassword": {"supported": false},
+        "sort": {"supported": true},
+        "etag": {"supported": true},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "OAuth Bearer Token",
+            "description": "A bearer token issued by idsync for this workspace (a SCIMToken resource)",
+            "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
+            "primary": true
+        }],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": format!("{base_url}/ServiceProviderConfig"),
+        },
+        "x-idsync": {"maxPatchOperations": patch::MAX_OPERATIONS},
+    })
+}
+
+/// A ListResponse of discovery resources.
+pub fn list(resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": resources.len(),
+        "startIndex": 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+pub fn resource_types(base_url: &str, declared: &[String]) -> Vec<Value> {
+    schema::resource_types(base_url, declared)
+}
+
+pub fn schemas(base_url: &str) -> Vec<Value> {
+    schema::schema_resources(base_url)
+}
+
+/// One discovery resource by its `id`, case-insensitively.
+pub fn by_id(resources: Vec<Value>, id: &str) -> Option<Value> {
+    resources
+        .into_iter()
+        .find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id)))
+}

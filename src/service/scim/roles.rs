@@ -1,0 +1,191 @@
+//! Group membership drives roles: the workspace's RoleMapping turns the groups
+//! the IdP pushed into a role, recomputed whenever a member's groups change.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::json;
+
+use super::context::WorkspaceCtx;
+use crate::{
+    admin::RoleMappingDoc,
+    roles::{CompiledMapping, Principal},
+    service::store::{AuditEntry, ObjectKind, Result, ScimTx, Store},
+};
+
+/// Compiled role mappings by workspace, recompiled only when the stored
+/// mapping's fingerprint changes.
+#[derive(Debug, Default)]
+pub struct RoleResolver {
+    cache: Mutex<HashMap<String, (String, Arc<CompiledMapping>)>>,
+}
+
+/// A person's role and, when the role they would get needs approval, that role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDecision {
+    pub role: Option<String>,
+    pub pending: Option<String>,
+}
+
+impl RoleResolver {
+    /// The workspace's active mapping: its first RoleMapping by name, if any.
+    pub async fn mapping(
+        &self,
+        store: &Store,
+        workspace: &str,
+    ) -> Result<Option<Arc<CompiledMapping>>> {
+        let Some(object) = store
+            .list_objects(ObjectKind::RoleMapping, Some(workspace))
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        // The lock guards a map lookup, never an await; a poisoned lock only means
+        // another thread panicked mid-insert, and the map is still usable.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((fingerprint, compiled)) = cache.get(workspace)
+            && *fingerprint == object.fingerprint
+        {
+            return Ok(Some(compiled.clone()));
+        }
+        let compiled = match serde_json::from_value::<RoleMappingDoc>(object.body)
+            .map_err(|e| e.to_string())
+            .and_then(|doc| CompiledMapping::compile(&doc).map_err(|e| e.to_string()))
+        {
+            Ok(c) => Arc::new(c),
+            Err(message) => {
+                // The admin API validates mappings before storing them; this is a
+                // mapping written by an older version. Keep roles as they are.
+                tracing::error!(workspace, mapping = %object.name, %message, "stored role mapping does not compile");
+                return Ok(None);
+            }
+        };
+        cache.insert(
+            workspace.to_string(),
+            (object.fingerprint, compiled.clone()),
+        );
+        Ok(Some(compiled))
+    }
+}
+
+/// The role a person with `groups` gets, given the role they hold now.
+pub fn decide(
+    mapping: Option<&CompiledMapping>,
+    ctx: &WorkspaceCtx,
+    groups: &[String],
+    current: Option<&str>,
+) -> RoleDecision {
+    let claims = Default::default();
+    let resolved = mapping
+        .and_then(|m| {
+            m.evaluate(Principal {
+                groups,
+                claims: &claims,
+            })
+            .role
+            .map(str::to_string)
+        })
+        .or_else(|| ctx.default_role.clone());
+    let needs_approval = |role: &str| ctx.policy.approval_required_roles.iter().any(|r| r == role);
+    match resolved {
+        // An approved elevated role stays; a new one waits for approval, and the
+        // person gets the next lower role that needs none.
+        Some(role) if needs_approval(&role) && current != Some(role.as_str()) => {
+            let lower = mapping.and_then(|m| {
+                let roles = m.roles();
+                let rank = m.rank(&role)?;
+                roles[rank + 1..]
+                    .iter()
+                    .find(|r| !needs_approval(r))
+                    .cloned()
+            });
+            RoleDecision {
+                role: lower,
+                pending: Some(role),
+            }
+        }
+        role => RoleDecision {
+            role,
+            pending: None,
+        },
+    }
+}
+
+/// Recomputes the roles of `user_ids` from their current groups, writing and
+/// auditing each change in `tx`.
+pub async fn recompute(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    mapping: Option<&CompiledMapping>,
+    user_ids: &[String],
+    now: i64,
+) -> Result<()> {
+    for user_id in user_ids {
+        let Some((pk, role, pending)) = tx.user_role(&ctx.name, user_id).await? else {
+            continue; // a group member that is a group, or gone
+        };
+        let groups = tx.group_names_of(&ctx.name, user_id).await?;
+        let decision = decide(mapping, ctx, &groups, role.as_deref());
+        if decision.role == role && decision.pending == pending {
+            continue;
+        }
+        tx.set_role(pk, decision.role.as_deref(), decision.pending.as_deref())
+            .await?;
+        if decision.role != role {
+            tx.audit(
+                &audit_entry(
+                    ctx,
+                    "role_changed",
+                    user_id,
+                    json!({
+                        "from": role, "to": decision.role, "requestId": ctx.request_id,
+                    }),
+                ),
+                now,
+            )
+            .await?;
+        }
+        if decision.pending.is_some() && decision.pending != pending {
+            tx.audit(
+                &audit_entry(
+                    ctx,
+                    "role_approval_requested",
+                    user_id,
+                    json!({
+                        "role": decision.pending, "requestId": ctx.request_id,
+                    }),
+                ),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn audit_entry(
+    ctx: &WorkspaceCtx,
+    action: &str,
+    id: &str,
+    detail: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        workspace: Some(ctx.name.clone()),
+        actor: ctx.actor(),
+        action: action.to_string(),
+        kind: Some(
+            if action.starts_with("group") {
+                "Group"
+            } else {
+                "User"
+            }
+            .to_string(),
+        ),
+        name: Some(id.to_string()),
+        detail: Some(detail),
+    }
+}

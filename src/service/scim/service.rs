@@ -1,0 +1,933 @@
+//! The SCIM service layer: every Users/Groups operation as a method tests can
+//! call without HTTP. Each write is one store transaction covering the resource,
+//! its memberships, the roles they drive and the audit entries.
+
+use std::collections::HashSet;
+
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::{
+    context::WorkspaceCtx,
+    error::ScimError,
+    render::{self, Projection, etag, etag_matches},
+    roles::{self, RoleResolver, audit_entry},
+};
+use crate::{
+    roles::CompiledMapping,
+    scim::{
+        ScimProblem,
+        eval::element_matches,
+        filter,
+        patch::{self, MemberChange},
+        resource,
+        schema::{LIST_RESPONSE, ResourceKind, SchemaSet},
+    },
+    service::{
+        metrics::ServiceMetrics,
+        store::{ListQuery, ResourceWrite, ScimRecord, ScimTx, Store, StoreError, now_millis},
+    },
+};
+
+/// Most resources one list page returns (`filter.maxResults`).
+pub const MAX_RESULTS: i64 = 1000;
+
+/// A successful answer: status, body, and the headers SCIM clients read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+}
+
+impl Answer {
+    fn ok(body: Value) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: Some(body),
+            etag: None,
+            location: None,
+        }
+    }
+}
+
+/// `If-Match` / `If-None-Match` as the client sent them.
+#[derive(Debug, Clone, Default)]
+pub struct Preconditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl Preconditions {
+    fn check(&self, version: i64) -> Result<(), ScimError> {
+        let current = etag(version);
+        match &self.if_match {
+            Some(h) if !etag_matches(h, &current) => Err(ScimError::precondition_failed(&current)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// List parameters, from a query string or a `.search` body, not yet validated.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub filter: Option<String>,
+    pub sort_by: Option<String>,
+    pub sort_order: Option<String>,
+    pub start_index: Option<String>,
+    pub count: Option<String>,
+    pub attributes: Option<String>,
+    pub excluded_attributes: Option<String>,
+}
+
+impl ListParams {
+    /// From query parameters; names are case-insensitive.
+    pub fn from_query(pairs: &[(String, String)]) -> Self {
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        Self {
+            filter: get("filter"),
+            sort_by: get("sortBy"),
+            sort_order: get("sortOrder"),
+            start_index: get("startIndex"),
+            count: get("count"),
+            attributes: get("attributes"),
+            excluded_attributes: get("excludedAttributes"),
+        }
+    }
+
+    /// From a SearchRequest body (RFC 7644 §3.4.3).
+    pub fn from_search(body: &Value) -> Result<Self, ScimProblem> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ScimProblem::invalid_syntax("a search request must be a JSON object"))?;
+        let get = |name: &str| -> Result<Option<String>, ScimProblem> {
+            match obj
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+            {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(Value::Array(items)) => Ok(Some(
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| {
+                            ScimProblem::invalid_value(format!("{name} must list strings"))
+                        })?
+                        .join(","),
+                )),
+                Some(_) => Err(ScimProblem::invalid_value(format!(
+                    "{name} has the wrong type"
+                ))),
+            }
+        };
+        Ok(Self {
+            filter: get("filter")?,
+            sort_by: get("sortBy")?,
+            sort_order: get("sortOrder")?,
+            start_index: get("startIndex")?,
+            count: get("count")?,
+            attributes: get("attributes")?,
+            excluded_attributes: get("excludedAttributes")?,
+        })
+    }
+
+    pub fn projection(&self) -> Result<Projection, ScimProblem> {
+        Projection::parse(
+            self.attributes.as_deref(),
+            self.excluded_attributes.as_deref(),
+        )
+    }
+
+    /// Validates into a store query. `startIndex` below 1 means 1 and `count`
+    /// is clamped to `0..=MAX_RESULTS`, as RFC 7644 §3.4.2.4 says.
+    fn query(&self) -> Result<ListQuery, ScimProblem> {
+        let number = |name: &str, v: &Option<String>, default: i64| -> Result<i64, ScimProblem> {
+            match v.as_deref().map(str::trim) {
+                None | Some("") => Ok(default),
+                Some(s) => s.parse::<i64>().map_err(|_| {
+                    ScimProblem::invalid_value(format!("{name} must be an integer, not {s:?}"))
+                }),
+            }
+        };
+        let filter = match self.filter.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(f) => Some(filter::parse(f)?),
+        };
+        let sort_by = match self.sort_by.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => {
+                Some(filter::parse_attr_path(s).map_err(|e| ScimProblem::invalid_value(e.0))?)
+            }
+        };
+        let descending = match self.sort_order.as_deref().map(str::trim) {
+            None | Some("") => false,
+            Some(o) if o.eq_ignore_ascii_case("ascending") => false,
+            Some(o) if o.eq_ignore_ascii_case("descending") => true,
+            Some(o) => {
+                return Err(ScimProblem::invalid_value(format!(
+                    "sortOrder must be ascending or descending, not {o:?}"
+                )));
+            }
+        };
+        Ok(ListQuery {
+            filter,
+            sort_by,
+            descending,
+            start_index: number("startIndex", &self.start_index, 1)?.max(1),
+            count: number("count", &self.count, MAX_RESULTS)?.clamp(0, MAX_RESULTS),
+            unknown_attributes_match_nothing: false,
+        })
+    }
+}
+
+/// What a write did to a user's lifecycle, counted once it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Unchanged,
+    Deprovisioned,
+    Reactivated,
+}
+
+/// SCIM Users and Groups over the store.
+pub struct ScimService {
+    store: Store,
+    public_url: String,
+    roles: RoleResolver,
+    metrics: ServiceMetrics,
+}
+
+/// A new resource id: a random UUID (version 4).
+fn new_id() -> Result<String, ScimError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|_| {
+        ScimError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no randomness available; retry later",
+        )
+    })?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+fn not_found(kind: ResourceKind, id: &str) -> ScimError {
+    ScimError::not_found(format!("{} {id} not found", kind.as_str()))
+}
+
+fn conflict(kind: ResourceKind, attr: &str, doc: &Map<String, Value>) -> ScimError {
+    let value = doc.get(attr).and_then(Value::as_str).unwrap_or_default();
+    ScimError::uniqueness(format!(
+        "a {} with {attr} {value:?} already exists",
+        kind.as_str()
+    ))
+}
+
+/// Takes `members` out of a normalised group document: the ids it names.
+fn take_members(doc: &mut Map<String, Value>) -> Option<Vec<String>> {
+    let members = doc.remove("members")?;
+    Some(member_ids(&members))
+}
+
+fn member_ids(values: &Value) -> Vec<String> {
+    let one = |v: &Value| match v {
+        Value::Object(o) => o
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("value"))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_string),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    match values {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
+    }
+}
+
+/// The attributes every resource of a kind must have after any write.
+fn check_required(kind: ResourceKind, doc: &Map<String, Value>) -> Result<(), ScimProblem> {
+    let required = match kind {
+        ResourceKind::User => "userName",
+        ResourceKind::Group => "displayName",
+    };
+    match doc.get(required).and_then(Value::as_str) {
+        Some(s) if !s.trim().is_empty() => Ok(()),
+        _ => Err(ScimProblem::invalid_value(format!(
+            "{required} is required and cannot be removed"
+        ))),
+    }
+}
+
+fn dedup(ids: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.into_iter().filter(|i| seen.insert(i.clone())).collect()
+}
+
+impl ScimService {
+    pub fn new(store: Store, public_url: &str, metrics: ServiceMetrics) -> Self {
+        Self {
+            store,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            roles: RoleResolver::default(),
+            metrics,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The SCIM base URL of a workspace.
+    pub fn base_url(&self, workspace: &str) -> String {
+        format!("{}/scim/v2/{workspace}", self.public_url)
+    }
+
+    async fn mapping(
+        &self,
+        ctx: &WorkspaceCtx,
+    ) -> Result<Option<std::sync::Arc<CompiledMapping>>, StoreError> {
+        self.roles.mapping(&self.store, &ctx.name).await
+    }
+
+    async fn render(
+        &self,
+        ctx: &WorkspaceCtx,
+        rec: &ScimRecord,
+        proj: &Projection,
+    ) -> Result<Value, StoreError> {
+        let members = if rec.kind == ResourceKind::Group && proj.wants("members") {
+            Some(self.store.scim_members(&ctx.name, rec.pk).await?)
+        } else {
+            None
+        };
+        let groups = if rec.kind == ResourceKind::User && proj.wants("groups") {
+            Some(self.store.scim_groups_of(&ctx.name, &rec.id).await?)
+        } else {
+            None
+        };
+        let mut v = render::resource(
+            &self.base_url(&ctx.name),
+            rec,
+            members.as_deref(),
+            groups.as_deref(),
+        );
+        proj.apply(&ctx.schemas(rec.kind), &mut v);
+        Ok(v)
+    }
+
+    /// Reads a resource back for an answer.
+    async fn answer(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        id: &str,
+        proj: &Projection,
+        status: StatusCode,
+    ) -> Result<Answer, ScimError> {
+        let rec = self
+            .store
+            .scim_get(&ctx.name, kind, id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        let body = self.render(ctx, &rec, proj).await?;
+        Ok(Answer {
+            status,
+            body: Some(body),
+            etag: Some(etag(rec.version)),
+            location: Some(format!(
+                "{}/{}/{}",
+                self.base_url(&ctx.name),
+                kind.endpoint(),
+                rec.id
+            )),
+        })
+    }
+
+    /// `GET /Users/{id}`.
+    pub async fn get(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        id: &str,
+        proj: &Projection,
+        pre: &Preconditions,
+    ) -> Result<Answer, ScimError> {
+        let mut answer = self.answer(ctx, kind, id, proj, StatusCode::OK).await?;
+        if let (Some(h), Some(current)) = (&pre.if_none_match, &answer.etag)
+            && etag_matches(h, current)
+        {
+            answer.status = StatusCode::NOT_MODIFIED;
+            answer.body = None;
+        }
+        Ok(answer)
+    }
+
+    /// `GET /Users?filter=…`, `POST /Users/.search`, and (several kinds) `POST /.search`.
+    pub async fn list(
+        &self,
+        ctx: &WorkspaceCtx,
+        kinds: &[ResourceKind],
+        params: &ListParams,
+    ) -> Result<Answer, ScimError> {
+        let proj = params.projection()?;
+        let mut query = params.query()?;
+        if kinds.len() > 1 {
+            // Each attribute must exist in some type: a typo is still a 400.
+            if let Some(f) = &query.filter {
+                check_known_somewhere(
+                    f,
+                    &kinds.iter().map(|k| ctx.schemas(*k)).collect::<Vec<_>>(),
+                )?;
+            }
+            query.unknown_attributes_match_nothing = true;
+        }
+        let mut total = 0;
+        let mut resources = Vec::new();
+        let mut first_problem = None;
+        let mut answered = 0;
+        // Across kinds, pages run over the kinds' results one after the other.
+        let mut skip = query.start_index - 1;
+        let mut room = query.count;
+        for &kind in kinds {
+            let set = ctx.schemas(kind);
+            let page = ListQuery {
+                start_index: skip + 1,
+                count: room,
+                ..query.clone()
+            };
+            let (n, records) = match self.store.scim_query(&ctx.name, &set, &page).await? {
+                Ok(found) => found,
+                Err(p) => {
+                    first_problem.get_or_insert(p);
+                    continue;
+                }
+            };
+            answered += 1;
+            total += n;
+            skip = (skip - n).max(0);
+            room -= records.len() as i64;
+            for rec in &records {
+                resources.push(self.render(ctx, rec, &proj).await?);
+            }
+        }
+        if answered == 0
+            && let Some(p) = first_problem
+        {
+            return Err(p.into());
+        }
+        Ok(Answer::ok(json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": total,
+            "startIndex": query.start_index,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        })))
+    }
+
+    /// `POST /Users`, `POST /Groups`.
+    pub async fn create(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        body: Value,
+        proj: &Projection,
+    ) -> Result<Answer, ScimError> {
+        let set = ctx.schemas(kind);
+        let mut doc = resource::normalize(&set, body)?;
+        let members = take_members(&mut doc).unwrap_or_default();
+        let id = new_id()?;
+        let now = now_millis();
+        let mapping = self.mapping(ctx).await?;
+        let mut tx = self.store.scim_write().await?;
+        let write = ResourceWrite::new(kind, &id, &doc);
+        if let Some(attr) = tx.conflict(&ctx.name, kind, &write, None).await? {
+            return Err(conflict(kind, attr, &doc));
+        }
+        let pk = tx.insert(&ctx.name, kind, &write, now).await?;
+        match kind {
+            ResourceKind::User => {
+                let decision = roles::decide(mapping.as_deref(), ctx, &[], None);
+                tx.set_role(pk, decision.role.as_deref(), decision.pending.as_deref())
+                    .await?;
+                let detail = json!({
+                    "userName": doc.get("userName"), "externalId": doc.get("externalId"),
+                    "active": write.active, "role": decision.role, "requestId": ctx.request_id,
+                });
+                tx.audit(&audit_entry(ctx, "user_provisioned", &id, detail), now)
+                    .await?;
+            }
+            ResourceKind::Group => {
+                let added = self.add_members(&mut tx, ctx, pk, &id, &members).await?;
+                roles::recompute(&mut tx, ctx, mapping.as_deref(), &added, now).await?;
+                let detail = json!({
+                    "displayName": doc.get("displayName"), "externalId": doc.get("externalId"),
+                    "members": added.len(), "requestId": ctx.request_id,
+                });
+                tx.audit(&audit_entry(ctx, "group_created", &id, detail), now)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        self.metrics
+            .scim_provisioned
+            .with_label_values(&[&ctx.name, kind.as_str()])
+            .inc();
+        self.answer(ctx, kind, &id, proj, StatusCode::CREATED).await
+    }
+
+    /// Adds the members that exist in the workspace (unknown ids are ignored, as
+    /// RFC 7644 allows, rather than failing the IdP's whole request); returns the
+    /// newly added ids.
+    async fn add_members(
+        &self,
+        tx: &mut ScimTx,
+        ctx: &WorkspaceCtx,
+        group_pk: i64,
+        group_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = dedup(ids.to_vec());
+        let existing = tx.existing(&ctx.name, &ids).await?;
+        let known: Vec<(String, ResourceKind)> = ids
+            .iter()
+            .filter(|id| id.as_str() != group_id)
+            .filter_map(|id| existing.get(id).map(|k| (id.clone(), *k)))
+            .collect();
+        if known.len() < ids.len() {
+            tracing::info!(
+                workspace = %ctx.name,
+                group = group_id,
+                ignored = ids.len() - known.len(),
+                "ignoring group members that are not resources of this workspace"
+            );
+        }
+        tx.add_members(group_pk, &known).await
+    }
+
+    /// Deprovisioning and reactivation when a user's `active` flips.
+    async fn lifecycle(
+        &self,
+        tx: &mut ScimTx,
+        ctx: &WorkspaceCtx,
+        rec: &ScimRecord,
+        active: bool,
+        via: &str,
+        now: i64,
+    ) -> Result<Lifecycle, StoreError> {
+        let user_name = rec.doc.get("userName").cloned();
+        match (rec.active, active) {
+            (true, false) => {
+                let revoked = tx.revoke_sessions(&ctx.name, &rec.id, now).await?;
+                let detail = json!({
+                    "userName": user_name, "via": via, "sessionsRevoked": revoked,
+                    "requestId": ctx.request_id,
+                });
+                tx.audit(
+                    &audit_entry(ctx, "user_deprovisioned", &rec.id, detail),
+                    now,
+                )
+                .await?;
+                Ok(Lifecycle::Deprovisioned)
+            }
+            (false, true) => {
+                let detail = json!({
+                    "userName": user_name, "via": via, "role": rec.role, "requestId": ctx.request_id,
+                });
+                tx.audit(&audit_entry(ctx, "user_reactivated", &rec.id, detail), now)
+                    .await?;
+                Ok(Lifecycle::Reactivated)
+            }
+            _ => Ok(Lifecycle::Unchanged),
+        }
+    }
+
+    fn count(&self, ctx: &WorkspaceCtx, lifecycle: Lifecycle) {
+        match lifecycle {
+            Lifecycle::Deprovisioned => self
+                .metrics
+                .scim_deprovisioned
+                .with_label_values(&[&ctx.name])
+                .inc(),
+            Lifecycle::Reactivated => self
+                .metrics
+                .scim_provisioned
+                .with_label_values(&[&ctx.name, ResourceKind::User.as_str()])
+                .inc(),
+            Lifecycle::Unchanged => {}
+        }
+    }
+
+    /// `PUT /Users/{id}`: replaces every attribute (Okta's update and deactivation).
+    pub async fn replace(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        id: &str,
+        body: Value,
+        pre: &Preconditions,
+        proj: &Projection,
+    ) -> Result<Answer, ScimError> {
+        let set = ctx.schemas(kind);
+        let mut doc = resource::normalize(&set, body)?;
+        let members = match kind {
+            ResourceKind::Group => Some(take_members(&mut doc).unwrap_or_default()),
+            ResourceKind::User => None,
+        };
+        let now = now_millis();
+        let mapping = self.mapping(ctx).await?;
+        let mut tx = self.store.scim_write().await?;
+        let rec = tx
+            .get(&ctx.name, kind, id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        pre.check(rec.version)?;
+        let write = ResourceWrite::new(kind, &rec.id, &doc);
+        let doc_changed = doc != rec.doc;
+        if doc_changed {
+            if let Some(attr) = tx.conflict(&ctx.name, kind, &write, Some(rec.pk)).await? {
+                return Err(conflict(kind, attr, &doc));
+            }
+            tx.update(rec.pk, kind, &write, now).await?;
+        }
+        let mut affected = Vec::new();
+        let mut members_changed = false;
+        if let Some(wanted) = members {
+            let current: Vec<String> = tx
+                .member_list(rec.pk)
+                .await?
+                .into_iter()
+                .map(|(m, _)| m)
+                .collect();
+            let wanted_set: HashSet<&String> = wanted.iter().collect();
+            let current_set: HashSet<&String> = current.iter().collect();
+            let gone: Vec<String> = current
+                .iter()
+                .filter(|m| !wanted_set.contains(m))
+                .cloned()
+                .collect();
+            let new: Vec<String> = wanted
+                .iter()
+                .filter(|m| !current_set.contains(m))
+                .cloned()
+                .collect();
+            let removed = tx.remove_members(rec.pk, &gone).await?;
+            let added = self.add_members(&mut tx, ctx, rec.pk, id, &new).await?;
+            members_changed = !removed.is_empty() || !added.is_empty();
+            affected.extend(removed);
+            affected.extend(added);
+            if doc_changed && renamed(&rec.doc, &doc) {
+                affected = current;
+                affected.extend(new);
+            }
+        }
+        let lifecycle = match kind {
+            ResourceKind::User => {
+                self.lifecycle(&mut tx, ctx, &rec, write.active, "PUT", now)
+                    .await?
+            }
+            ResourceKind::Group => Lifecycle::Unchanged,
+        };
+        if members_changed && !doc_changed {
+            tx.touch(rec.pk, now).await?;
+        }
+        roles::recompute(&mut tx, ctx, mapping.as_deref(), &dedup(affected), now).await?;
+        if (doc_changed || members_changed) && lifecycle == Lifecycle::Unchanged {
+            audit_updated(&mut tx, ctx, kind, id, "PUT", now).await?;
+        }
+        tx.commit().await?;
+        self.count(ctx, lifecycle);
+        self.answer(ctx, kind, id, proj, StatusCode::OK).await
+    }
+
+    /// `PATCH /Users/{id}`. Group answers are 204 unless the request asked for
+    /// attributes: rendering a 10k-member group for every membership change is
+    /// work no IdP reads.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        pre: &Preconditions,
+        proj: &Projection,
+        want_body: bool,
+    ) -> Result<Answer, ScimError> {
+        let ops = patch::parse_operations(body)?;
+        let set = ctx.schemas(kind);
+        let now = now_millis();
+        let mapping = self.mapping(ctx).await?;
+        let mut tx = self.store.scim_write().await?;
+        let rec = tx
+            .get(&ctx.name, kind, id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        pre.check(rec.version)?;
+        let mut doc = rec.doc.clone();
+        let changes = patch::apply(&set, &mut doc, &ops)?;
+        check_required(kind, &doc)?;
+        let doc_changed = doc != rec.doc;
+        let write = ResourceWrite::new(kind, &rec.id, &doc);
+        let mut version = rec.version;
+        if doc_changed {
+            if let Some(attr) = tx.conflict(&ctx.name, kind, &write, Some(rec.pk)).await? {
+                return Err(conflict(kind, attr, &doc));
+            }
+            version = tx.update(rec.pk, kind, &write, now).await?;
+        }
+        let (mut affected, members_changed) = self
+            .apply_member_changes(&mut tx, ctx, &set, &rec, changes)
+            .await?;
+        if kind == ResourceKind::Group && doc_changed && renamed(&rec.doc, &doc) {
+            affected.extend(tx.member_list(rec.pk).await?.into_iter().map(|(m, _)| m));
+        }
+        if members_changed && !doc_changed {
+            version = tx.touch(rec.pk, now).await?;
+        }
+        let lifecycle = match kind {
+            ResourceKind::User => {
+                self.lifecycle(&mut tx, ctx, &rec, write.active, "PATCH", now)
+                    .await?
+            }
+            ResourceKind::Group => Lifecycle::Unchanged,
+        };
+        roles::recompute(&mut tx, ctx, mapping.as_deref(), &dedup(affected), now).await?;
+        if doc_changed && lifecycle == Lifecycle::Unchanged {
+            audit_updated(&mut tx, ctx, kind, id, "PATCH", now).await?;
+        }
+        tx.commit().await?;
+        self.count(ctx, lifecycle);
+        if kind == ResourceKind::Group && !want_body {
+            return Ok(Answer {
+                status: StatusCode::NO_CONTENT,
+                body: None,
+                etag: Some(etag(version)),
+                location: None,
+            });
+        }
+        self.answer(ctx, kind, id, proj, StatusCode::OK).await
+    }
+
+    /// Applies PATCH membership changes row by row; returns the ids whose
+    /// groups changed and whether anything did.
+    async fn apply_member_changes(
+        &self,
+        tx: &mut ScimTx,
+        ctx: &WorkspaceCtx,
+        set: &SchemaSet,
+        rec: &ScimRecord,
+        changes: Vec<MemberChange>,
+    ) -> Result<(Vec<String>, bool), ScimError> {
+        let mut affected = Vec::new();
+        for change in changes {
+            let touched = match change {
+                MemberChange::Add(values) => {
+                    let ids: Vec<String> = values.iter().flat_map(member_ids).collect();
+                    self.add_members(tx, ctx, rec.pk, &rec.id, &ids).await?
+                }
+                MemberChange::Remove(ids) => tx.remove_members(rec.pk, &ids).await?,
+                MemberChange::RemoveMatching(filter) => {
+                    let parent = set.resolve(None, "members", None).ok_or_else(|| {
+                        ScimProblem::invalid_path("members is not an attribute here")
+                    })?;
+                    let ids: Vec<String> = tx
+                        .member_list(rec.pk)
+                        .await?
+                        .into_iter()
+                        .filter(|(m, k)| {
+                            element_matches(
+                                set,
+                                &parent,
+                                &filter,
+                                &json!({"value": m, "type": k.as_str()}),
+                            )
+                        })
+                        .map(|(m, _)| m)
+                        .collect();
+                    tx.remove_members(rec.pk, &ids).await?
+                }
+                MemberChange::RemoveAll => {
+                    let ids: Vec<String> = tx
+                        .member_list(rec.pk)
+                        .await?
+                        .into_iter()
+                        .map(|(m, _)| m)
+                        .collect();
+                    tx.remove_members(rec.pk, &ids).await?
+                }
+            };
+            affected.extend(touched);
+        }
+        let changed = !affected.is_empty();
+        Ok((affected, changed))
+    }
+
+    /// `DELETE /Users/{id}`: deactivates (or, when the workspace says so,
+    /// deletes) the user and revokes every session; deletes a group.
+    pub async fn delete(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        id: &str,
+        pre: &Preconditions,
+    ) -> Result<Answer, ScimError> {
+        let now = now_millis();
+        let mapping = self.mapping(ctx).await?;
+        let mut tx = self.store.scim_write().await?;
+        let rec = tx
+            .get(&ctx.name, kind, id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        pre.check(rec.version)?;
+        tx.remove_from_all_groups(&ctx.name, id).await?;
+        let mut lifecycle = Lifecycle::Unchanged;
+        match kind {
+            ResourceKind::User => {
+                let revoked = tx.revoke_sessions(&ctx.name, id, now).await?;
+                let hard = ctx.hard_delete();
+                if hard {
+                    tx.hard_delete(rec.pk).await?;
+                } else {
+                    tx.mark_deleted(rec.pk, now).await?;
+                }
+                let detail = json!({
+                    "userName": rec.doc.get("userName"), "via": "DELETE", "hardDelete": hard,
+                    "sessionsRevoked": revoked, "requestId": ctx.request_id,
+                });
+                let action = if hard {
+                    "user_deleted"
+                } else {
+                    "user_deprovisioned"
+                };
+                tx.audit(&audit_entry(ctx, action, id, detail), now).await?;
+                if rec.active {
+                    lifecycle = Lifecycle::Deprovisioned;
+                }
+            }
+            ResourceKind::Group => {
+                let members: Vec<String> = tx
+                    .member_list(rec.pk)
+                    .await?
+                    .into_iter()
+                    .map(|(m, _)| m)
+                    .collect();
+                tx.hard_delete(rec.pk).await?;
+                roles::recompute(&mut tx, ctx, mapping.as_deref(), &members, now).await?;
+                let detail = json!({
+                    "displayName": rec.doc.get("displayName"), "members": members.len(),
+                    "requestId": ctx.request_id,
+                });
+                tx.audit(&audit_entry(ctx, "group_deleted", id, detail), now)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        self.count(ctx, lifecycle);
+        Ok(Answer {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            etag: None,
+            location: None,
+        })
+    }
+}
+
+/// One `user_updated` / `group_updated` entry.
+async fn audit_updated(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    kind: ResourceKind,
+    id: &str,
+    via: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let action = format!("{}_updated", kind.as_str().to_lowercase());
+    let detail = json!({"via": via, "requestId": ctx.request_id});
+    tx.audit(&audit_entry(ctx, &action, id, detail), now).await
+}
+
+/// Refuses a filter naming an attribute none of `sets` has.
+fn check_known_somewhere(f: &filter::Filter, sets: &[SchemaSet]) -> Result<(), ScimProblem> {
+    use filter::Filter as F;
+    match f {
+        F::And(a, b) | F::Or(a, b) => {
+            check_known_somewhere(a, sets)?;
+            check_known_somewhere(b, sets)
+        }
+        F::Not(a) => check_known_somewhere(a, sets),
+        F::Present(p) | F::Compare { path: p, .. } | F::ValuePath { attr: p, .. } => {
+            if sets.iter().any(|s| {
+                s.resolve(p.urn.as_deref(), &p.attr, p.sub.as_deref())
+                    .is_some()
+            }) {
+                Ok(())
+            } else {
+                Err(ScimProblem::invalid_filter(format!(
+                    "{p} is not an attribute of any resource type"
+                )))
+            }
+        }
+    }
+}
+
+/// Whether a group's names, which role mappings match on, changed.
+fn renamed(before: &Map<String, Value>, after: &Map<String, Value>) -> bool {
+    before.get("displayName") != after.get("displayName")
+        || before.get("externalId") != after.get("externalId")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parameters_are_clamped_as_the_rfc_allows() {
+        let p = ListParams::from_query(&[
+            ("StartIndex".into(), "0".into()),
+            ("COUNT".into(), "5000".into()),
+        ]);
+        let q = p.query().unwrap();
+        assert_eq!((q.start_index, q.count), (1, MAX_RESULTS));
+        let q = ListParams::from_query(&[("count".into(), "-3".into())])
+            .query()
+            .unwrap();
+        assert_eq!(q.count, 0);
+        let e = ListParams::from_query(&[("count".into(), "ten".into())])
+            .query()
+            .unwrap_err();
+        assert_eq!(e.scim_type, "invalidValue");
+        let e = ListParams::from_query(&[("filter".into(), "userName eq".into())])
+            .query()
+            .unwrap_err();
+        assert_eq!(e.scim_type, "invalidFilter");
+    }
+
+    #[test]
+    fn ids_are_version_4_uuids() {
+        let id = new_id().unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, new_id().unwrap());
+    }
+}

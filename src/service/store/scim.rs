@@ -1,0 +1,831 @@
+//! SCIM Users and Groups in the store: reads, filtered listing, and a write
+//! transaction type the SCIM service composes (resource + membership + role +
+//! audit in one commit).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use super::scim_query::{Param, Sql, Translator};
+use super::{Result, Store, StoreError, audit, now_millis};
+use crate::scim::{
+    ScimProblem,
+    filter::{AttrPath, Filter},
+    schema::{ResourceKind, SchemaSet},
+};
+
+/// A stored SCIM resource.
+#[derive(Debug, Clone)]
+pub struct ScimRecord {
+    pub pk: i64,
+    pub id: String,
+    pub kind: ResourceKind,
+    pub external_id: Option<String>,
+    pub display_name: Option<String>,
+    pub active: bool,
+    pub role: Option<String>,
+    pub pending_role: Option<String>,
+    /// Attributes as normalised (no `id`, `meta`, `members`, `groups`).
+    pub doc: Map<String, Value>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The columns a write sets, derived from a normalised document.
+#[derive(Debug, Clone)]
+pub struct ResourceWrite<'a> {
+    pub id: &'a str,
+    pub external_id: Option<&'a str>,
+    pub name_key: String,
+    pub display_name: Option<&'a str>,
+    pub active: bool,
+    pub doc: &'a Map<String, Value>,
+}
+
+impl<'a> ResourceWrite<'a> {
+    pub fn new(kind: ResourceKind, id: &'a str, doc: &'a Map<String, Value>) -> Self {
+        let text = |k: &str| doc.get(k).and_then(Value::as_str);
+        let name = match kind {
+            ResourceKind::User => text("userName"),
+            ResourceKind::Group => text("displayName"),
+        };
+        Self {
+            id,
+            external_id: text("externalId"),
+            name_key: name.unwrap_or_default().to_lowercase(),
+            display_name: text("displayName"),
+            active: kind == ResourceKind::Group || doc.get("active") != Some(&Value::Bool(false)),
+            doc,
+        }
+    }
+}
+
+/// One listing request, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub sort_by: Option<AttrPath>,
+    pub descending: bool,
+    /// 1-based.
+    pub start_index: i64,
+    pub count: i64,
+    /// A search across resource types: attributes this type lacks match
+    /// nothing instead of being an error.
+    pub unknown_attributes_match_nothing: bool,
+}
+
+/// A group member as returned in `members`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub id: String,
+    pub kind: ResourceKind,
+    pub display: Option<String>,
+}
+
+const COLUMNS: &str = "r.pk, r.id, r.kind, r.external_id, r.display_name, r.active, r.role, \
+                       r.pending_role, r.doc, r.version, r.created_at, r.updated_at";
+
+fn kind_of(s: &str) -> ResourceKind {
+    if s == "Group" {
+        ResourceKind::Group
+    } else {
+        ResourceKind::User
+    }
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<ScimRecord> {
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("kind")?;
+    let doc: String = row.try_get("doc")?;
+    let doc = match serde_json::from_str(&doc) {
+        Ok(Value::Object(m)) => m,
+        other => {
+            return Err(StoreError::Corrupt {
+                kind: "SCIM resource",
+                workspace: String::new(),
+                name: id,
+                message: match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "not a JSON object".into(),
+                },
+            });
+        }
+    };
+    Ok(ScimRecord {
+        pk: row.try_get("pk")?,
+        id,
+        kind: kind_of(&kind),
+        external_id: row.try_get("external_id")?,
+        display_name: row.try_get("display_name")?,
+        active: row.try_get::<i64, _>("active")? != 0,
+        role: row.try_get("role")?,
+        pending_role: row.try_get("pending_role")?,
+        doc,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// A visible (not deleted) resource by id, through a pool or a transaction.
+async fn fetch_visible<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    workspace: &str,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Option<ScimRecord>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM scim_resources r \
+         WHERE r.workspace = $1 AND r.id = $2 AND r.kind = $3 AND r.deleted_at IS NULL"
+    )))
+    .bind(workspace)
+    .bind(id)
+    .bind(kind.as_str())
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: &'q [Param],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for p in params {
+        q = match p {
+            Param::Text(s) => q.bind(s.as_str()),
+            Param::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// The `scim_values` rows of a document: every scalar, with its lower-cased path,
+/// top-level attribute and element index. Columns cover `userName`, `externalId`
+/// and a group's `displayName`, so those are skipped.
+pub fn value_rows(
+    kind: ResourceKind,
+    doc: &Map<String, Value>,
+) -> Vec<(String, String, i64, String)> {
+    let mut rows = Vec::new();
+    fn scalar(v: &Value) -> Option<String> {
+        crate::scim::eval::scalar_text(v)
+    }
+    fn push_value(
+        rows: &mut Vec<(String, String, i64, String)>,
+        attr: &str,
+        prefix: &str,
+        v: &Value,
+    ) {
+        match v {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::Object(obj) => {
+                            for (k, sv) in obj {
+                                if let Some(t) = scalar(sv) {
+                                    rows.push((
+                                        attr.into(),
+                                        format!("{prefix}.{}", k.to_lowercase()),
+                                        i as i64,
+                                        t,
+                                    ));
+                                }
+                            }
+                        }
+                        other => {
+                            if let Some(t) = scalar(other) {
+                                rows.push((attr.into(), prefix.into(), i as i64, t));
+                            }
+                        }
+                    }
+                }
+            }
+            Value::Object(obj) => {
+                for (k, sv) in obj {
+                    if let Some(t) = scalar(sv) {
+                        rows.push((attr.into(), format!("{prefix}.{}", k.to_lowercase()), 0, t));
+                    }
+                }
+            }
+            other => {
+                if let Some(t) = scalar(other) {
+                    rows.push((attr.into(), prefix.into(), 0, t));
+                }
+            }
+        }
+    }
+    for (key, value) in doc {
+        let column_backed = matches!(key.as_str(), "externalId" | "members")
+            || (kind == ResourceKind::User && key == "userName")
+            || (kind == ResourceKind::Group && key == "displayName");
+        if column_backed {
+            continue;
+        }
+        if key.starts_with("urn:") {
+            let urn = key.to_lowercase();
+            if let Value::Object(ext) = value {
+                for (k, v) in ext {
+                    let path = format!("{urn}:{}", k.to_lowercase());
+                    push_value(&mut rows, &path, &path, v);
+                }
+            }
+            continue;
+        }
+        let lower = key.to_lowercase();
+        push_value(&mut rows, &lower, &lower, value);
+    }
+    rows
+}
+
+impl Store {
+    /// A visible (not deleted) resource by id.
+    pub async fn scim_get(
+        &self,
+        workspace: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<ScimRecord>> {
+        fetch_visible(&self.pool, workspace, kind, id).await
+    }
+
+    /// A filtered, sorted page of resources and the total number matching.
+    /// `Err(Ok(problem))`-style client mistakes come back as `ScimProblem`.
+    pub async fn scim_query(
+        &self,
+        workspace: &str,
+        set: &SchemaSet,
+        query: &ListQuery,
+    ) -> Result<std::result::Result<(i64, Vec<ScimRecord>), ScimProblem>> {
+        let mut sql = Sql::default();
+        let ws = sql.bind(Param::Text(workspace.into()));
+        let kind = sql.bind(Param::Text(set.kind.as_str().into()));
+        let mut t = Translator::new(set, self.backend, sql);
+        t.unknown_attributes_match_nothing = query.unknown_attributes_match_nothing;
+        let mut condition =
+            format!("r.workspace = {ws} AND r.kind = {kind} AND r.deleted_at IS NULL");
+        if let Some(filter) = &query.filter {
+            match t.condition(filter) {
+                Ok(c) => {
+                    condition.push_str(" AND ");
+                    condition.push_str(&c);
+                }
+                Err(p) => return Ok(Err(p)),
+            }
+        }
+        // The count statement binds only the filter's parameters.
+        let filter_params = t.sql.params.len();
+        let order = match &query.sort_by {
+            Some(path) => match t.sort_key(path) {
+                Ok(key) => {
+                    let dir = if query.descending { "DESC" } else { "ASC" };
+                    // Missing values last either way, then creation order: stable pages.
+                    format!("({key}) IS NULL, {key} {dir}, r.pk")
+                }
+                Err(p) => return Ok(Err(p)),
+            },
+            None => "r.pk".to_string(),
+        };
+        let mut sql = t.sql;
+        let count_sql = format!("SELECT COUNT(*) FROM scim_resources r WHERE {condition}");
+        let total: i64 = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(count_sql)),
+            &sql.params[..filter_params],
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        if query.count == 0 || total < query.start_index {
+            return Ok(Ok((total, Vec::new())));
+        }
+        let limit = sql.bind(Param::Int(query.count));
+        let offset = sql.bind(Param::Int(query.start_index - 1));
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM scim_resources r WHERE {condition} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        );
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(page_sql)), &sql.params)
+            .fetch_all(&self.pool)
+            .await?;
+        let records = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(Ok((total, records)))
+    }
+
+    /// A group's members with their display names, in the order they were added.
+    pub async fn scim_members(&self, workspace: &str, group_pk: i64) -> Result<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT m.member_id, m.member_type, u.display_name, u.doc FROM scim_members m \
+             LEFT JOIN scim_resources u ON u.workspace = $1 AND u.id = m.member_id \
+             WHERE m.group_pk = $2 ORDER BY m.member_id",
+        )
+        .bind(workspace)
+        .bind(group_pk)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("member_type")?;
+                let mut display: Option<String> = r.try_get("display_name")?;
+                if display.is_none() {
+                    // Users without a displayName show their userName.
+                    let doc: Option<String> = r.try_get("doc")?;
+                    display = doc.and_then(|d| {
+                        serde_json::from_str::<Value>(&d)
+                            .ok()?
+                            .get("userName")?
+                            .as_str()
+                            .map(str::to_string)
+                    });
+                }
+                Ok(Member {
+                    id: r.try_get("member_id")?,
+                    kind: kind_of(&kind),
+                    display,
+                })
+            })
+            .collect()
+    }
+
+    /// The groups a user is a direct member of: (id, displayName).
+    pub async fn scim_groups_of(
+        &self,
+        workspace: &str,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT g.id, g.display_name FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
+             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL ORDER BY g.pk",
+        )
+        .bind(user_id)
+        .bind(workspace)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get::<Option<String>, _>("display_name")?
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// A visible user's role and the role awaiting approval, if any.
+    pub async fn scim_user_role(
+        &self,
+        workspace: &str,
+        user_id: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT role, pending_role FROM scim_resources WHERE workspace = $1 AND id = $2 \
+             AND kind = 'User' AND deleted_at IS NULL",
+        )
+        .bind(workspace)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("role")?, r.try_get("pending_role")?)))
+            .transpose()
+    }
+
+    /// Sessions of a user that are neither revoked nor expired.
+    pub async fn live_sessions(&self, workspace: &str, user_id: &str) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE workspace = $1 AND user_id = $2 \
+             AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(workspace)
+        .bind(user_id)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    /// Records a session (the sign-in flow creates them).
+    pub async fn create_session(
+        &self,
+        id: &str,
+        workspace: &str,
+        user_id: &str,
+        role: Option<&str>,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, workspace, user_id, role, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(workspace)
+        .bind(user_id)
+        .bind(role)
+        .bind(now_millis())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Begins a SCIM write transaction.
+    pub async fn scim_write(&self) -> Result<ScimTx> {
+        Ok(ScimTx {
+            tx: self.begin_write().await?,
+        })
+    }
+}
+
+/// A write transaction over SCIM resources. Dropped without `commit`, it rolls back.
+pub struct ScimTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl ScimTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get(
+        &mut self,
+        workspace: &str,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<ScimRecord>> {
+        fetch_visible(&mut *self.tx, workspace, kind, id).await
+    }
+
+    /// Which unique attribute another visible resource already holds, if any.
+    pub async fn conflict(
+        &mut self,
+        workspace: &str,
+        kind: ResourceKind,
+        write: &ResourceWrite<'_>,
+        except_pk: Option<i64>,
+    ) -> Result<Option<&'static str>> {
+        let except = except_pk.unwrap_or(-1);
+        if kind == ResourceKind::User {
+            let taken: Option<i64> = sqlx::query_scalar(
+                "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
+                 AND name_key = $2 AND deleted_at IS NULL AND pk <> $3",
+            )
+            .bind(workspace)
+            .bind(&write.name_key)
+            .bind(except)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if taken.is_some() {
+                return Ok(Some("userName"));
+            }
+        }
+        if let Some(external_id) = write.external_id {
+            let taken: Option<i64> = sqlx::query_scalar(
+                "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = $2 \
+                 AND external_id = $3 AND deleted_at IS NULL AND pk <> $4",
+            )
+            .bind(workspace)
+            .bind(kind.as_str())
+            .bind(external_id)
+            .bind(except)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if taken.is_some() {
+                return Ok(Some("externalId"));
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn insert(
+        &mut self,
+        workspace: &str,
+        kind: ResourceKind,
+        w: &ResourceWrite<'_>,
+        now: i64,
+    ) -> Result<i64> {
+        let doc = Value::Object(w.doc.clone()).to_string();
+        let pk: i64 = sqlx::query_scalar(
+            "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, display_name, \
+             active, doc, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING pk",
+        )
+        .bind(workspace)
+        .bind(kind.as_str())
+        .bind(w.id)
+        .bind(w.external_id)
+        .bind(&w.name_key)
+        .bind(w.display_name)
+        .bind(w.active as i64)
+        .bind(doc)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        self.write_values(pk, kind, w.doc, false).await?;
+        Ok(pk)
+    }
+
+    /// Rewrites a resource's attributes; returns the new version.
+    pub async fn update(
+        &mut self,
+        pk: i64,
+        kind: ResourceKind,
+        w: &ResourceWrite<'_>,
+        now: i64,
+    ) -> Result<i64> {
+        let doc = Value::Object(w.doc.clone()).to_string();
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE scim_resources SET external_id = $1, name_key = $2, display_name = $3, active = $4, \
+             doc = $5, version = version + 1, updated_at = $6 WHERE pk = $7 RETURNING version",
+        )
+        .bind(w.external_id)
+        .bind(&w.name_key)
+        .bind(w.display_name)
+        .bind(w.active as i64)
+        .bind(doc)
+        .bind(now)
+        .bind(pk)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        self.write_values(pk, kind, w.doc, true).await?;
+        Ok(version)
+    }
+
+    async fn write_values(
+        &mut self,
+        pk: i64,
+        kind: ResourceKind,
+        doc: &Map<String, Value>,
+        replace: bool,
+    ) -> Result<()> {
+        if replace {
+            sqlx::query("DELETE FROM scim_values WHERE resource_pk = $1")
+                .bind(pk)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let rows = value_rows(kind, doc);
+        // Multi-row inserts, 100 rows (600 parameters) at a time.
+        for chunk in rows.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO scim_values (resource_pk, attr, path, elem, v_text, v_lower) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 6;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            // Only placeholders are formatted in; values are bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (attr, path, elem, text) in chunk {
+                q = q
+                    .bind(pk)
+                    .bind(attr.as_str())
+                    .bind(path.as_str())
+                    .bind(*elem)
+                    .bind(text.as_str())
+                    .bind(text.to_lowercase());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Bumps a resource's version (membership changed); returns the new version.
+    pub async fn touch(&mut self, pk: i64, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "UPDATE scim_resources SET version = version + 1, updated_at = $1 WHERE pk = $2 RETURNING version",
+        )
+        .bind(now)
+        .bind(pk)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    /// Soft delete: hidden from SCIM, kept (deactivated, with its role) for the audit trail.
+    pub async fn mark_deleted(&mut self, pk: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE scim_resources SET deleted_at = $1, active = 0, updated_at = $1 WHERE pk = $2",
+        )
+        .bind(now)
+        .bind(pk)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn hard_delete(&mut self, pk: i64) -> Result<()> {
+        sqlx::query("DELETE FROM scim_resources WHERE pk = $1")
+            .bind(pk)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Of `ids`, those that are visible resources of the workspace, with their kind.
+    pub async fn existing(
+        &mut self,
+        workspace: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, ResourceKind>> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id, kind FROM scim_resources WHERE workspace = $1 AND deleted_at IS NULL AND id IN ({})",
+                placeholders.join(", ")
+            );
+            // Only placeholders are formatted in; values are bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                let kind: String = row.try_get("kind")?;
+                found.insert(row.try_get("id")?, kind_of(&kind));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Adds members (ignoring ones already there); returns the ids newly added.
+    pub async fn add_members(
+        &mut self,
+        group_pk: i64,
+        members: &[(String, ResourceKind)],
+    ) -> Result<Vec<String>> {
+        let mut added = Vec::new();
+        for (id, kind) in members {
+            let n = sqlx::query(
+                "INSERT INTO scim_members (group_pk, member_id, member_type) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(group_pk)
+            .bind(id.as_str())
+            .bind(kind.as_str())
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                added.push(id.clone());
+            }
+        }
+        Ok(added)
+    }
+
+    /// Removes members; returns the ids that were members.
+    pub async fn remove_members(&mut self, group_pk: i64, ids: &[String]) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for id in ids {
+            let n = sqlx::query("DELETE FROM scim_members WHERE group_pk = $1 AND member_id = $2")
+                .bind(group_pk)
+                .bind(id.as_str())
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                removed.push(id.clone());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every member of a group: (id, type).
+    pub async fn member_list(&mut self, group_pk: i64) -> Result<Vec<(String, ResourceKind)>> {
+        let rows =
+            sqlx::query("SELECT member_id, member_type FROM scim_members WHERE group_pk = $1")
+                .bind(group_pk)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("member_type")?;
+                Ok((r.try_get("member_id")?, kind_of(&kind)))
+            })
+            .collect()
+    }
+
+    /// Takes a resource out of every group of the workspace; returns the groups' pks.
+    pub async fn remove_from_all_groups(
+        &mut self,
+        workspace: &str,
+        member_id: &str,
+    ) -> Result<Vec<i64>> {
+        let pks: Vec<i64> = sqlx::query_scalar(
+            "SELECT m.group_pk FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
+             WHERE m.member_id = $1 AND g.workspace = $2",
+        )
+        .bind(member_id)
+        .bind(workspace)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for pk in &pks {
+            sqlx::query("DELETE FROM scim_members WHERE group_pk = $1 AND member_id = $2")
+                .bind(pk)
+                .bind(member_id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(pks)
+    }
+
+    /// The names a role mapping sees for each user's groups: every group's
+    /// displayName and, when set, its externalId (the IdP's group object id).
+    pub async fn group_names_of(&mut self, workspace: &str, user_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT g.display_name, g.external_id FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
+             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(workspace)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut names = Vec::new();
+        for r in rows {
+            if let Some(d) = r.try_get::<Option<String>, _>("display_name")? {
+                names.push(d);
+            }
+            if let Some(e) = r.try_get::<Option<String>, _>("external_id")? {
+                names.push(e);
+            }
+        }
+        Ok(names)
+    }
+
+    pub async fn user_role(
+        &mut self,
+        workspace: &str,
+        user_id: &str,
+    ) -> Result<Option<(i64, Option<String>, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT pk, role, pending_role FROM scim_resources WHERE workspace = $1 AND id = $2 \
+             AND kind = 'User' AND deleted_at IS NULL",
+        )
+        .bind(workspace)
+        .bind(user_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("pk")?,
+                r.try_get("role")?,
+                r.try_get("pending_role")?,
+            ))
+        })
+        .transpose()
+    }
+
+    pub async fn set_role(
+        &mut self,
+        pk: i64,
+        role: Option<&str>,
+        pending: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE scim_resources SET role = $1, pending_role = $2 WHERE pk = $3")
+            .bind(role)
+            .bind(pending)
+            .bind(pk)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes every live session of a user; returns how many.
+    pub async fn revoke_sessions(
+        &mut self,
+        workspace: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE workspace = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(workspace)
+        .bind(user_id)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
+    }
+
+    pub async fn audit(&mut self, entry: &audit::AuditEntry, now: i64) -> Result<()> {
+        audit::insert(&mut self.tx, entry, now).await
+    }
+}
+
+/// Whether a store error is a unique-index violation (two writers raced past the
+/// conflict check on PostgreSQL).
+pub fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(d))
+        if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
