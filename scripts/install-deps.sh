@@ -10,6 +10,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v runuser >/dev/null || need+=(util-linux)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]} from Debian" >&2

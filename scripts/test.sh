@@ -9,6 +9,18 @@ scripts/install-deps.sh
 if [[ ! -d tests/idp/node_modules || tests/idp/package-lock.json -nt tests/idp/node_modules ]]; then
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 fi
+# Real SCIM clients: Microsoft's Entra ID collection through newman (npm), and
+# scim-sanity / scim2-cli / scim2-filter-parser (PyPI) in a cached virtualenv.
+if [[ ! -d tests/clients/node_modules || tests/clients/package-lock.json -nt tests/clients/node_modules ]]; then
+  npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+fi
+export IDSYNC_PY_VENV=${IDSYNC_PY_VENV:-$HOME/.cache/idsync/venv}
+stamp="$IDSYNC_PY_VENV/.requirements"
+if ! cmp -s tests/clients/requirements.txt "$stamp"; then
+  python3 -m venv "$IDSYNC_PY_VENV"
+  "$IDSYNC_PY_VENV/bin/pip" install -q --disable-pip-version-check -r tests/clients/requirements.txt
+  cp tests/clients/requirements.txt "$stamp"
+fi
 # Build the control plane up front so its first, slow build reports progress here
 # rather than inside a test.
 tests/e2e/control-plane.sh build

@@ -48,6 +48,8 @@ CREATE TABLE scim_members (
     group_pk    BIGINT NOT NULL REFERENCES scim_resources (pk) ON DELETE CASCADE,
     member_id   TEXT   NOT NULL,
     member_type TEXT   NOT NULL,
+    -- the display name the IdP sent with the member, if any
+    display     TEXT,
     PRIMARY KEY (group_pk, member_id)
 );
 CREATE INDEX scim_members_by_member ON scim_members (member_id);

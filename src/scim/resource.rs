@@ -84,6 +84,13 @@ fn coerce_single(def: &Attr, value: Value, path: &str) -> Result<Option<Value>, 
             };
             let mut out = Map::new();
             for (k, v) in obj {
+                // Microsoft's SCIM reference collection names a member's
+                // `display` `displayName`.
+                let k = if def.name == "members" && k.eq_ignore_ascii_case("displayName") {
+                    "display".to_string()
+                } else {
+                    k
+                };
                 let Some(sub) = def.sub.iter().find(|s| s.name.eq_ignore_ascii_case(&k)) else {
                     continue; // unknown sub-attributes are ignored
                 };

@@ -174,7 +174,7 @@ async fn run_one(
                 .await
         }
         "PATCH" => {
-            svc.patch(ctx, kind, &need_id()?, &need_data()?, &pre, &proj, false)
+            svc.patch(ctx, kind, &need_id()?, &need_data()?, &pre, &proj)
                 .await
         }
         "DELETE" => svc.delete(ctx, kind, &need_id()?, &pre).await,

@@ -70,7 +70,11 @@ impl Endpoint {
             }
         };
         Some(match parts.as_slice() {
-            [p] if is(p, "ServiceProviderConfig") || is(p, "ServiceProviderConfigs") => {
+            // `serviceConfiguration` is what Microsoft's SCIM reference code serves.
+            [p] if is(p, "ServiceProviderConfig")
+                || is(p, "ServiceProviderConfigs")
+                || is(p, "serviceConfiguration") =>
+            {
                 Endpoint::ServiceProviderConfig
             }
             [p] if is(p, "ResourceTypes") => Endpoint::ResourceTypes(None),
@@ -334,18 +338,8 @@ async fn handle(
                         .await
                 }
                 Method::PATCH => {
-                    let want_body =
-                        params.attributes.is_some() || params.excluded_attributes.is_some();
-                    svc.patch(
-                        ctx,
-                        *kind,
-                        id,
-                        &json_body(body).await?,
-                        &pre,
-                        &proj,
-                        want_body,
-                    )
-                    .await
+                    svc.patch(ctx, *kind, id, &json_body(body).await?, &pre, &proj)
+                        .await
                 }
                 Method::DELETE => svc.delete(ctx, *kind, id, &pre).await,
                 _ => Err(method_not_allowed("GET, PUT, PATCH and DELETE")),

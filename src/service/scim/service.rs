@@ -240,20 +240,25 @@ fn conflict(kind: ResourceKind, attr: &str, doc: &Map<String, Value>) -> ScimErr
     ))
 }
 
-/// Takes `members` out of a normalised group document: the ids it names.
-fn take_members(doc: &mut Map<String, Value>) -> Option<Vec<String>> {
+/// A member a client named: its id and the display name it sent, if any.
+type NamedMember = (String, Option<String>);
+
+/// Takes `members` out of a normalised group document.
+fn take_members(doc: &mut Map<String, Value>) -> Option<Vec<NamedMember>> {
     let members = doc.remove("members")?;
-    Some(member_ids(&members))
+    Some(named_members(&members))
 }
 
-fn member_ids(values: &Value) -> Vec<String> {
-    let one = |v: &Value| match v {
-        Value::Object(o) => o
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("value"))
+fn named_members(values: &Value) -> Vec<NamedMember> {
+    let text = |o: &Map<String, Value>, key: &str| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .and_then(|(_, v)| v.as_str())
-            .map(str::to_string),
-        Value::String(s) => Some(s.clone()),
+            .map(str::to_string)
+    };
+    let one = |v: &Value| match v {
+        Value::Object(o) => Some((text(o, "value")?, text(o, "display"))),
+        Value::String(s) => Some((s.clone(), None)),
         _ => None,
     };
     match values {
@@ -502,17 +507,17 @@ impl ScimService {
         ctx: &WorkspaceCtx,
         group_pk: i64,
         group_id: &str,
-        ids: &[String],
+        members: &[NamedMember],
     ) -> Result<Vec<String>, StoreError> {
-        if ids.is_empty() {
+        if members.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = dedup(ids.to_vec());
+        let ids = dedup(members.iter().map(|(id, _)| id.clone()).collect());
         let existing = tx.existing(&ctx.name, &ids).await?;
-        let known: Vec<(String, ResourceKind)> = ids
+        let known: Vec<(String, ResourceKind, Option<String>)> = members
             .iter()
-            .filter(|id| id.as_str() != group_id)
-            .filter_map(|id| existing.get(id).map(|k| (id.clone(), *k)))
+            .filter(|(id, _)| id.as_str() != group_id)
+            .filter_map(|(id, display)| existing.get(id).map(|k| (id.clone(), *k, display.clone())))
             .collect();
         if known.len() < ids.len() {
             tracing::info!(
@@ -619,17 +624,16 @@ impl ScimService {
                 .into_iter()
                 .map(|(m, _)| m)
                 .collect();
-            let wanted_set: HashSet<&String> = wanted.iter().collect();
+            let wanted_set: HashSet<&String> = wanted.iter().map(|(id, _)| id).collect();
             let current_set: HashSet<&String> = current.iter().collect();
             let gone: Vec<String> = current
                 .iter()
                 .filter(|m| !wanted_set.contains(m))
                 .cloned()
                 .collect();
-            let new: Vec<String> = wanted
-                .iter()
-                .filter(|m| !current_set.contains(m))
-                .cloned()
+            let new: Vec<NamedMember> = wanted
+                .into_iter()
+                .filter(|(id, _)| !current_set.contains(id))
                 .collect();
             let removed = tx.remove_members(rec.pk, &gone).await?;
             let added = self.add_members(&mut tx, ctx, rec.pk, id, &new).await?;
@@ -638,7 +642,7 @@ impl ScimService {
             affected.extend(added);
             if doc_changed && renamed(&rec.doc, &doc) {
                 affected = current;
-                affected.extend(new);
+                affected.extend(new.into_iter().map(|(id, _)| id));
             }
         }
         let lifecycle = match kind {
@@ -660,10 +664,9 @@ impl ScimService {
         self.answer(ctx, kind, id, proj, StatusCode::OK).await
     }
 
-    /// `PATCH /Users/{id}`. Group answers are 204 unless the request asked for
-    /// attributes: rendering a 10k-member group for every membership change is
-    /// work no IdP reads.
-    #[allow(clippy::too_many_arguments)]
+    /// `PATCH /Users/{id}`: 200 with the resource as `attributes` /
+    /// `excludedAttributes` shape it (IdPs that send `excludedAttributes=members`
+    /// keep large groups' answers small).
     pub async fn patch(
         &self,
         ctx: &WorkspaceCtx,
@@ -672,7 +675,6 @@ impl ScimService {
         body: &Value,
         pre: &Preconditions,
         proj: &Projection,
-        want_body: bool,
     ) -> Result<Answer, ScimError> {
         let ops = patch::parse_operations(body)?;
         let set = ctx.schemas(kind);
@@ -689,12 +691,11 @@ impl ScimService {
         check_required(kind, &doc)?;
         let doc_changed = doc != rec.doc;
         let write = ResourceWrite::new(kind, &rec.id, &doc);
-        let mut version = rec.version;
         if doc_changed {
             if let Some(attr) = tx.conflict(&ctx.name, kind, &write, Some(rec.pk)).await? {
                 return Err(conflict(kind, attr, &doc));
             }
-            version = tx.update(rec.pk, kind, &write, now).await?;
+            tx.update(rec.pk, kind, &write, now).await?;
         }
         let (mut affected, members_changed) = self
             .apply_member_changes(&mut tx, ctx, &set, &rec, changes)
@@ -703,7 +704,7 @@ impl ScimService {
             affected.extend(tx.member_list(rec.pk).await?.into_iter().map(|(m, _)| m));
         }
         if members_changed && !doc_changed {
-            version = tx.touch(rec.pk, now).await?;
+            tx.touch(rec.pk, now).await?;
         }
         let lifecycle = match kind {
             ResourceKind::User => {
@@ -718,14 +719,6 @@ impl ScimService {
         }
         tx.commit().await?;
         self.count(ctx, lifecycle);
-        if kind == ResourceKind::Group && !want_body {
-            return Ok(Answer {
-                status: StatusCode::NO_CONTENT,
-                body: None,
-                etag: Some(etag(version)),
-                location: None,
-            });
-        }
         self.answer(ctx, kind, id, proj, StatusCode::OK).await
     }
 
@@ -743,8 +736,8 @@ impl ScimService {
         for change in changes {
             let touched = match change {
                 MemberChange::Add(values) => {
-                    let ids: Vec<String> = values.iter().flat_map(member_ids).collect();
-                    self.add_members(tx, ctx, rec.pk, &rec.id, &ids).await?
+                    let members: Vec<NamedMember> = values.iter().flat_map(named_members).collect();
+                    self.add_members(tx, ctx, rec.pk, &rec.id, &members).await?
                 }
                 MemberChange::Remove(ids) => tx.remove_members(rec.pk, &ids).await?,
                 MemberChange::RemoveMatching(filter) => {

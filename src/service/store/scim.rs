@@ -314,7 +314,8 @@ impl Store {
     /// A group's members with their display names, in the order they were added.
     pub async fn scim_members(&self, workspace: &str, group_pk: i64) -> Result<Vec<Member>> {
         let rows = sqlx::query(
-            "SELECT m.member_id, m.member_type, u.display_name, u.doc FROM scim_members m \
+            "SELECT m.member_id, m.member_type, COALESCE(m.display, u.display_name) AS display_name, u.doc \
+             FROM scim_members m \
              LEFT JOIN scim_resources u ON u.workspace = $1 AND u.id = m.member_id \
              WHERE m.group_pk = $2 ORDER BY m.member_id",
         )
@@ -658,21 +659,23 @@ impl ScimTx {
         Ok(found)
     }
 
-    /// Adds members (ignoring ones already there); returns the ids newly added.
+    /// Adds members (ignoring ones already there): (id, type, display the IdP
+    /// sent). Returns the ids newly added.
     pub async fn add_members(
         &mut self,
         group_pk: i64,
-        members: &[(String, ResourceKind)],
+        members: &[(String, ResourceKind, Option<String>)],
     ) -> Result<Vec<String>> {
         let mut added = Vec::new();
-        for (id, kind) in members {
+        for (id, kind, display) in members {
             let n = sqlx::query(
-                "INSERT INTO scim_members (group_pk, member_id, member_type) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO scim_members (group_pk, member_id, member_type, display) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(group_pk)
             .bind(id.as_str())
             .bind(kind.as_str())
+            .bind(display.as_deref())
             .execute(&mut *self.tx)
             .await?
             .rows_affected();
