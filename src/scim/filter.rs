@@ -196,10 +196,19 @@ fn lex(input: &str) -> Result<Vec<Token>, FilterError> {
     Ok(tokens)
 }
 
+/// Whether a name starts with `urn:` (any case) and has more after it. Byte
+/// slicing is safe: `get` refuses a cut inside a multi-byte character.
+pub fn is_urn(word: &str) -> bool {
+    word.len() > 4
+        && word
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+}
+
 /// Parses an attribute path such as `userName`, `name.givenName` or
 /// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value`.
 pub fn parse_attr_path(word: &str) -> Result<AttrPath, FilterError> {
-    let (urn, rest) = if word.len() > 4 && word[..4].eq_ignore_ascii_case("urn:") {
+    let (urn, rest) = if is_urn(word) {
         // The URN may itself contain dots ("2.0"); the attribute follows its last colon.
         match word.rfind(':') {
             Some(i) if i + 1 < word.len() => (Some(word[..i].to_string()), &word[i + 1..]),

@@ -210,7 +210,7 @@ fn apply_pathless(
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
-        let is_urn = key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:");
+        let is_urn = filter::is_urn(key);
         if is_urn && let Value::Object(inner) = value {
             if key.eq_ignore_ascii_case(set.kind.schema()) {
                 apply_pathless(set, doc, op, inner, members)?;

@@ -140,7 +140,7 @@ pub fn normalize(set: &SchemaSet, input: Value) -> Result<Map<String, Value>, Sc
             check_schemas(set, &value)?;
             continue;
         }
-        if key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:") {
+        if super::filter::is_urn(&key) {
             if is_legacy_urn(&key) {
                 continue;
             }
