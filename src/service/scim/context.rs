@@ -118,7 +118,11 @@ pub async fn authenticate(
             "SCIM provisioning is disabled for this workspace (spec.policy.scimEnabled)",
         ));
     }
-    if let Err(e) = store.touch_token(&stored.id, now).await {
+    // `lastUsedAt` is kept to the minute: skipping the write otherwise keeps
+    // every read request off SQLite's write lock.
+    if stored.last_used_at.is_none_or(|t| now - t >= 60_000)
+        && let Err(e) = store.touch_token(&stored.id, now).await
+    {
         tracing::warn!(error = %e, "could not record SCIM token use");
     }
     ctx.token_id = stored.id;
