@@ -40,10 +40,7 @@ pub fn compare(actual: &str, op: CompareOp, expected: &str, case_exact: bool) ->
 }
 
 fn field<'v>(elem: &'v Value, name: &str) -> Option<&'v Value> {
-    elem.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
+    super::get_ci(elem.as_object()?, name)
 }
 
 fn sub_of<'a>(

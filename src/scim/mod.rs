@@ -45,6 +45,17 @@ impl ScimProblem {
     }
 }
 
+/// A member of a JSON object by name, ignoring case: SCIM names are
+/// case-insensitive everywhere (RFC 7643 §2.1), in bodies as in paths.
+pub fn get_ci<'v>(
+    obj: &'v serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'v serde_json::Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
 impl From<filter::FilterError> for ScimProblem {
     fn from(e: filter::FilterError) -> Self {
         ScimProblem::invalid_filter(e.0)

@@ -5,11 +5,11 @@
 
 use serde_json::{Map, Value};
 
-use super::ScimProblem;
 use super::eval::{check_value_filter, element_matches, equalities, scalar_text};
 use super::filter::{self, AttrPath, CompValue, CompareOp, Filter};
 use super::resource::{coerce, extension_object};
 use super::schema::{Attr, Mutability, Namespace, Resolved, ResourceKind, SchemaSet};
+use super::{ScimProblem, get_ci};
 
 /// Most operations accepted in one PATCH request.
 pub const MAX_OPERATIONS: usize = 1000;
@@ -46,12 +46,6 @@ pub enum MemberChange {
     /// Remove the members an element filter selects (`members[type eq "Group"]`).
     RemoveMatching(Filter),
     RemoveAll,
-}
-
-fn get_ci<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
 }
 
 /// Reads a PatchOp message. Operation names are case-insensitive (Entra sends

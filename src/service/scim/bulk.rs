@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{
     context::WorkspaceCtx,
@@ -13,7 +13,7 @@ use super::{
     service::{Answer, Preconditions, ScimService},
 };
 use crate::scim::{
-    ScimProblem,
+    ScimProblem, get_ci,
     schema::{BULK_RESPONSE, ResourceKind},
 };
 
@@ -28,12 +28,6 @@ struct BulkOp {
     path: String,
     data: Option<Value>,
     version: Option<String>,
-}
-
-fn get_ci<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
 }
 
 fn parse(body: &Value) -> Result<(Vec<BulkOp>, Option<usize>), ScimError> {

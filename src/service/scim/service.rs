@@ -18,7 +18,7 @@ use crate::{
     scim::{
         ScimProblem,
         eval::element_matches,
-        filter,
+        filter, get_ci,
         patch::{self, MemberChange},
         resource,
         schema::{LIST_RESPONSE, ResourceKind, SchemaSet},
@@ -107,11 +107,7 @@ impl ListParams {
             .as_object()
             .ok_or_else(|| ScimProblem::invalid_syntax("a search request must be a JSON object"))?;
         let get = |name: &str| -> Result<Option<String>, ScimProblem> {
-            match obj
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-            {
+            match get_ci(obj, name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(Value::Number(n)) => Ok(Some(n.to_string())),
@@ -251,10 +247,7 @@ fn take_members(doc: &mut Map<String, Value>) -> Option<Vec<NamedMember>> {
 
 fn named_members(values: &Value) -> Vec<NamedMember> {
     let text = |o: &Map<String, Value>, key: &str| {
-        o.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .and_then(|(_, v)| v.as_str())
-            .map(str::to_string)
+        get_ci(o, key).and_then(Value::as_str).map(str::to_string)
     };
     let one = |v: &Value| match v {
         Value::Object(o) => Some((text(o, "value")?, text(o, "display"))),
@@ -336,6 +329,39 @@ impl ScimService {
         );
         proj.apply(&ctx.schemas(rec.kind), &mut v);
         Ok(v)
+    }
+
+    /// Opens a write transaction on a visible resource, checking `If-Match`.
+    async fn open(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        id: &str,
+        pre: &Preconditions,
+    ) -> Result<(ScimTx, ScimRecord), ScimError> {
+        let mut tx = self.store.scim_write().await?;
+        let rec = tx
+            .get(&ctx.name, kind, id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        pre.check(rec.version)?;
+        Ok((tx, rec))
+    }
+
+    /// Recomputes the roles of `user_ids`; the workspace's mapping is read only
+    /// when some membership changed.
+    async fn recompute(
+        &self,
+        tx: &mut ScimTx,
+        ctx: &WorkspaceCtx,
+        user_ids: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let mapping = self.mapping(ctx).await?;
+        roles::recompute(tx, ctx, mapping.as_deref(), user_ids, now).await
     }
 
     /// Reads a resource back for an answer.
@@ -460,7 +486,11 @@ impl ScimService {
         let members = take_members(&mut doc).unwrap_or_default();
         let id = new_id()?;
         let now = now_millis();
-        let mapping = self.mapping(ctx).await?;
+        // A new user's role comes from the mapping; read it before the write lock.
+        let mapping = match kind {
+            ResourceKind::User => self.mapping(ctx).await?,
+            ResourceKind::Group => None,
+        };
         let mut tx = self.store.scim_write().await?;
         let write = ResourceWrite::new(kind, &id, &doc);
         if let Some(attr) = tx.conflict(&ctx.name, kind, &write, None).await? {
@@ -481,7 +511,7 @@ impl ScimService {
             }
             ResourceKind::Group => {
                 let added = self.add_members(&mut tx, ctx, pk, &id, &members).await?;
-                roles::recompute(&mut tx, ctx, mapping.as_deref(), &added, now).await?;
+                self.recompute(&mut tx, ctx, &added, now).await?;
                 let detail = json!({
                     "displayName": doc.get("displayName"), "externalId": doc.get("externalId"),
                     "members": added.len(), "requestId": ctx.request_id,
@@ -600,30 +630,13 @@ impl ScimService {
             ResourceKind::User => None,
         };
         let now = now_millis();
-        let mapping = self.mapping(ctx).await?;
-        let mut tx = self.store.scim_write().await?;
-        let rec = tx
-            .get(&ctx.name, kind, id)
-            .await?
-            .ok_or_else(|| not_found(kind, id))?;
-        pre.check(rec.version)?;
+        let (mut tx, rec) = self.open(ctx, kind, id, pre).await?;
         let write = ResourceWrite::new(kind, &rec.id, &doc);
-        let doc_changed = doc != rec.doc;
-        if doc_changed {
-            if let Some(attr) = tx.conflict(&ctx.name, kind, &write, Some(rec.pk)).await? {
-                return Err(conflict(kind, attr, &doc));
-            }
-            tx.update(rec.pk, kind, &write, now).await?;
-        }
+        let doc_changed = save(&mut tx, ctx, kind, &rec, &write, now).await?;
         let mut affected = Vec::new();
         let mut members_changed = false;
         if let Some(wanted) = members {
-            let current: Vec<String> = tx
-                .member_list(rec.pk)
-                .await?
-                .into_iter()
-                .map(|(m, _)| m)
-                .collect();
+            let current: Vec<String> = tx.member_ids(rec.pk).await?;
             let wanted_set: HashSet<&String> = wanted.iter().map(|(id, _)| id).collect();
             let current_set: HashSet<&String> = current.iter().collect();
             let gone: Vec<String> = current
@@ -655,7 +668,7 @@ impl ScimService {
         if members_changed && !doc_changed {
             tx.touch(rec.pk, now).await?;
         }
-        roles::recompute(&mut tx, ctx, mapping.as_deref(), &dedup(affected), now).await?;
+        self.recompute(&mut tx, ctx, &dedup(affected), now).await?;
         if (doc_changed || members_changed) && lifecycle == Lifecycle::Unchanged {
             audit_updated(&mut tx, ctx, kind, id, "PUT", now).await?;
         }
@@ -679,29 +692,17 @@ impl ScimService {
         let ops = patch::parse_operations(body)?;
         let set = ctx.schemas(kind);
         let now = now_millis();
-        let mapping = self.mapping(ctx).await?;
-        let mut tx = self.store.scim_write().await?;
-        let rec = tx
-            .get(&ctx.name, kind, id)
-            .await?
-            .ok_or_else(|| not_found(kind, id))?;
-        pre.check(rec.version)?;
+        let (mut tx, rec) = self.open(ctx, kind, id, pre).await?;
         let mut doc = rec.doc.clone();
         let changes = patch::apply(&set, &mut doc, &ops)?;
         check_required(kind, &doc)?;
-        let doc_changed = doc != rec.doc;
         let write = ResourceWrite::new(kind, &rec.id, &doc);
-        if doc_changed {
-            if let Some(attr) = tx.conflict(&ctx.name, kind, &write, Some(rec.pk)).await? {
-                return Err(conflict(kind, attr, &doc));
-            }
-            tx.update(rec.pk, kind, &write, now).await?;
-        }
+        let doc_changed = save(&mut tx, ctx, kind, &rec, &write, now).await?;
         let (mut affected, members_changed) = self
             .apply_member_changes(&mut tx, ctx, &set, &rec, changes)
             .await?;
         if kind == ResourceKind::Group && doc_changed && renamed(&rec.doc, &doc) {
-            affected.extend(tx.member_list(rec.pk).await?.into_iter().map(|(m, _)| m));
+            affected.extend(tx.member_ids(rec.pk).await?);
         }
         if members_changed && !doc_changed {
             tx.touch(rec.pk, now).await?;
@@ -713,7 +714,7 @@ impl ScimService {
             }
             ResourceKind::Group => Lifecycle::Unchanged,
         };
-        roles::recompute(&mut tx, ctx, mapping.as_deref(), &dedup(affected), now).await?;
+        self.recompute(&mut tx, ctx, &dedup(affected), now).await?;
         if doc_changed && lifecycle == Lifecycle::Unchanged {
             audit_updated(&mut tx, ctx, kind, id, "PATCH", now).await?;
         }
@@ -761,12 +762,7 @@ impl ScimService {
                     tx.remove_members(rec.pk, &ids).await?
                 }
                 MemberChange::RemoveAll => {
-                    let ids: Vec<String> = tx
-                        .member_list(rec.pk)
-                        .await?
-                        .into_iter()
-                        .map(|(m, _)| m)
-                        .collect();
+                    let ids: Vec<String> = tx.member_ids(rec.pk).await?;
                     tx.remove_members(rec.pk, &ids).await?
                 }
             };
@@ -786,13 +782,7 @@ impl ScimService {
         pre: &Preconditions,
     ) -> Result<Answer, ScimError> {
         let now = now_millis();
-        let mapping = self.mapping(ctx).await?;
-        let mut tx = self.store.scim_write().await?;
-        let rec = tx
-            .get(&ctx.name, kind, id)
-            .await?
-            .ok_or_else(|| not_found(kind, id))?;
-        pre.check(rec.version)?;
+        let (mut tx, rec) = self.open(ctx, kind, id, pre).await?;
         tx.remove_from_all_groups(&ctx.name, id).await?;
         let mut lifecycle = Lifecycle::Unchanged;
         match kind {
@@ -819,14 +809,9 @@ impl ScimService {
                 }
             }
             ResourceKind::Group => {
-                let members: Vec<String> = tx
-                    .member_list(rec.pk)
-                    .await?
-                    .into_iter()
-                    .map(|(m, _)| m)
-                    .collect();
+                let members: Vec<String> = tx.member_ids(rec.pk).await?;
                 tx.hard_delete(rec.pk).await?;
-                roles::recompute(&mut tx, ctx, mapping.as_deref(), &members, now).await?;
+                self.recompute(&mut tx, ctx, &members, now).await?;
                 let detail = json!({
                     "displayName": rec.doc.get("displayName"), "members": members.len(),
                     "requestId": ctx.request_id,
@@ -844,6 +829,27 @@ impl ScimService {
             location: None,
         })
     }
+}
+
+/// Writes a resource's new attributes when they differ from the stored ones,
+/// refusing a userName or externalId another resource holds. Returns whether
+/// anything was written.
+async fn save(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    kind: ResourceKind,
+    rec: &ScimRecord,
+    write: &ResourceWrite<'_>,
+    now: i64,
+) -> Result<bool, ScimError> {
+    if *write.doc == rec.doc {
+        return Ok(false);
+    }
+    if let Some(attr) = tx.conflict(&ctx.name, kind, write, Some(rec.pk)).await? {
+        return Err(conflict(kind, attr, write.doc));
+    }
+    tx.update(rec.pk, kind, write, now).await?;
+    Ok(true)
 }
 
 /// One `user_updated` / `group_updated` entry.

@@ -129,6 +129,12 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<ScimRecord> {
     })
 }
 
+/// A document as stored. A map of JSON values with string keys always
+/// serialises, so there is no error to carry.
+fn doc_text(doc: &Map<String, Value>) -> String {
+    serde_json::to_string(doc).expect("a JSON object serialises") // string keys, JSON values
+}
+
 /// A visible (not deleted) resource by id, through a pool or a transaction.
 async fn fetch_visible<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
@@ -504,7 +510,7 @@ impl ScimTx {
         w: &ResourceWrite<'_>,
         now: i64,
     ) -> Result<i64> {
-        let doc = Value::Object(w.doc.clone()).to_string();
+        let doc = doc_text(w.doc);
         let pk: i64 = sqlx::query_scalar(
             "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, display_name, \
              active, doc, version, created_at, updated_at) \
@@ -533,7 +539,7 @@ impl ScimTx {
         w: &ResourceWrite<'_>,
         now: i64,
     ) -> Result<i64> {
-        let doc = Value::Object(w.doc.clone()).to_string();
+        let doc = doc_text(w.doc);
         let version: i64 = sqlx::query_scalar(
             "UPDATE scim_resources SET external_id = $1, name_key = $2, display_name = $3, active = $4, \
              doc = $5, version = version + 1, updated_at = $6 WHERE pk = $7 RETURNING version",
@@ -716,6 +722,16 @@ impl ScimTx {
                 Ok((r.try_get("member_id")?, kind_of(&kind)))
             })
             .collect()
+    }
+
+    /// The ids of a group's members.
+    pub async fn member_ids(&mut self, group_pk: i64) -> Result<Vec<String>> {
+        Ok(self
+            .member_list(group_pk)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Takes a resource out of every group of the workspace; returns the groups' pks.

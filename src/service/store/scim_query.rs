@@ -248,7 +248,7 @@ impl<'a> Translator<'a> {
                     .map_or("value", |(s, _)| s.as_str())
                     .to_string();
                 let cond = self.member_condition(&sub, op, value)?;
-                Ok(self.membership(r, &cond))
+                Ok(self.membership(&cond))
             }
             Source::Values(path) => {
                 let text = self.text_value(r, value)?;
@@ -327,8 +327,7 @@ impl<'a> Translator<'a> {
         })
     }
 
-    fn membership(&self, r: &Resolved, cond: &str) -> String {
-        let _ = r;
+    fn membership(&self, cond: &str) -> String {
         match self.set.kind {
             ResourceKind::Group => {
                 format!("r.pk IN (SELECT m.group_pk FROM scim_members m WHERE {cond})")
@@ -345,7 +344,7 @@ impl<'a> Translator<'a> {
         match self.source(parent) {
             Source::Members | Source::Groups => {
                 let cond = self.member_filter(filter)?;
-                Ok(self.membership(parent, &cond))
+                Ok(self.membership(&cond))
             }
             Source::Values(_) => {
                 let attr = self.sql.bind(Param::Text(parent.key()));
