@@ -166,6 +166,22 @@ pub struct TokenView {
     pub scim_base_url: String,
 }
 
+/// Sign-in health of one SSO connection, from
+/// `GET /workspaces/{ws}/connections/{name}/sign-ins`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInHealthView {
+    pub successes: i64,
+    pub failures: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<String>,
+    /// Reason code of the last refusal (e.g. `expired`, `not_provisioned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_reason: Option<String>,
+}
+
 /// A list answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

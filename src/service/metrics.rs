@@ -20,6 +20,12 @@ pub struct ServiceMetrics {
     pub scim_provisioned: IntCounterVec,
     pub scim_deprovisioned: IntCounterVec,
     pub scim_last_success: GaugeVec,
+    /// Sign-ins by workspace, connection, protocol and result (`success` or
+    /// the refusal's reason code); unknown connections count as `unknown`.
+    pub sso_signins: IntCounterVec,
+    pub sso_duration: HistogramVec,
+    /// Session checks by result (`valid`, `invalid`).
+    pub session_checks: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -96,6 +102,25 @@ impl ServiceMetrics {
             &["workspace"],
         )
         .expect("metric definition is valid"); // constant name and labels
+        let sso_signins = counter(
+            "idsync_sso_signins_total",
+            "Sign-ins finished, by workspace, connection, protocol and result (success or the reason code).",
+            &["workspace", "connection", "protocol", "result"],
+        );
+        let sso_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "idsync_sso_signin_duration_seconds",
+                "Time to handle a sign-in callback (OIDC) or assertion (SAML), IdP calls included, by protocol.",
+            )
+            .buckets(latency_buckets()),
+            &["protocol"],
+        )
+        .expect("metric definition is valid"); // constant name and labels
+        let session_checks = counter(
+            "idsync_session_checks_total",
+            "Session checks answered, by result (valid, invalid).",
+            &["result"],
+        );
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -106,6 +131,9 @@ impl ServiceMetrics {
             Box::new(scim_provisioned.clone()),
             Box::new(scim_deprovisioned.clone()),
             Box::new(scim_last_success.clone()),
+            Box::new(sso_signins.clone()),
+            Box::new(sso_duration.clone()),
+            Box::new(session_checks.clone()),
         ] {
             registry
                 .register(c)
@@ -122,6 +150,9 @@ impl ServiceMetrics {
             scim_provisioned,
             scim_deprovisioned,
             scim_last_success,
+            sso_signins,
+            sso_duration,
+            session_checks,
         }
     }
 

@@ -1,10 +1,11 @@
 //! The identity service (`idsync serve`): the admin API the operator syncs to, and
-//! (as they land) SCIM, sign-in and role resolution, over one store.
+//! SCIM, sign-in and role resolution, over one store.
 
 pub mod admin;
 pub mod http;
 pub mod metrics;
 pub mod scim;
+pub mod sso;
 pub mod store;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod postgres;
 pub mod process;
 pub mod scim;
+pub mod signin;
 
 use std::path::{Path, PathBuf};
 

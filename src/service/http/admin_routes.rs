@@ -40,6 +40,32 @@ pub fn routes() -> Router<SharedState> {
             "/workspaces/{ws}/{collection}/{name}",
             get(get_item).put(put_item).delete(delete_item),
         )
+        .route(
+            "/workspaces/{ws}/connections/{name}/sign-ins",
+            get(sign_in_health),
+        )
+}
+
+/// What the operator shows in an SSOConnection's status: counts, last success,
+/// last failure and its reason code.
+async fn sign_in_health(
+    State(state): State<SharedState>,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    state
+        .admin
+        .get(ObjectKind::SsoConnection, &ws, &name)
+        .await?;
+    let stats = state.admin.store().signin_stats(&ws, &name).await?;
+    let at = |t: Option<i64>| t.map(crate::service::store::format_millis);
+    Ok(Json(crate::admin::SignInHealthView {
+        successes: stats.successes,
+        failures: stats.failures,
+        last_success_at: at(stats.last_success_at),
+        last_failure_at: at(stats.last_failure_at),
+        last_failure_reason: stats.last_failure_reason,
+    })
+    .into_response())
 }
 
 fn actor(headers: &HeaderMap) -> Actor {

@@ -3,6 +3,7 @@
 
 mod admin_routes;
 pub mod error;
+mod sso_routes;
 
 use std::{sync::Arc, time::Instant};
 
@@ -17,7 +18,9 @@ use axum::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{admin::AdminService, metrics::ServiceMetrics, scim::service::ScimService};
+use super::{
+    admin::AdminService, metrics::ServiceMetrics, scim::service::ScimService, sso::SsoService,
+};
 use error::ApiError;
 
 /// Largest request body accepted (admin documents, SCIM resources). SAML metadata
@@ -28,6 +31,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub admin: AdminService,
     pub scim: ScimService,
+    pub sso: SsoService,
     pub metrics: ServiceMetrics,
     /// SHA-256 of the admin token; comparing hashes keeps the comparison constant-time
     /// whatever the presented token's length.
@@ -37,9 +41,11 @@ pub struct AppState {
 impl AppState {
     pub fn new(admin: AdminService, metrics: ServiceMetrics, admin_token: &str) -> Self {
         let scim = ScimService::new(admin.store().clone(), admin.public_url(), metrics.clone());
+        let sso = SsoService::new(admin.store().clone(), admin.public_url(), metrics.clone());
         Self {
             admin,
             scim,
+            sso,
             metrics,
             admin_token_sha256: Sha256::digest(admin_token.as_bytes()).into(),
         }
@@ -65,6 +71,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics))
         .nest("/admin/v1", admin)
         .nest("/scim/v2", super::scim::routes())
+        .nest("/sso", sso_routes::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(

@@ -26,6 +26,8 @@ pub struct WorkspaceCtx {
     pub token_id: String,
     /// The IdP's own id for the request, for the audit log.
     pub request_id: Option<String>,
+    /// Who acts when it is not a SCIM token (sign-in's just-in-time provisioning).
+    pub actor: Option<String>,
 }
 
 /// Headers IdPs put their request id in: Entra ID sends `client-request-id`.
@@ -61,7 +63,10 @@ impl WorkspaceCtx {
 
     /// The audit log's actor for this request.
     pub fn actor(&self) -> String {
-        format!("scim-token:{}", self.token_id)
+        match &self.actor {
+            Some(actor) => actor.clone(),
+            None => format!("scim-token:{}", self.token_id),
+        }
     }
 
     /// Loads a workspace's settings (tests and the bulk endpoint call this directly).
@@ -85,6 +90,7 @@ impl WorkspaceCtx {
             default_role: doc.default_role,
             token_id: String::new(),
             request_id: None,
+            actor: None,
         }))
     }
 }

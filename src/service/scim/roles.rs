@@ -79,15 +79,23 @@ pub fn decide(
     groups: &[String],
     current: Option<&str>,
 ) -> RoleDecision {
-    let claims = Default::default();
+    decide_with_claims(mapping, ctx, groups, &Default::default(), current)
+}
+
+/// The role a person gets from their groups and the IdP's claims (at sign-in),
+/// given the role they hold now.
+pub fn decide_with_claims(
+    mapping: Option<&CompiledMapping>,
+    ctx: &WorkspaceCtx,
+    groups: &[String],
+    claims: &std::collections::BTreeMap<String, Vec<String>>,
+    current: Option<&str>,
+) -> RoleDecision {
     let resolved = mapping
         .and_then(|m| {
-            m.evaluate(Principal {
-                groups,
-                claims: &claims,
-            })
-            .role
-            .map(str::to_string)
+            m.evaluate(Principal { groups, claims })
+                .role
+                .map(str::to_string)
         })
         .or_else(|| ctx.default_role.clone());
     let needs_approval = |role: &str| ctx.policy.approval_required_roles.iter().any(|r| r == role);

@@ -23,6 +23,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_scim.sql"),
         include_str!("../../../migrations/postgres/0002_scim.sql"),
     ),
+    (
+        3,
+        "signin",
+        include_str!("../../../migrations/sqlite/0003_signin.sql"),
+        include_str!("../../../migrations/postgres/0003_signin.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

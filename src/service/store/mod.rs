@@ -9,6 +9,7 @@ mod migrations;
 mod objects;
 mod scim;
 mod scim_query;
+mod signin;
 mod tokens;
 
 use std::{str::FromStr, time::Duration};
@@ -22,6 +23,7 @@ use sqlx::{
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{ListQuery, Member, ResourceWrite, ScimRecord, ScimTx, is_unique_violation};
+pub use signin::{SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch};
 pub use tokens::{StoredToken, TokenPut, TokenRegistration};
 
 /// Which database the store runs on.

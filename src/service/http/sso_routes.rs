@@ -1,0 +1,244 @@
+//! `/sso`: where browsers sign in and products check sessions. Handlers parse
+//! the request, call `SsoService`, and render its answer: a redirect, an HTML
+//! page that says why a sign-in was refused, or JSON.
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{SharedState, bearer_token};
+use crate::service::{
+    sso::{
+        OidcCallback, STATE_COOKIE, SignedIn,
+        error::SignInError,
+        session::{self, COOKIE},
+    },
+    store::{format_millis, now_millis},
+};
+
+/// How long the state cookie of a started sign-in lives (the request's TTL).
+const STATE_COOKIE_MAX_AGE: u64 = 600;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/session", get(check_session))
+        .route("/logout", post(logout))
+        .route("/{workspace}/start", get(start))
+        .route("/{workspace}/discover", get(discover))
+        .route(
+            "/{workspace}/oidc/{connection}/callback",
+            get(oidc_callback),
+        )
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StartQuery {
+    email: Option<String>,
+    connection: Option<String>,
+    return_to: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DiscoverQuery {
+    email: String,
+}
+
+fn refused(e: &SignInError) -> Response {
+    (e.reason.status(), Html(e.page())).into_response()
+}
+
+fn cookie_header(value: String) -> HeaderValue {
+    // Cookie values here are base64url, digits and fixed attribute text.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn state_cookie(workspace: &str, value: Option<&str>, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    cookie_header(match value {
+        Some(v) => format!(
+            "{STATE_COOKIE}={v}; Path=/sso/{workspace}/; HttpOnly; SameSite=Lax; Max-Age={STATE_COOKIE_MAX_AGE}{secure}"
+        ),
+        None => format!(
+            "{STATE_COOKIE}=; Path=/sso/{workspace}/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
+        ),
+    })
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| session::cookie_value(h, name))
+}
+
+async fn start(
+    State(state): State<SharedState>,
+    Path(workspace): Path<String>,
+    Query(q): Query<StartQuery>,
+) -> Response {
+    match state
+        .sso
+        .start(
+            &workspace,
+            q.connection.as_deref(),
+            q.email.as_deref(),
+            q.return_to.as_deref(),
+        )
+        .await
+    {
+        Ok(redirect) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            let headers = response.headers_mut();
+            if let Ok(location) = HeaderValue::from_str(&redirect.location) {
+                headers.insert(header::LOCATION, location);
+            }
+            if let Some(s) = &redirect.state_cookie {
+                headers.append(
+                    header::SET_COOKIE,
+                    state_cookie(&workspace, Some(s), state.sso.secure_cookies()),
+                );
+            }
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+async fn discover(
+    State(state): State<SharedState>,
+    Path(workspace): Path<String>,
+    Query(q): Query<DiscoverQuery>,
+) -> Response {
+    match state.sso.discover(&workspace, &q.email).await {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => (
+            e.reason.status(),
+            Json(json!({"error": {"code": e.reason.code(), "message": e.detail}})),
+        )
+            .into_response(),
+    }
+}
+
+async fn oidc_callback(
+    State(state): State<SharedState>,
+    Path((workspace, connection)): Path<(String, String)>,
+    Query(params): Query<OidcCallback>,
+    headers: HeaderMap,
+) -> Response {
+    let browser_state = cookie(&headers, STATE_COOKIE);
+    let result = state
+        .sso
+        .oidc_callback(&state.scim, &workspace, &connection, &params, browser_state)
+        .await;
+    let mut response = signed_in(&state, result);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state_cookie(&workspace, None, state.sso.secure_cookies()),
+    );
+    response
+}
+
+/// A finished sign-in: the session cookie and a redirect to where the person
+/// was going; or the page that says why not.
+fn signed_in(state: &SharedState, result: Result<SignedIn, SignInError>) -> Response {
+    match result {
+        Ok(s) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            let headers = response.headers_mut();
+            if let Ok(location) = HeaderValue::from_str(&s.return_to) {
+                headers.insert(header::LOCATION, location);
+            }
+            headers.append(
+                header::SET_COOKIE,
+                cookie_header(session::set_cookie(
+                    Some(&s.cookie),
+                    s.max_age,
+                    state.sso.secure_cookies(),
+                )),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+/// The session a request carries: the cookie, or the cookie's value as a
+/// bearer token (a product's backend checking on a browser's behalf).
+fn presented_session(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, COOKIE).or_else(|| bearer_token(headers))
+}
+
+async fn check_session(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    let unauthorized = |state: &SharedState| {
+        state
+            .metrics
+            .session_checks
+            .with_label_values(&["invalid"])
+            .inc();
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "no_session", "message": "no valid session: sign in again"}})),
+        )
+            .into_response()
+    };
+    let Some(presented) = presented_session(&headers) else {
+        return unauthorized(&state);
+    };
+    match state.sso.sessions.check(presented, now_millis()).await {
+        Ok(Some(s)) => {
+            state
+                .metrics
+                .session_checks
+                .with_label_values(&["valid"])
+                .inc();
+            Json(json!({
+                "workspace": s.workspace,
+                "userId": s.user_id,
+                "userName": s.user_name,
+                "role": s.role,
+                "connection": s.connection,
+                "createdAt": format_millis(s.created_at),
+                "expiresAt": format_millis(s.expires_at),
+            }))
+            .into_response()
+        }
+        Ok(None) => unauthorized(&state),
+        Err(e) => {
+            tracing::warn!(error = %e, "session check: store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": {"code": "unavailable", "message": "the session store is unreachable; retry"}})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn logout(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    let signed_out = match presented_session(&headers) {
+        Some(presented) => match state.sso.sign_out(presented).await {
+            Ok(revoked) => revoked,
+            Err(e) => return refused(&e),
+        },
+        None => false,
+    };
+    let mut response = Json(json!({"signedOut": signed_out})).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(session::set_cookie(
+            None,
+            Default::default(),
+            state.sso.secure_cookies(),
+        )),
+    );
+    response
+}

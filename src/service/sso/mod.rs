@@ -1,0 +1,792 @@
+//! Sign-in: the OIDC relying party and SAML service provider, then the
+//! workspace's policy (domain routing, SCIM-before-SSO, just-in-time
+//! provisioning, approval of elevated roles), role resolution and a session.
+//!
+//! `SsoService` is the service layer tests call directly; `http::sso_routes`
+//! only parses requests and renders its answers.
+
+pub mod error;
+pub mod oidc;
+pub mod policy;
+pub mod session;
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use self::{
+    error::{Reason, SignInError},
+    oidc::{AuthRequest, OidcClient},
+    session::Sessions,
+};
+use super::{
+    metrics::ServiceMetrics,
+    scim::{
+        context::WorkspaceCtx,
+        roles::{RoleResolver, decide_with_claims},
+        service::ScimService,
+    },
+    store::{
+        AuditEntry, ObjectKind, SessionRecord, SignInRequest, SignInStats, Store, UserMatch,
+        now_millis,
+    },
+};
+use crate::{
+    admin::{SsoConnectionDoc, WorkspaceDoc},
+    api::Protocol,
+    roles::CompiledMapping,
+    scim::schema::ResourceKind,
+};
+
+/// How long a started sign-in may take at the IdP.
+const SIGNIN_REQUEST_TTL: i64 = 10 * 60 * 1000;
+/// The cookie binding a started sign-in to the browser that started it.
+pub const STATE_COOKIE: &str = "idsync_signin";
+
+/// A workspace and one of its connections, as stored.
+#[derive(Debug, Clone)]
+pub struct ConnectionCtx {
+    pub workspace: String,
+    pub workspace_doc: WorkspaceDoc,
+    pub name: String,
+    pub doc: SsoConnectionDoc,
+}
+
+/// Who the IdP says signed in, after claim or attribute mapping.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub subject: String,
+    pub email: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub groups: Vec<String>,
+    /// Every string (or string-list) claim, for role rules on claims.
+    pub claims: BTreeMap<String, Vec<String>>,
+}
+
+/// Where to send the browser to sign in.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    pub location: String,
+    /// Value of the state cookie to set (OIDC), binding the sign-in to this browser.
+    pub state_cookie: Option<String>,
+}
+
+/// A finished sign-in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub cookie: String,
+    pub max_age: Duration,
+    pub return_to: String,
+    pub session: SessionRecord,
+}
+
+/// What a product asks before showing a password field.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Discovery {
+    pub workspace: String,
+    pub sso_required: bool,
+    pub password_allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in_url: Option<String>,
+}
+
+/// The callback parameters of an OIDC authorization response.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct OidcCallback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct SsoService {
+    store: Store,
+    public_url: String,
+    oidc: OidcClient,
+    pub sessions: Sessions,
+    roles: RoleResolver,
+    metrics: ServiceMetrics,
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> SignInError {
+    SignInError::new(Reason::Unavailable, format!("stored configuration: {e}"))
+}
+
+impl SsoService {
+    pub fn new(store: Store, public_url: &str, metrics: ServiceMetrics) -> Self {
+        Self {
+            sessions: Sessions::new(store.clone()),
+            store,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            oidc: OidcClient::new(),
+            roles: RoleResolver::default(),
+            metrics,
+        }
+    }
+
+    /// Whether cookies get `Secure` (everywhere but a plain-HTTP development URL).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    fn base(&self, workspace: &str) -> String {
+        format!("{}/sso/{workspace}", self.public_url)
+    }
+
+    /// The OIDC redirect URI of a connection (what the admin API publishes).
+    pub fn redirect_uri(&self, workspace: &str, connection: &str) -> String {
+        format!("{}/oidc/{connection}/callback", self.base(workspace))
+    }
+
+    async fn workspace(&self, workspace: &str) -> Result<WorkspaceDoc, SignInError> {
+        let object = self
+            .store
+            .get_object(ObjectKind::Workspace, workspace, workspace)
+            .await?
+            .ok_or_else(|| SignInError::new(Reason::UnknownConnection, "no such workspace"))?;
+        serde_json::from_value(object.body).map_err(corrupt)
+    }
+
+    async fn connections(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<(String, SsoConnectionDoc)>, SignInError> {
+        self.store
+            .list_objects(ObjectKind::SsoConnection, Some(workspace))
+            .await?
+            .into_iter()
+            .map(|o| Ok((o.name, serde_json::from_value(o.body).map_err(corrupt)?)))
+            .collect()
+    }
+
+    /// A workspace's connection by name.
+    pub async fn connection(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<ConnectionCtx, SignInError> {
+        let workspace_doc = self.workspace(workspace).await?;
+        let object = self
+            .store
+            .get_object(ObjectKind::SsoConnection, workspace, name)
+            .await?
+            .ok_or_else(|| SignInError::new(Reason::UnknownConnection, "no such connection"))?;
+        Ok(ConnectionCtx {
+            workspace: workspace.to_string(),
+            workspace_doc,
+            name: name.to_string(),
+            doc: serde_json::from_value(object.body).map_err(corrupt)?,
+        })
+    }
+
+    /// Whether this email must use SSO, and where it would sign in.
+    pub async fn discover(&self, workspace: &str, email: &str) -> Result<Discovery, SignInError> {
+        let ws = self.workspace(workspace).await?;
+        let connections = self.connections(workspace).await?;
+        let routed = policy::route(&ws, &connections, None, Some(email))
+            .filter(|(_, c)| policy::domain_allowed(&ws, c, email));
+        let required = policy::sso_required(&ws, email);
+        Ok(Discovery {
+            workspace: workspace.to_string(),
+            sso_required: required,
+            password_allowed: !required,
+            connection: routed.map(|(n, _)| n.clone()),
+            sign_in_url: routed.map(|(n, _)| {
+                format!("{}/start?connection={}", self.base(workspace), urlencode(n))
+            }),
+        })
+    }
+
+    /// Starts a sign-in: picks the connection and answers where the browser goes.
+    pub async fn start(
+        &self,
+        workspace: &str,
+        named: Option<&str>,
+        email: Option<&str>,
+        return_to: Option<&str>,
+    ) -> Result<Redirect, SignInError> {
+        let ws = self.workspace(workspace).await?;
+        let connections = self.connections(workspace).await?;
+        let (name, doc) = policy::route(&ws, &connections, named, email).ok_or_else(|| {
+            SignInError::new(
+                Reason::UnknownConnection,
+                "no connection for this email; pass ?email= or ?connection=",
+            )
+        })?;
+        let ctx = ConnectionCtx {
+            workspace: workspace.to_string(),
+            workspace_doc: ws.clone(),
+            name: name.clone(),
+            doc: doc.clone(),
+        };
+        let return_to = policy::safe_return_to(return_to);
+        match ctx.doc.protocol {
+            Protocol::Oidc => self.start_oidc(&ctx, return_to).await,
+            Protocol::Saml => Err(SignInError::new(
+                Reason::UnknownConnection,
+                "SAML sign-in is not available in this build",
+            )),
+        }
+    }
+
+    async fn start_oidc(
+        &self,
+        ctx: &ConnectionCtx,
+        return_to: String,
+    ) -> Result<Redirect, SignInError> {
+        let cfg = ctx
+            .doc
+            .oidc
+            .as_ref()
+            .ok_or_else(|| corrupt("oidc block missing"))?;
+        let discovery = self.oidc.discover(cfg).await?;
+        let req = AuthRequest::new()?;
+        let redirect_uri = self.redirect_uri(&ctx.workspace, &ctx.name);
+        let location = self
+            .oidc
+            .authorization_url(&discovery, cfg, &redirect_uri, &req)?;
+        let now = now_millis();
+        self.store
+            .put_signin_request(&SignInRequest {
+                id: sha256_hex(&req.state),
+                workspace: ctx.workspace.clone(),
+                connection: ctx.name.clone(),
+                protocol: "oidc".into(),
+                nonce: Some(req.nonce.clone()),
+                code_verifier: Some(req.code_verifier.clone()),
+                request_id: None,
+                return_to,
+                created_at: now,
+                expires_at: now + SIGNIN_REQUEST_TTL,
+            })
+            .await?;
+        Ok(Redirect {
+            location,
+            state_cookie: Some(req.state),
+        })
+    }
+
+    /// The OIDC redirect back from the IdP. `browser_state` is the state cookie.
+    pub async fn oidc_callback(
+        &self,
+        scim: &ScimService,
+        workspace: &str,
+        connection: &str,
+        params: &OidcCallback,
+        browser_state: Option<&str>,
+    ) -> Result<SignedIn, SignInError> {
+        let started = Instant::now();
+        let ctx = match self.connection(workspace, connection).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                self.count_unknown(Protocol::Oidc, &e);
+                return Err(e);
+            }
+        };
+        let result = self.oidc_sign_in(&ctx, params, browser_state).await;
+        self.finish(scim, &ctx, Protocol::Oidc, started, result)
+            .await
+    }
+
+    async fn oidc_sign_in(
+        &self,
+        ctx: &ConnectionCtx,
+        params: &OidcCallback,
+        browser_state: Option<&str>,
+    ) -> Result<(Identity, String), SignInError> {
+        if let Some(error) = &params.error {
+            let code: String = error
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
+            return Err(SignInError::new(
+                Reason::IdpError,
+                format!("the IdP answered error={code}"),
+            ));
+        }
+        let (Some(code), Some(state)) = (&params.code, &params.state) else {
+            return Err(SignInError::new(
+                Reason::BadRequest,
+                "the callback has no code or no state",
+            ));
+        };
+        let now = now_millis();
+        let request = self
+            .store
+            .take_signin_request(&sha256_hex(state), now)
+            .await?
+            .filter(|r| {
+                r.workspace == ctx.workspace && r.connection == ctx.name && r.protocol == "oidc"
+            })
+            .ok_or_else(|| {
+                SignInError::new(Reason::InvalidState, "unknown, used or expired state")
+            })?;
+        // Login CSRF: the state must come back to the browser that started it.
+        if browser_state != Some(state.as_str()) {
+            return Err(SignInError::new(
+                Reason::InvalidState,
+                "the state does not belong to this browser",
+            ));
+        }
+        let cfg = ctx
+            .doc
+            .oidc
+            .as_ref()
+            .ok_or_else(|| corrupt("oidc block missing"))?;
+        let discovery = self.oidc.discover(cfg).await?;
+        let redirect_uri = self.redirect_uri(&ctx.workspace, &ctx.name);
+        let verifier = request.code_verifier.as_deref().unwrap_or_default();
+        let (id_token, access_token) = self
+            .oidc
+            .exchange(&discovery, cfg, &redirect_uri, code, verifier)
+            .await?;
+        let mut claims = self
+            .oidc
+            .validate_id_token(
+                &discovery,
+                cfg,
+                &id_token,
+                request.nonce.as_deref().unwrap_or_default(),
+                now / 1000,
+            )
+            .await?;
+        if cfg.use_userinfo == Some(true)
+            && let Some(access_token) = access_token
+        {
+            let sub = claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let extra = self.oidc.userinfo(&discovery, &access_token, &sub).await?;
+            for (k, v) in extra {
+                claims.entry(k).or_insert(v);
+            }
+        }
+        let identity = identity_from_claims(&claims, cfg.claim_mapping.as_ref())?;
+        Ok((identity, request.return_to))
+    }
+
+    /// After the protocol: policy, user, role, session; then the books (audit,
+    /// connection health, metrics) for success and failure alike.
+    async fn finish(
+        &self,
+        scim: &ScimService,
+        ctx: &ConnectionCtx,
+        protocol: Protocol,
+        started: Instant,
+        authenticated: Result<(Identity, String), SignInError>,
+    ) -> Result<SignedIn, SignInError> {
+        let result = match authenticated {
+            Ok((identity, return_to)) => {
+                self.admit(scim, ctx, protocol, &identity, return_to).await
+            }
+            Err(e) => Err(e),
+        };
+        let now = now_millis();
+        let reason = result.as_ref().err().map(|e| e.reason.code());
+        let label = reason.unwrap_or("success");
+        self.metrics
+            .sso_signins
+            .with_label_values(&[&ctx.workspace, &ctx.name, protocol.as_str(), label])
+            .inc();
+        self.metrics
+            .sso_duration
+            .with_label_values(&[protocol.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = self
+            .store
+            .record_signin_outcome(&ctx.workspace, &ctx.name, reason, now)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record sign-in health");
+        }
+        if let Err(e) = &result {
+            tracing::info!(workspace = %ctx.workspace, connection = %ctx.name, reason = e.reason.code(), detail = %e.detail, "sign-in refused");
+            let entry = AuditEntry {
+                workspace: Some(ctx.workspace.clone()),
+                actor: format!("sso:{}", ctx.name),
+                action: "sign_in_failed".into(),
+                kind: Some("SSOConnection".into()),
+                name: Some(ctx.name.clone()),
+                detail: Some(json!({
+                    "protocol": protocol.as_str(), "reason": e.reason.code(), "detail": e.detail,
+                })),
+            };
+            if let Err(e) = self.store.append_audit(&entry).await {
+                tracing::warn!(error = %e, "could not audit a refused sign-in");
+            }
+        }
+        result
+    }
+
+    /// Counts a callback for a connection that does not exist, without minting
+    /// label values from the URL.
+    fn count_unknown(&self, protocol: Protocol, e: &SignInError) {
+        self.metrics
+            .sso_signins
+            .with_label_values(&["unknown", "unknown", protocol.as_str(), e.reason.code()])
+            .inc();
+    }
+
+    /// Applies the workspace's policy to an authenticated person and opens a session.
+    async fn admit(
+        &self,
+        scim: &ScimService,
+        ctx: &ConnectionCtx,
+        protocol: Protocol,
+        identity: &Identity,
+        return_to: String,
+    ) -> Result<SignedIn, SignInError> {
+        let ws = &ctx.workspace_doc;
+        if !policy::domain_allowed(ws, &ctx.doc, &identity.email) {
+            return Err(SignInError::new(
+                Reason::DomainNotAllowed,
+                format!(
+                    "{} is outside the connection's domains",
+                    policy::email_domain(&identity.email).unwrap_or_default()
+                ),
+            ));
+        }
+        let user_id = match self
+            .store
+            .find_user_by_email(&ctx.workspace, &identity.email)
+            .await?
+        {
+            UserMatch::Found { id, active: true } => id,
+            UserMatch::Found { active: false, .. } | UserMatch::Deleted => {
+                return Err(SignInError::new(
+                    Reason::Deprovisioned,
+                    "the user is deactivated in the workspace",
+                ));
+            }
+            UserMatch::Ambiguous => {
+                return Err(SignInError::new(
+                    Reason::AmbiguousUser,
+                    "several users carry this email",
+                ));
+            }
+            UserMatch::NotFound if policy::requires_scim(ws) => {
+                return Err(SignInError::new(
+                    Reason::NotProvisioned,
+                    "requireScimProvisioning is set and SCIM has not provisioned this person",
+                ));
+            }
+            UserMatch::NotFound if !policy::jit_allowed(ws) => {
+                return Err(SignInError::new(
+                    Reason::JitDisabled,
+                    "jitProvisioning is off and the person is not provisioned",
+                ));
+            }
+            UserMatch::NotFound => self.provision_just_in_time(scim, ctx, identity).await?,
+        };
+        let role = self.resolve_role(ctx, identity, &user_id).await?;
+        let now = now_millis();
+        let lifetime = policy::session_lifetime(ws, role.as_deref());
+        let minted = self
+            .sessions
+            .mint(now)
+            .await?
+            .ok_or_else(|| SignInError::new(Reason::Unavailable, "no randomness available"))?;
+        let session = SessionRecord {
+            workspace: ctx.workspace.clone(),
+            user_id: user_id.clone(),
+            user_name: identity.email.to_lowercase(),
+            role: role.clone(),
+            connection: Some(ctx.name.clone()),
+            created_at: now,
+            expires_at: now + lifetime.as_millis() as i64,
+        };
+        let entry = AuditEntry {
+            workspace: Some(ctx.workspace.clone()),
+            actor: format!("sso:{}", ctx.name),
+            action: "sign_in".into(),
+            kind: Some("User".into()),
+            name: Some(user_id),
+            detail: Some(json!({
+                "protocol": protocol.as_str(), "connection": ctx.name, "email": identity.email,
+                "role": role, "sessionExpiresAt": crate::service::store::format_millis(session.expires_at),
+            })),
+        };
+        self.store
+            .insert_session(&minted.id, &session, &entry)
+            .await?;
+        Ok(SignedIn {
+            cookie: minted.cookie,
+            max_age: lifetime,
+            return_to,
+            session,
+        })
+    }
+
+    /// Creates the user SCIM has not, through the SCIM service so the record is
+    /// the same shape an IdP would have pushed.
+    async fn provision_just_in_time(
+        &self,
+        scim: &ScimService,
+        ctx: &ConnectionCtx,
+        identity: &Identity,
+    ) -> Result<String, SignInError> {
+        let scim_ctx = self.scim_ctx(ctx).await?;
+        let mut name = Map::new();
+        if let Some(g) = &identity.given_name {
+            name.insert("givenName".into(), g.clone().into());
+        }
+        if let Some(f) = &identity.family_name {
+            name.insert("familyName".into(), f.clone().into());
+        }
+        let mut body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": identity.email,
+            "emails": [{"value": identity.email, "type": "work", "primary": true}],
+            "active": true,
+        });
+        if !name.is_empty() {
+            body["name"] = Value::Object(name);
+        }
+        let answer = scim
+            .create(&scim_ctx, ResourceKind::User, body, &Default::default())
+            .await
+            .map_err(|e| {
+                SignInError::new(
+                    Reason::Unavailable,
+                    format!("just-in-time provisioning failed: {}", e.detail),
+                )
+            })?;
+        answer
+            .body
+            .as_ref()
+            .and_then(|b| b.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| SignInError::new(Reason::Unavailable, "created user has no id"))
+    }
+
+    async fn scim_ctx(&self, ctx: &ConnectionCtx) -> Result<WorkspaceCtx, SignInError> {
+        let mut scim_ctx = WorkspaceCtx::load(&self.store, &ctx.workspace)
+            .await?
+            .ok_or_else(|| SignInError::new(Reason::UnknownConnection, "no such workspace"))?;
+        scim_ctx.actor = Some(format!("sso:{}", ctx.name));
+        Ok(scim_ctx)
+    }
+
+    /// The role from the RoleMapping over the IdP's groups and claims plus the
+    /// groups SCIM pushed; a change is stored and audited, and a role that
+    /// needs approval waits for it.
+    async fn resolve_role(
+        &self,
+        ctx: &ConnectionCtx,
+        identity: &Identity,
+        user_id: &str,
+    ) -> Result<Option<String>, SignInError> {
+        let (current, pending, mut groups) = self
+            .store
+            .user_roles_and_groups(&ctx.workspace, user_id)
+            .await?;
+        groups.extend(identity.groups.iter().cloned());
+        let mapping: Option<Arc<CompiledMapping>> =
+            self.roles.mapping(&self.store, &ctx.workspace).await?;
+        let scim_ctx = self.scim_ctx(ctx).await?;
+        let decision = decide_with_claims(
+            mapping.as_deref(),
+            &scim_ctx,
+            &groups,
+            &identity.claims,
+            current.as_deref(),
+        );
+        if decision.role != current || decision.pending != pending {
+            let mut entries = Vec::new();
+            if decision.role != current {
+                entries.push(AuditEntry {
+                    workspace: Some(ctx.workspace.clone()),
+                    actor: format!("sso:{}", ctx.name),
+                    action: "role_changed".into(),
+                    kind: Some("User".into()),
+                    name: Some(user_id.to_string()),
+                    detail: Some(
+                        json!({"from": current, "to": decision.role, "source": "sign_in"}),
+                    ),
+                });
+            }
+            if decision.pending.is_some() && decision.pending != pending {
+                entries.push(AuditEntry {
+                    workspace: Some(ctx.workspace.clone()),
+                    actor: format!("sso:{}", ctx.name),
+                    action: "role_approval_requested".into(),
+                    kind: Some("User".into()),
+                    name: Some(user_id.to_string()),
+                    detail: Some(json!({"role": decision.pending, "source": "sign_in"})),
+                });
+            }
+            self.store
+                .set_user_role(
+                    &ctx.workspace,
+                    user_id,
+                    decision.role.as_deref(),
+                    decision.pending.as_deref(),
+                    &entries,
+                    now_millis(),
+                )
+                .await?;
+        }
+        Ok(decision.role)
+    }
+
+    /// Sign-in health of a connection, for the admin API and the operator.
+    pub async fn stats(
+        &self,
+        workspace: &str,
+        connection: &str,
+    ) -> Result<SignInStats, SignInError> {
+        Ok(self.store.signin_stats(workspace, connection).await?)
+    }
+
+    /// Ends the session a cookie names.
+    pub async fn sign_out(&self, cookie: &str) -> Result<bool, SignInError> {
+        let Some(id) = self.sessions.verify(cookie).await? else {
+            return Ok(false);
+        };
+        let now = now_millis();
+        let Some(session) = self.store.live_session(&id, now).await? else {
+            self.sessions.forget(&id);
+            return Ok(false);
+        };
+        let entry = AuditEntry {
+            workspace: Some(session.workspace.clone()),
+            actor: format!("user:{}", session.user_id),
+            action: "sign_out".into(),
+            kind: Some("User".into()),
+            name: Some(session.user_id.clone()),
+            detail: None,
+        };
+        let revoked = self.store.revoke_session(&id, &entry, now).await?;
+        self.sessions.forget(&id);
+        Ok(revoked)
+    }
+}
+
+/// Maps claims to an identity, by the connection's claim mapping (OIDC defaults:
+/// `email`, `given_name`, `family_name`, `groups`).
+pub fn identity_from_claims(
+    claims: &Map<String, Value>,
+    mapping: Option<&crate::api::ClaimMapping>,
+) -> Result<Identity, SignInError> {
+    let m = mapping.cloned().unwrap_or_default();
+    let text = |key: Option<&String>, default: &str| {
+        claims
+            .get(key.map(String::as_str).unwrap_or(default))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let email = text(m.email.as_ref(), "email")
+        .filter(|e| policy::email_domain(e).is_some())
+        .ok_or_else(|| {
+            SignInError::new(
+                Reason::MissingEmail,
+                "the ID token carries no email address",
+            )
+        })?;
+    // An IdP that says the address is unverified is not vouching for it.
+    if claims.get("email_verified") == Some(&Value::Bool(false)) {
+        return Err(SignInError::new(
+            Reason::MissingEmail,
+            "the IdP marks the email address unverified",
+        ));
+    }
+    let groups_key = m.groups.as_deref().unwrap_or("groups");
+    let groups = string_list(claims.get(groups_key));
+    let mut all = BTreeMap::new();
+    for (k, v) in claims {
+        let values = string_list(Some(v));
+        if !values.is_empty() {
+            all.insert(k.clone(), values);
+        }
+    }
+    Ok(Identity {
+        subject: claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        email,
+        given_name: text(m.given_name.as_ref(), "given_name"),
+        family_name: text(m.family_name.as_ref(), "family_name"),
+        groups,
+        claims: all,
+    })
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::Bool(b)) => vec![b.to_string()],
+        Some(Value::Number(n)) => vec![n.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_map_to_an_identity_with_groups() {
+        let claims: Map<String, Value> = serde_json::from_value(json!({
+            "sub": "u1", "email": "Alice@Acme.com", "given_name": "Alice",
+            "groups": ["eng", "admins"], "dept": "R&D",
+        }))
+        .expect("an object");
+        let id = identity_from_claims(&claims, None).expect("an identity");
+        assert_eq!(id.email, "Alice@Acme.com");
+        assert_eq!(id.groups, ["eng", "admins"]);
+        assert_eq!(id.claims["dept"], ["R&D"]);
+    }
+
+    #[test]
+    fn unverified_or_missing_emails_are_refused() {
+        let unverified: Map<String, Value> = serde_json::from_value(
+            json!({"sub": "u", "email": "a@b.com", "email_verified": false}),
+        )
+        .expect("an object");
+        let missing: Map<String, Value> =
+            serde_json::from_value(json!({"sub": "u"})).expect("an object");
+        for claims in [unverified, missing] {
+            assert_eq!(
+                identity_from_claims(&claims, None)
+                    .map(|_| ())
+                    .unwrap_err()
+                    .reason,
+                Reason::MissingEmail
+            );
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Sign-in state in the store: requests in flight, the SAML replay cache,
+//! sessions, session-cookie keys and per-connection health. Everything a second
+//! replica must see lives here, never in one process's memory.
+
+use sqlx::Row;
+
+use super::{AuditEntry, Result, Store, audit};
+
+/// A sign-in this service started and has not finished yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInRequest {
+    /// SHA-256 (hex) of the handle the browser carries (OIDC `state`, SAML RelayState).
+    pub id: String,
+    pub workspace: String,
+    pub connection: String,
+    pub protocol: String,
+    /// OIDC `nonce` the ID token must echo.
+    pub nonce: Option<String>,
+    /// OIDC PKCE verifier.
+    pub code_verifier: Option<String>,
+    /// SAML AuthnRequest ID the response must answer (`InResponseTo`).
+    pub request_id: Option<String>,
+    /// Where the browser goes after signing in (a local path).
+    pub return_to: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A live session with its user, as the session check answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub workspace: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub role: Option<String>,
+    pub connection: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A session-cookie key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    pub id: String,
+    /// The raw HMAC key, hex-encoded.
+    pub secret: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Sign-in health of one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInStats {
+    pub successes: i64,
+    pub failures: i64,
+    pub last_success_at: Option<i64>,
+    pub last_failure_at: Option<i64>,
+    pub last_failure_reason: Option<String>,
+}
+
+/// How a user row matched a signed-in email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserMatch {
+    /// Visible user: id, active.
+    Found {
+        id: String,
+        active: bool,
+    },
+    /// Only a deleted (SCIM `DELETE`, soft) user has this email.
+    Deleted,
+    /// Several visible users carry this email; refusing beats guessing.
+    Ambiguous,
+    NotFound,
+}
+
+impl Store {
+    /// Records a sign-in in flight, and drops the ones that expired unused.
+    pub async fn put_signin_request(&self, r: &SignInRequest) -> Result<()> {
+        sqlx::query("DELETE FROM signin_requests WHERE expires_at < $1")
+            .bind(r.created_at)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signin_requests (id, workspace, connection, protocol, nonce, \
+             code_verifier, request_id, return_to, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&r.id)
+        .bind(&r.workspace)
+        .bind(&r.connection)
+        .bind(&r.protocol)
+        .bind(&r.nonce)
+        .bind(&r.code_verifier)
+        .bind(&r.request_id)
+        .bind(&r.return_to)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a sign-in request out of the store: a second callback with the same
+    /// handle finds nothing, so a request completes at most once.
+    pub async fn take_signin_request(&self, id: &str, now: i64) -> Result<Option<SignInRequest>> {
+        let row = sqlx::query(
+            "DELETE FROM signin_requests WHERE id = $1 RETURNING workspace, connection, protocol, \
+             nonce, code_verifier, request_id, return_to, created_at, expires_at",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let request = SignInRequest {
+            id: id.to_string(),
+            workspace: row.try_get("workspace")?,
+            connection: row.try_get("connection")?,
+            protocol: row.try_get("protocol")?,
+            nonce: row.try_get("nonce")?,
+            code_verifier: row.try_get("code_verifier")?,
+            request_id: row.try_get("request_id")?,
+            return_to: row.try_get("return_to")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        Ok((request.expires_at >= now).then_some(request))
+    }
+
+    /// Remembers a consumed assertion ID until `expires_at`; false when it was
+    /// already consumed (a replay), on this replica or any other.
+    pub async fn remember_assertion(&self, id: &str, now: i64, expires_at: i64) -> Result<bool> {
+        sqlx::query("DELETE FROM saml_replay_cache WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO saml_replay_cache (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Counts a sign-in outcome for a connection's health.
+    pub async fn record_signin_outcome(
+        &self,
+        workspace: &str,
+        connection: &str,
+        failure_reason: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let (ok, failed) = if failure_reason.is_some() {
+            (0i64, 1i64)
+        } else {
+            (1, 0)
+        };
+        let success_at = failure_reason.is_none().then_some(now);
+        let failure_at = failure_reason.is_some().then_some(now);
+        sqlx::query(
+            "INSERT INTO signin_stats (workspace, connection, successes, failures, last_success_at, \
+             last_failure_at, last_failure_reason) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (workspace, connection) DO UPDATE SET \
+             successes = signin_stats.successes + $3, failures = signin_stats.failures + $4, \
+             last_success_at = COALESCE($5, signin_stats.last_success_at), \
+             last_failure_at = COALESCE($6, signin_stats.last_failure_at), \
+             last_failure_reason = COALESCE($7, signin_stats.last_failure_reason)",
+        )
+        .bind(workspace)
+        .bind(connection)
+        .bind(ok)
+        .bind(failed)
+        .bind(success_at)
+        .bind(failure_at)
+        .bind(failure_reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn signin_stats(&self, workspace: &str, connection: &str) -> Result<SignInStats> {
+        let row = sqlx::query(
+            "SELECT successes, failures, last_success_at, last_failure_at, last_failure_reason \
+             FROM signin_stats WHERE workspace = $1 AND connection = $2",
+        )
+        .bind(workspace)
+        .bind(connection)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(SignInStats::default());
+        };
+        Ok(SignInStats {
+            successes: r.try_get("successes")?,
+            failures: r.try_get("failures")?,
+            last_success_at: r.try_get("last_success_at")?,
+            last_failure_at: r.try_get("last_failure_at")?,
+            last_failure_reason: r.try_get("last_failure_reason")?,
+        })
+    }
+
+    /// The user an email signs in as: by `userName`, else by a work email.
+    pub async fn find_user_by_email(&self, workspace: &str, email: &str) -> Result<UserMatch> {
+        let key = email.to_lowercase();
+        let by_name = sqlx::query(
+            "SELECT id, active FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
+             AND name_key = $2 AND deleted_at IS NULL",
+        )
+        .bind(workspace)
+        .bind(&key)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = by_name {
+            return Ok(UserMatch::Found {
+                id: r.try_get("id")?,
+                active: r.try_get::<i64, _>("active")? != 0,
+            });
+        }
+        let by_email = sqlx::query(
+            "SELECT DISTINCT r.id, r.active FROM scim_resources r \
+             JOIN scim_values v ON v.resource_pk = r.pk \
+             WHERE r.workspace = $1 AND r.kind = 'User' AND r.deleted_at IS NULL \
+             AND v.path = 'emails.value' AND v.v_lower = $2 LIMIT 2",
+        )
+        .bind(workspace)
+        .bind(&key)
+        .fetch_all(&self.pool)
+        .await?;
+        match by_email.as_slice() {
+            [r] => {
+                return Ok(UserMatch::Found {
+                    id: r.try_get("id")?,
+                    active: r.try_get::<i64, _>("active")? != 0,
+                });
+            }
+            [_, _, ..] => return Ok(UserMatch::Ambiguous),
+            [] => {}
+        }
+        let deleted: Option<i64> = sqlx::query_scalar(
+            "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
+             AND name_key = $2 AND deleted_at IS NOT NULL LIMIT 1",
+        )
+        .bind(workspace)
+        .bind(&key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(if deleted.is_some() {
+            UserMatch::Deleted
+        } else {
+            UserMatch::NotFound
+        })
+    }
+
+    /// A user's role, role awaiting approval, and the names a role mapping sees
+    /// for the groups SCIM put them in (displayName and externalId).
+    pub async fn user_roles_and_groups(
+        &self,
+        workspace: &str,
+        user_id: &str,
+    ) -> Result<(Option<String>, Option<String>, Vec<String>)> {
+        let row = sqlx::query(
+            "SELECT role, pending_role FROM scim_resources WHERE workspace = $1 AND id = $2 \
+             AND kind = 'User' AND deleted_at IS NULL",
+        )
+        .bind(workspace)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (role, pending) = match row {
+            Some(r) => (r.try_get("role")?, r.try_get("pending_role")?),
+            None => (None, None),
+        };
+        let rows = sqlx::query(
+            "SELECT g.display_name, g.external_id FROM scim_members m \
+             JOIN scim_resources g ON g.pk = m.group_pk \
+             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(workspace)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut names = Vec::new();
+        for r in rows {
+            names.extend(r.try_get::<Option<String>, _>("display_name")?);
+            names.extend(r.try_get::<Option<String>, _>("external_id")?);
+        }
+        Ok((role, pending, names))
+    }
+
+    /// Sets a user's role (and the role awaiting approval), with audit entries,
+    /// in one transaction.
+    pub async fn set_user_role(
+        &self,
+        workspace: &str,
+        user_id: &str,
+        role: Option<&str>,
+        pending: Option<&str>,
+        entries: &[AuditEntry],
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE scim_resources SET role = $1, pending_role = $2 \
+             WHERE workspace = $3 AND id = $4 AND kind = 'User'",
+        )
+        .bind(role)
+        .bind(pending)
+        .bind(workspace)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        for entry in entries {
+            audit::insert(&mut tx, entry, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a session; `id` is the SHA-256 of the cookie's secret part.
+    pub async fn insert_session(
+        &self,
+        id: &str,
+        session: &SessionRecord,
+        entry: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, workspace, user_id, role, connection, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(&session.workspace)
+        .bind(&session.user_id)
+        .bind(&session.role)
+        .bind(&session.connection)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        audit::insert(&mut tx, entry, session.created_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A session that is neither revoked nor expired, of a user who is still
+    /// active: deprovisioning ends sessions even if a revocation were missed.
+    pub async fn live_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT s.workspace, s.user_id, s.role, s.connection, s.created_at, s.expires_at, \
+             r.name_key FROM sessions s JOIN scim_resources r \
+             ON r.workspace = s.workspace AND r.id = s.user_id AND r.kind = 'User' \
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+             AND r.deleted_at IS NULL AND r.active <> 0",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SessionRecord {
+                workspace: r.try_get("workspace")?,
+                user_id: r.try_get("user_id")?,
+                user_name: r.try_get("name_key")?,
+                role: r.try_get("role")?,
+                connection: r.try_get("connection")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends one session (sign-out); returns whether it was live.
+    pub async fn revoke_session(&self, id: &str, entry: &AuditEntry, now: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n =
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if n > 0 {
+            audit::insert(&mut tx, entry, now).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Session-cookie keys still valid for verification, newest first.
+    pub async fn session_keys(&self, now: i64) -> Result<Vec<SessionKey>> {
+        let rows = sqlx::query(
+            "SELECT id, secret, created_at, expires_at FROM session_keys \
+             WHERE expires_at > $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionKey {
+                    id: r.try_get("id")?,
+                    secret: r.try_get("secret")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a session-cookie key (idempotent by id).
+    pub async fn insert_session_key(&self, key: &SessionKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO session_keys (id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&key.id)
+        .bind(&key.secret)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

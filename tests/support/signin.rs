@@ -1,0 +1,235 @@
+//! A browser's view of sign-in: the identity service on a known port (so the IdP
+//! can redirect back to it), a real OpenID Provider, and a cookie-jar client
+//! that walks the redirect dance and fills in the IdP's login and consent forms.
+
+use std::sync::Arc;
+
+use idsync::{
+    admin::AdminClient,
+    service::{self, RunningService, ServeConfig, store::ObjectKind},
+};
+use reqwest::{StatusCode, redirect};
+use serde_json::{Value, json};
+
+use super::{ADMIN_TOKEN, Db, TestDb, cluster::OidcProvider, cluster::free_port};
+
+pub const CLIENT_ID: &str = "idsync-test";
+pub const CLIENT_SECRET: &str = "test-client-secret-0123456789";
+
+pub struct SignInFixture {
+    pub db: TestDb,
+    pub service: RunningService,
+    pub admin: AdminClient,
+    pub idp: OidcProvider,
+    /// `http://127.0.0.1:PORT`, the service's public URL.
+    pub base: String,
+    pub port: u16,
+}
+
+/// What the service answered at the end of a sign-in.
+pub struct Landing {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Landing {
+    pub fn session_cookie(&self) -> Option<String> {
+        self.set_cookies.iter().find_map(|c| {
+            let v = c.strip_prefix("idsync_session=")?.split(';').next()?;
+            (!v.is_empty()).then(|| v.to_string())
+        })
+    }
+}
+
+impl SignInFixture {
+    /// Workspace `acme` (with `workspace_doc`), an OIDC connection `okta` to a real
+    /// oidc-provider holding `accounts`, and a RoleMapping when given.
+    pub async fn start(
+        db: Db,
+        workspace_doc: Value,
+        accounts: Value,
+        mapping: Option<Value>,
+    ) -> Self {
+        let db = TestDb::new(db).await;
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let redirect_uri = format!("{base}/sso/acme/oidc/okta/callback");
+        let idp = OidcProvider::start(
+            db.dir.path(),
+            json!([{
+                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "redirect_uris": [redirect_uri],
+                "grant_types": ["authorization_code"], "response_types": ["code"],
+                "token_endpoint_auth_method": "client_secret_basic",
+            }]),
+            accounts,
+        );
+        let service = service::start(ServeConfig {
+            listen: format!("127.0.0.1:{port}").parse().expect("valid address"),
+            database_url: db.url.clone(),
+            admin_token: ADMIN_TOKEN.to_string(),
+            public_url: base.clone(),
+        })
+        .await
+        .expect("identity service starts");
+        let admin = AdminClient::new(&base, ADMIN_TOKEN, None)
+            .expect("client")
+            .with_actor("test");
+        admin
+            .put_object(ObjectKind::Workspace, "acme", "acme", &workspace_doc)
+            .await
+            .expect("workspace stored");
+        admin
+            .put_object(
+                ObjectKind::SsoConnection,
+                "acme",
+                "okta",
+                &json!({
+                    "protocol": "oidc", "displayName": "Okta", "domains": ["acme.com"],
+                    "oidc": {
+                        "issuer": idp.issuer, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
+                        "scopes": ["openid", "email", "profile", "groups"],
+                    },
+                }),
+            )
+            .await
+            .expect("connection stored");
+        if let Some(mapping) = mapping {
+            admin
+                .put_object(ObjectKind::RoleMapping, "acme", "default", &mapping)
+                .await
+                .expect("role mapping stored");
+        }
+        Self {
+            db,
+            service,
+            admin,
+            idp,
+            base,
+            port,
+        }
+    }
+
+    /// A browser: a cookie jar, following redirects except back to the service,
+    /// so each of the service's answers can be inspected.
+    pub fn browser(&self) -> reqwest::Client {
+        let port = self.port;
+        reqwest::Client::builder()
+            .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
+            .redirect(redirect::Policy::custom(move |attempt| {
+                if attempt.url().port() == Some(port) {
+                    attempt.stop()
+                } else if attempt.previous().len() > 20 {
+                    attempt.error("redirect loop")
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()
+            .expect("client")
+    }
+
+    /// Starts a sign-in and walks the IdP's pages as `login`; returns the URL the
+    /// IdP sends the browser back to (the callback), not yet visited.
+    pub async fn through_idp(&self, browser: &reqwest::Client, email: &str, login: &str) -> String {
+        let start = format!(
+            "{}/sso/acme/start?email={}&return_to=/app/home",
+            self.base,
+            email.replace('@', "%40")
+        );
+        let r = browser.get(&start).send().await.expect("start");
+        let mut page = r;
+        for _ in 0..4 {
+            if page.status() == StatusCode::SEE_OTHER || page.status() == StatusCode::FOUND {
+                let location = header(&page, "location").expect("a redirect has a location");
+                let url = page.url().join(&location).expect("a URL");
+                if url.port() == Some(self.port) {
+                    return url.to_string();
+                }
+                page = browser.get(url).send().await.expect("follow");
+                continue;
+            }
+            let url = page.url().clone();
+            let html = page.text().await.expect("IdP page");
+            let action = capture(&html, r#"action=""#, '"')
+                .unwrap_or_else(|| panic!("no form on the IdP's page {url}: {html}"));
+            let prompt = capture(&html, r#"name="prompt" value=""#, '"').unwrap_or_default();
+            let mut form = vec![("prompt", prompt.clone())];
+            if prompt == "login" {
+                form.push(("login", login.to_string()));
+                form.push(("password", "any-password".to_string()));
+            }
+            let target = url.join(&action).expect("form action");
+            page = browser
+                .post(target)
+                .form(&form)
+                .send()
+                .await
+                .expect("submit");
+        }
+        panic!("the IdP never redirected back to the service");
+    }
+
+    /// Visits a service URL (the callback) and returns the service's answer.
+    pub async fn land(&self, browser: &reqwest::Client, url: &str) -> Landing {
+        let r = browser.get(url).send().await.expect("callback");
+        let status = r.status();
+        let location = header(&r, "location");
+        let set_cookies = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let body = r.text().await.unwrap_or_default();
+        Landing {
+            status,
+            location,
+            set_cookies,
+            body,
+        }
+    }
+
+    /// The whole dance for `login` with `email`.
+    pub async fn sign_in(&self, browser: &reqwest::Client, email: &str, login: &str) -> Landing {
+        let callback = self.through_idp(browser, email, login).await;
+        self.land(browser, &callback).await
+    }
+
+    /// `GET /sso/session` with a session cookie value.
+    pub async fn session(&self, cookie: &str) -> (StatusCode, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("{}/sso/session", self.base))
+            .header("cookie", format!("idsync_session={cookie}"))
+            .send()
+            .await
+            .expect("session check");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The text after `prefix` up to `end`, HTML entities for `&` undone.
+fn capture(html: &str, prefix: &str, end: char) -> Option<String> {
+    let start = html.find(prefix)? + prefix.len();
+    let rest = &html[start..];
+    Some(rest[..rest.find(end)?].replace("&amp;", "&"))
+}
