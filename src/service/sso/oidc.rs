@@ -73,6 +73,7 @@ struct KeySet {
 /// Talks to OpenID Providers; caches discovery documents and key sets.
 pub struct OidcClient {
     http: reqwest::Client,
+    jwks_min_refresh: Duration,
     discovery: Mutex<HashMap<String, (Arc<Discovery>, Instant)>>,
     jwks: Mutex<HashMap<String, KeySet>>,
 }
@@ -133,9 +134,17 @@ impl OidcClient {
             .unwrap_or_default();
         Self {
             http,
+            jwks_min_refresh: JWKS_MIN_REFRESH,
             discovery: Mutex::new(HashMap::new()),
             jwks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sets how often an unknown `kid` may trigger a key-set refetch (tests of
+    /// an IdP key rollover use a short one).
+    pub fn with_jwks_min_refresh(mut self, interval: Duration) -> Self {
+        self.jwks_min_refresh = interval;
+        self
     }
 
     /// The IdP's discovery document; its `issuer` must be the configured one.
@@ -411,7 +420,7 @@ impl OidcClient {
                 (
                     s.keys.clone(),
                     s.fetched.elapsed() < JWKS_TTL,
-                    s.last_attempt.elapsed() >= JWKS_MIN_REFRESH,
+                    s.last_attempt.elapsed() >= self.jwks_min_refresh,
                 )
             })
         };
