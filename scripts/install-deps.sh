@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the system packages idsync's tests and local stack need on Debian:
-# PostgreSQL (the tests start their own server from its binaries), OpenSSL and
-# curl (the test control plane's certificates and readiness checks), and Go is
-# expected from the machine (it builds the Kubernetes control plane).
+# Installs the system packages idsync's build, tests and local stack need on
+# Debian: xmlsec1, libxml2, OpenSSL headers, pkg-config and libclang (the SAML
+# crate samael binds xmlsec with bindgen), PostgreSQL (the tests start their own
+# server from its binaries), OpenSSL and curl (the test control plane's
+# certificates and readiness checks). Go is expected from the machine (it builds
+# the Kubernetes control plane).
 set -euo pipefail
 
 need=()
@@ -11,6 +13,11 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v runuser >/dev/null || need+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists xmlsec1 2>/dev/null || need+=(libxmlsec1-dev)
+pkg-config --exists libxml-2.0 2>/dev/null || need+=(libxml2-dev)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]} from Debian" >&2

@@ -12,7 +12,9 @@ listen=${IDSYNC_LISTEN:-127.0.0.1:8080}
 mkdir -p "$state/logs"
 
 scripts/install-deps.sh
-[[ -d tests/idp/node_modules ]] || npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+if [[ ! -d tests/idp/node_modules || tests/idp/package-lock.json -nt tests/idp/node_modules ]]; then
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+fi
 echo "building idsync..." >&2
 cargo build --locked --quiet
 bin=$CARGO_TARGET_DIR/debug/idsync

@@ -558,14 +558,19 @@ spec:
     // An IdP: calls SCIM continuously; on a 401 it re-reads the Secret (as after an
     // admin pastes the new token) and counts the rejection.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Calls made so far, so each rotation can wait until the client has really
+    // called through it (a loaded machine must not let rotations outrun it).
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let idp = {
-        let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+        let (client, base, stop, calls) =
+            (client.clone(), base.clone(), stop.clone(), calls.clone());
         tokio::spawn(async move {
             let mut token = secret_value(&client, ns, "idp-token", "token")
                 .await
                 .unwrap();
             let (mut ok, mut rejected) = (0u32, 0u32);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match scim_status(&base, &token).await {
                     200 => ok += 1,
                     401 => {
@@ -607,6 +612,16 @@ spec:
         )
         .await;
         ids.insert(id);
+        // Let the client call through this rotation before forcing the next.
+        let before = calls.load(std::sync::atomic::Ordering::Relaxed);
+        eventually(
+            "the client to keep calling SCIM",
+            Duration::from_secs(30),
+            || async {
+                (calls.load(std::sync::atomic::Ordering::Relaxed) >= before + 8).then_some(())
+            },
+        )
+        .await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, rejected) = idp.await.unwrap();

@@ -251,7 +251,7 @@ impl OperatorProcess {
     }
 }
 
-fn wait_http_ok(url: &str, timeout: Duration, tail: impl Fn() -> String) {
+pub fn wait_http_ok(url: &str, timeout: Duration, tail: impl Fn() -> String) {
     let deadline = Instant::now() + timeout;
     loop {
         let ok = std::process::Command::new("curl")

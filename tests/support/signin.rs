@@ -11,7 +11,12 @@ use idsync::{
 use reqwest::{StatusCode, redirect};
 use serde_json::{Value, json};
 
-use super::{ADMIN_TOKEN, Db, TestDb, cluster::OidcProvider, cluster::free_port};
+use super::{
+    ADMIN_TOKEN, Db, TestDb,
+    cluster::{OidcProvider, free_port, wait_http_ok},
+    process::OwnedProcess,
+    repo_root,
+};
 
 pub const CLIENT_ID: &str = "idsync-test";
 pub const CLIENT_SECRET: &str = "test-client-secret-0123456789";
@@ -24,6 +29,15 @@ pub struct SignInFixture {
     /// `http://127.0.0.1:PORT`, the service's public URL.
     pub base: String,
     pub port: u16,
+    /// The SAML IdP (samlify), when the fixture has the `entra` SAML connection.
+    pub saml_idp: Option<OwnedProcess>,
+}
+
+/// What the SAML IdP posts back through the browser.
+pub struct SamlPost {
+    pub acs: String,
+    pub response: String,
+    pub relay_state: Option<String>,
 }
 
 /// What the service answered at the end of a sign-in.
@@ -109,6 +123,164 @@ impl SignInFixture {
             idp,
             base,
             port,
+            saml_idp: None,
+        }
+    }
+
+    /// Like `start`, plus a SAML connection `entra` (domain acme.io) to a real
+    /// samlify IdP holding `saml_accounts`, imported by its metadata URL.
+    pub async fn start_with_saml(
+        db: Db,
+        workspace_doc: Value,
+        saml_accounts: Value,
+        mapping: Option<Value>,
+        allow_idp_initiated: bool,
+    ) -> Self {
+        let mut f = Self::start(db, workspace_doc, json!({}), mapping).await;
+        let sp = format!("{}/sso/acme/saml/entra", f.base);
+        let idp_port = free_port();
+        let data = repo_root().join("tests/data");
+        let process = OwnedProcess::spawn(
+            "saml-idp",
+            std::path::Path::new("node"),
+            [
+                repo_root()
+                    .join("tests/idp/saml-idp.mjs")
+                    .display()
+                    .to_string(),
+                idp_port.to_string(),
+            ],
+            &[
+                ("IDP_ACCOUNTS", saml_accounts.to_string()),
+                (
+                    "IDP_KEY",
+                    data.join("saml-idp-key.pem").display().to_string(),
+                ),
+                (
+                    "IDP_CERT",
+                    data.join("saml-idp-cert.pem").display().to_string(),
+                ),
+                ("SP_ENTITY_ID", sp.clone()),
+                ("SP_ACS_URL", format!("{sp}/acs")),
+                ("IDSYNC_OWNER_PID", std::process::id().to_string()),
+            ],
+            &f.db.dir.path().join("saml-idp.log"),
+        );
+        let metadata = format!("http://127.0.0.1:{idp_port}/metadata");
+        wait_http_ok(&metadata, std::time::Duration::from_secs(30), || {
+            process.tail()
+        });
+        f.admin
+            .put_object(
+                ObjectKind::SsoConnection,
+                "acme",
+                "entra",
+                &json!({
+                    "protocol": "saml", "displayName": "Entra ID", "domains": ["acme.io"],
+                    "saml": {"metadataUrl": metadata, "allowIdpInitiated": allow_idp_initiated},
+                }),
+            )
+            .await
+            .expect("SAML connection stored");
+        f.saml_idp = Some(process);
+        f
+    }
+
+    /// SP-initiated SAML: start at the service, sign in at the IdP as `login`
+    /// (asking it for `variant`), and return what the IdP posts back.
+    pub async fn saml_through_idp(
+        &self,
+        browser: &reqwest::Client,
+        login: &str,
+        variant: &str,
+    ) -> SamlPost {
+        let start = format!(
+            "{}/sso/acme/start?connection=entra&return_to=/app/home",
+            self.base
+        );
+        let page = browser.get(&start).send().await.expect("start");
+        let url = page.url().clone();
+        let html = page.text().await.expect("IdP login page");
+        let field = |name: &str| {
+            capture(&html, &format!(r#"name="{name}" value=""#), '"').unwrap_or_default()
+        };
+        let form = [
+            ("request_id", field("request_id")),
+            ("relay_state", field("relay_state")),
+            ("login", login.to_string()),
+            ("variant", variant.to_string()),
+        ];
+        assert!(
+            !form[0].1.is_empty(),
+            "the IdP did not accept the AuthnRequest: {html}"
+        );
+        let posted = browser
+            .post(url.join("/login").expect("URL"))
+            .form(&form)
+            .send()
+            .await
+            .expect("IdP login")
+            .text()
+            .await
+            .expect("auto-post page");
+        Self::saml_post(&posted)
+    }
+
+    /// An IdP-initiated response for `login`.
+    pub async fn saml_unsolicited(&self, login: &str) -> SamlPost {
+        let metadata = self
+            .admin
+            .get_object(ObjectKind::SsoConnection, "acme", "entra")
+            .await
+            .expect("connection")
+            .expect("exists");
+        let url = metadata.spec["saml"]["metadataUrl"]
+            .as_str()
+            .expect("metadata URL")
+            .replace("/metadata", &format!("/initiate?login={login}"));
+        let html = reqwest::get(url)
+            .await
+            .expect("initiate")
+            .text()
+            .await
+            .expect("page");
+        Self::saml_post(&html)
+    }
+
+    fn saml_post(html: &str) -> SamlPost {
+        SamlPost {
+            acs: capture(html, r#"action=""#, '"').unwrap_or_else(|| panic!("no form: {html}")),
+            response: capture(html, r#"name="SAMLResponse" value=""#, '"').expect("SAMLResponse"),
+            relay_state: capture(html, r#"name="RelayState" value=""#, '"'),
+        }
+    }
+
+    /// Posts a SAMLResponse to the ACS as the browser's auto-posting form does.
+    pub async fn post_acs(&self, browser: &reqwest::Client, post: &SamlPost) -> Landing {
+        let mut form = vec![("SAMLResponse", post.response.clone())];
+        if let Some(r) = &post.relay_state {
+            form.push(("RelayState", r.clone()));
+        }
+        let r = browser
+            .post(&post.acs)
+            .form(&form)
+            .send()
+            .await
+            .expect("ACS");
+        let status = r.status();
+        let location = header(&r, "location");
+        let set_cookies = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let body = r.text().await.unwrap_or_default();
+        Landing {
+            status,
+            location,
+            set_cookies,
+            body,
         }
     }
 

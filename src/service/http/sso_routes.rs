@@ -35,6 +35,52 @@ pub fn routes() -> Router<SharedState> {
             "/{workspace}/oidc/{connection}/callback",
             get(oidc_callback),
         )
+        .route("/{workspace}/saml/{connection}/acs", post(saml_acs))
+        .route(
+            "/{workspace}/saml/{connection}/metadata",
+            get(saml_metadata),
+        )
+}
+
+/// The HTTP-POST binding's form.
+#[derive(Debug, Default, Deserialize)]
+struct SamlPost {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+async fn saml_acs(
+    State(state): State<SharedState>,
+    Path((workspace, connection)): Path<(String, String)>,
+    axum::Form(form): axum::Form<SamlPost>,
+) -> Response {
+    let result = state
+        .sso
+        .saml_acs(
+            &state.scim,
+            &workspace,
+            &connection,
+            form.saml_response.as_deref(),
+            form.relay_state.as_deref(),
+        )
+        .await;
+    signed_in(&state, result)
+}
+
+async fn saml_metadata(
+    State(state): State<SharedState>,
+    Path((workspace, connection)): Path<(String, String)>,
+) -> Response {
+    match state.sso.saml_metadata(&workspace, &connection).await {
+        Ok(xml) => (
+            [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+            xml,
+        )
+            .into_response(),
+        Err(e) => refused(&e),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod oidc;
 pub mod policy;
+pub mod saml;
 pub mod session;
 
 use std::{
@@ -22,6 +23,7 @@ use sha2::{Digest, Sha256};
 use self::{
     error::{Reason, SignInError},
     oidc::{AuthRequest, OidcClient},
+    saml::{SamlSp, SpEndpoints},
     session::Sessions,
 };
 use super::{
@@ -111,6 +113,7 @@ pub struct SsoService {
     store: Store,
     public_url: String,
     oidc: OidcClient,
+    saml: SamlSp,
     pub sessions: Sessions,
     roles: RoleResolver,
     metrics: ServiceMetrics,
@@ -131,6 +134,7 @@ impl SsoService {
             store,
             public_url: public_url.trim_end_matches('/').to_string(),
             oidc: OidcClient::new(),
+            saml: SamlSp::new(),
             roles: RoleResolver::default(),
             metrics,
         }
@@ -234,11 +238,167 @@ impl SsoService {
         let return_to = policy::safe_return_to(return_to);
         match ctx.doc.protocol {
             Protocol::Oidc => self.start_oidc(&ctx, return_to).await,
-            Protocol::Saml => Err(SignInError::new(
-                Reason::UnknownConnection,
-                "SAML sign-in is not available in this build",
-            )),
+            Protocol::Saml => self.start_saml(&ctx, return_to).await,
         }
+    }
+
+    /// The SP's URLs for a SAML connection (what the admin API publishes).
+    pub fn sp_endpoints(&self, workspace: &str, connection: &str) -> SpEndpoints {
+        let entity_id = format!("{}/saml/{connection}", self.base(workspace));
+        SpEndpoints {
+            acs_url: format!("{entity_id}/acs"),
+            entity_id,
+        }
+    }
+
+    async fn saml_provider(
+        &self,
+        ctx: &ConnectionCtx,
+        idp_initiated: bool,
+    ) -> Result<samael::service_provider::ServiceProvider, SignInError> {
+        let cfg = ctx
+            .doc
+            .saml
+            .as_ref()
+            .ok_or_else(|| corrupt("saml block missing"))?;
+        let metadata = self.saml.idp_metadata(cfg).await?;
+        let endpoints = self.sp_endpoints(&ctx.workspace, &ctx.name);
+        self.saml
+            .provider(cfg, &metadata, &endpoints, idp_initiated)
+    }
+
+    async fn start_saml(
+        &self,
+        ctx: &ConnectionCtx,
+        return_to: String,
+    ) -> Result<Redirect, SignInError> {
+        let provider = self.saml_provider(ctx, false).await?;
+        let relay_state = oidc::random_token()?;
+        let (location, request_id) = self.saml.authn_redirect(&provider, &relay_state)?;
+        let now = now_millis();
+        self.store
+            .put_signin_request(&SignInRequest {
+                id: sha256_hex(&relay_state),
+                workspace: ctx.workspace.clone(),
+                connection: ctx.name.clone(),
+                protocol: "saml".into(),
+                nonce: None,
+                code_verifier: None,
+                request_id: Some(request_id),
+                return_to,
+                created_at: now,
+                expires_at: now + SIGNIN_REQUEST_TTL,
+            })
+            .await?;
+        // No state cookie: the ACS is a cross-site POST, which SameSite=Lax
+        // cookies do not reach; InResponseTo binds the answer to this request.
+        Ok(Redirect {
+            location,
+            state_cookie: None,
+        })
+    }
+
+    /// The SP metadata of a SAML connection.
+    pub async fn saml_metadata(
+        &self,
+        workspace: &str,
+        connection: &str,
+    ) -> Result<String, SignInError> {
+        let ctx = self.connection(workspace, connection).await?;
+        let provider = self.saml_provider(&ctx, false).await?;
+        saml::SamlSp::sp_metadata(&provider)
+    }
+
+    /// A SAMLResponse posted to the ACS.
+    pub async fn saml_acs(
+        &self,
+        scim: &ScimService,
+        workspace: &str,
+        connection: &str,
+        response: Option<&str>,
+        relay_state: Option<&str>,
+    ) -> Result<SignedIn, SignInError> {
+        let started = Instant::now();
+        let ctx = match self.connection(workspace, connection).await {
+            Ok(ctx) if ctx.doc.protocol == Protocol::Saml => ctx,
+            Ok(_) => {
+                let e = SignInError::new(Reason::UnknownConnection, "not a SAML connection");
+                self.count_unknown(Protocol::Saml, &e);
+                return Err(e);
+            }
+            Err(e) => {
+                self.count_unknown(Protocol::Saml, &e);
+                return Err(e);
+            }
+        };
+        let result = self.saml_sign_in(&ctx, response, relay_state).await;
+        self.finish(scim, &ctx, Protocol::Saml, started, result)
+            .await
+    }
+
+    async fn saml_sign_in(
+        &self,
+        ctx: &ConnectionCtx,
+        response: Option<&str>,
+        relay_state: Option<&str>,
+    ) -> Result<(Identity, String), SignInError> {
+        let response = response
+            .ok_or_else(|| SignInError::new(Reason::BadRequest, "the POST has no SAMLResponse"))?;
+        let xml = saml::decode_response(response)?;
+        let now = now_millis();
+        let request = match relay_state.filter(|r| !r.is_empty()) {
+            Some(relay) => self
+                .store
+                .take_signin_request(&sha256_hex(relay), now)
+                .await?
+                .filter(|r| {
+                    r.workspace == ctx.workspace && r.connection == ctx.name && r.protocol == "saml"
+                }),
+            None => None,
+        };
+        let allow_unsolicited = ctx
+            .doc
+            .saml
+            .as_ref()
+            .is_some_and(|s| s.allow_idp_initiated == Some(true));
+        if request.is_none() && !allow_unsolicited {
+            return Err(SignInError::new(
+                Reason::InvalidState,
+                "the response answers no sign-in started here (unknown, used or expired \
+                 RelayState) and IdP-initiated sign-in is off",
+            ));
+        }
+        let provider = self.saml_provider(ctx, request.is_none()).await?;
+        let endpoints = self.sp_endpoints(&ctx.workspace, &ctx.name);
+        let request_id = request.as_ref().and_then(|r| r.request_id.clone());
+        let assertion = saml::verify(provider, xml, request_id, &endpoints.entity_id).await?;
+        let replay_key = sha256_hex(&format!(
+            "{}|{}",
+            assertion.issuer.value.as_deref().unwrap_or(""),
+            assertion.id
+        ));
+        if !self
+            .store
+            .remember_assertion(
+                &replay_key,
+                now,
+                saml::assertion_expiry_millis(&assertion, now),
+            )
+            .await?
+        {
+            return Err(SignInError::new(
+                Reason::Replayed,
+                "this assertion was already used to sign in",
+            ));
+        }
+        let cfg = ctx
+            .doc
+            .saml
+            .as_ref()
+            .ok_or_else(|| corrupt("saml block missing"))?;
+        let identity = identity_from_assertion(&assertion, cfg.attribute_mapping.as_ref())?;
+        let return_to = request.map_or_else(|| "/".to_string(), |r| r.return_to);
+        Ok((identity, return_to))
     }
 
     async fn start_oidc(
@@ -726,6 +886,80 @@ pub fn identity_from_claims(
         family_name: text(m.family_name.as_ref(), "family_name"),
         groups,
         claims: all,
+    })
+}
+
+/// Common attribute names IdPs use, tried in order when the mapping names none.
+const SAML_EMAIL: &[&str] = &[
+    "email",
+    "mail",
+    "emailAddress",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    "urn:oid:0.9.2342.19200300.100.1.3",
+];
+const SAML_GIVEN: &[&str] = &[
+    "givenName",
+    "firstName",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    "urn:oid:2.5.4.42",
+];
+const SAML_FAMILY: &[&str] = &[
+    "sn",
+    "surname",
+    "lastName",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    "urn:oid:2.5.4.4",
+];
+const SAML_GROUPS: &[&str] = &[
+    "groups",
+    "memberOf",
+    "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+];
+
+/// Maps a verified assertion to an identity, by the connection's attribute
+/// mapping or the usual attribute names (email falls back to an email NameID).
+pub fn identity_from_assertion(
+    assertion: &samael::schema::Assertion,
+    mapping: Option<&crate::api::ClaimMapping>,
+) -> Result<Identity, SignInError> {
+    let (name_id, attrs) = saml::attributes(assertion);
+    let pick = |configured: Option<&String>, defaults: &[&str]| -> Vec<String> {
+        match configured {
+            Some(name) => attrs.get(name).cloned().unwrap_or_default(),
+            None => defaults
+                .iter()
+                .find_map(|n| attrs.get(*n).filter(|v| !v.is_empty()).cloned())
+                .unwrap_or_default(),
+        }
+    };
+    let m = mapping.cloned().unwrap_or_default();
+    let email = pick(m.email.as_ref(), SAML_EMAIL)
+        .into_iter()
+        .next()
+        .or_else(|| {
+            name_id
+                .clone()
+                .filter(|n| m.email.is_none() && policy::email_domain(n).is_some())
+        })
+        .filter(|e| policy::email_domain(e).is_some())
+        .ok_or_else(|| {
+            SignInError::new(
+                Reason::MissingEmail,
+                "the assertion carries no email address",
+            )
+        })?;
+    let claims = attrs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Identity {
+        subject: name_id.unwrap_or_default(),
+        email,
+        given_name: pick(m.given_name.as_ref(), SAML_GIVEN).into_iter().next(),
+        family_name: pick(m.family_name.as_ref(), SAML_FAMILY).into_iter().next(),
+        groups: pick(m.groups.as_ref(), SAML_GROUPS),
+        claims,
     })
 }
 

@@ -1,0 +1,262 @@
+//! Sign-in benchmark, on SQLite and loopback, on whatever cores the machine has:
+//!
+//! 1. server-side CPU of an ID-token check (signature, claims; the JWKS cached),
+//!    the part of an OIDC callback that does not wait for the IdP;
+//! 2. session checks/s through `GET /sso/session`, 64 concurrent keep-alive
+//!    clients over 1,000 live sessions, with p50/p99;
+//! 3. session checks/s in-process (the service layer without HTTP).
+//!
+//! Run with `cargo bench --bench signin`. Prints numbers; asserts nothing.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Json, Router, routing::get};
+use idsync::{
+    admin::OidcDoc,
+    scim::schema::ResourceKind,
+    service::{
+        scim::context::WorkspaceCtx,
+        sso::oidc::{Discovery, OidcClient},
+        store::{AuditEntry, ObjectKind, SessionRecord, now_millis},
+    },
+};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
+use serde_json::json;
+
+const CLIENTS: usize = 64;
+const SESSIONS: usize = 1000;
+const HTTP_CHECKS: usize = 200_000;
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc (clock ticks of 1/100 s).
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks: f64 =
+                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+async fn id_token_checks() {
+    let pem = std::fs::read(support::repo_root().join("tests/data/jwt-signing.pem")).expect("key");
+    let key = EncodingKey::from_rsa_pem(&pem).expect("RSA key");
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).expect("JWK");
+    jwk.common.key_id = Some("k1".into());
+    let jwks = json!({"keys": [jwk]});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new().route("/jwks", get(move || async move { Json(jwks.clone()) }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let d = Discovery {
+        issuer: "https://idp.example.test".into(),
+        authorization_endpoint: "https://idp.example.test/auth".into(),
+        token_endpoint: "https://idp.example.test/token".into(),
+        jwks_uri: format!("http://{addr}/jwks"),
+        userinfo_endpoint: None,
+    };
+    let cfg = OidcDoc {
+        issuer: d.issuer.clone(),
+        client_id: "bench".into(),
+        ..Default::default()
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": d.issuer, "aud": "bench", "sub": "u", "email": "a@acme.com",
+                "iat": now, "exp": now + 600, "nonce": "n"}),
+        &key,
+    )
+    .expect("signed");
+    let client = OidcClient::new();
+    client
+        .validate_id_token(&d, &cfg, &token, "n", now)
+        .await
+        .expect("valid");
+    let n = 5000;
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    for _ in 0..n {
+        client
+            .validate_id_token(&d, &cfg, &token, "n", now)
+            .await
+            .expect("valid");
+    }
+    let per = (cpu_seconds() - cpu) / n as f64 * 1e3;
+    println!(
+        "ID-token check (RS256, 2048-bit, JWKS cached)   {n} checks   {:.3} ms CPU each   {:.0} checks/s on one core",
+        per,
+        n as f64 / wall.elapsed().as_secs_f64()
+    );
+}
+
+async fn session_checks() {
+    let db = support::TestDb::new(support::Db::Sqlite).await;
+    let service = support::start_service(&db.url).await;
+    let state = service.state.clone();
+    let admin = support::client(&service);
+    admin
+        .put_object(
+            ObjectKind::Workspace,
+            "acme",
+            "acme",
+            &json!({"domains": ["acme.com"]}),
+        )
+        .await
+        .expect("workspace");
+    let ctx = WorkspaceCtx::load(state.admin.store(), "acme")
+        .await
+        .expect("store")
+        .expect("workspace");
+    let user = state
+        .scim
+        .create(
+            &ctx,
+            ResourceKind::User,
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "alice@acme.com"}),
+            &Default::default(),
+        )
+        .await
+        .expect("user");
+    let user_id = user.body.expect("body")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mut cookies = Vec::new();
+    for _ in 0..SESSIONS {
+        let now = now_millis();
+        let minted = state
+            .sso
+            .sessions
+            .mint(now)
+            .await
+            .expect("store")
+            .expect("random");
+        let record = SessionRecord {
+            workspace: "acme".into(),
+            user_id: user_id.clone(),
+            user_name: "alice@acme.com".into(),
+            role: Some("member".into()),
+            connection: Some("okta".into()),
+            created_at: now,
+            expires_at: now + 3_600_000,
+        };
+        let entry = AuditEntry {
+            actor: "bench".into(),
+            action: "sign_in".into(),
+            ..Default::default()
+        };
+        state
+            .admin
+            .store()
+            .insert_session(&minted.id, &record, &entry)
+            .await
+            .expect("session");
+        cookies.push(minted.cookie);
+    }
+    let cookies = Arc::new(cookies);
+
+    // In-process.
+    let n = 200_000;
+    let started = Instant::now();
+    for i in 0..n {
+        state
+            .sso
+            .sessions
+            .check(&cookies[i % SESSIONS], now_millis())
+            .await
+            .expect("store")
+            .expect("live");
+    }
+    println!(
+        "session check, in-process (1 task)              {n} checks   {:.0} checks/s",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+
+    // Over HTTP.
+    let http = reqwest::Client::new();
+    let url = format!("{}/sso/session", support::base_url(&service));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (http, url, next, cookies) = (http.clone(), url.clone(), next.clone(), cookies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= HTTP_CHECKS {
+                    break;
+                }
+                let t = Instant::now();
+                match http
+                    .get(&url)
+                    .header(
+                        "cookie",
+                        format!("idsync_session={}", cookies[i % SESSIONS]),
+                    )
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                    }
+                    _ => failures += 1,
+                }
+                latencies.push(t.elapsed());
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::with_capacity(HTTP_CHECKS);
+    let mut failures = 0;
+    for t in tasks {
+        let (l, f) = t.await.expect("client task");
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "GET /sso/session, {CLIENTS} clients, {SESSIONS} sessions     {HTTP_CHECKS} checks   {:.0} checks/s   p50 {:.2} ms   p99 {:.2} ms   failures {failures}",
+        HTTP_CHECKS as f64 / elapsed.as_secs_f64(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+    );
+    service.stop().await.expect("stop");
+}
+
+fn main() {
+    support::cluster::install_crypto();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "sign-in benchmark on {} cores (load average: {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    rt.block_on(async {
+        id_token_checks().await;
+        session_checks().await;
+    });
+}

@@ -1,0 +1,486 @@
+//! SAML 2.0 service provider over samael (XML signatures through xmlsec).
+//!
+//! samael verifies the signature and parses only the signed element (so an
+//! XML-signature-wrapping payload is not what gets read), rejects several or
+//! nested assertions, and checks `Destination`, `Recipient`, `InResponseTo`,
+//! issuer, status and the validity windows with our clock skew. This module
+//! closes what it leaves open:
+//! - no signing certificate means samael skips verification: refused here,
+//!   both when the connection is loaded and at every sign-in;
+//! - its AuthnRequest ID has 32 random bits: ours has 128;
+//! - it has no replay cache: assertion IDs are consumed once, in the store,
+//!   so the cache holds across replicas;
+//! - it checks the audience only when an `AudienceRestriction` is present: we
+//!   require one naming this SP;
+//! - IdP-initiated mode drops the `InResponseTo` check: an unsolicited
+//!   response must then carry none, and is accepted only when the connection
+//!   allows IdP-initiated sign-in;
+//! - XML comments and DTDs are refused outright (comments inside a NameID are
+//!   a known trick for splitting what is signed from what is read);
+//! - only SHA-2 RSA/ECDSA signature algorithms are accepted.
+//!
+//! samael's errors are not `Send`: it is called from blocking tasks and its
+//! errors become our reason codes there.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use samael::{
+    crypto::AllowedSignatureAlgorithm,
+    metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING},
+    schema::Assertion,
+    service_provider::{Error as SamlError, ServiceProvider, ServiceProviderBuilder},
+    traits::ToXml,
+};
+
+use super::error::{Reason, SignInError};
+use crate::admin::SamlDoc;
+
+/// Largest SAMLResponse accepted (decoded).
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// Default and largest clock skew on the validity windows.
+const DEFAULT_SKEW: Duration = Duration::from_secs(120);
+const MAX_SKEW: Duration = Duration::from_secs(600);
+/// Fetched IdP metadata is reused for this long.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// How long after its issue instant a response is still accepted.
+const MAX_ISSUE_DELAY: Duration = Duration::from_secs(300);
+
+/// The SP's own URLs for one connection.
+#[derive(Debug, Clone)]
+pub struct SpEndpoints {
+    pub entity_id: String,
+    pub acs_url: String,
+}
+
+/// IdP metadata fetching and the samael service provider per connection.
+pub struct SamlSp {
+    http: reqwest::Client,
+    metadata: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Default for SamlSp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn refused(reason: Reason, detail: impl Into<String>) -> SignInError {
+    SignInError::new(reason, detail)
+}
+
+impl SamlSp {
+    pub fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            metadata: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The IdP's metadata XML: inline, fetched (cached), or made from the
+    /// entity ID, SSO URL and certificates.
+    pub async fn idp_metadata(&self, cfg: &SamlDoc) -> Result<String, SignInError> {
+        if let Some(xml) = &cfg.metadata {
+            return Ok(xml.clone());
+        }
+        if let Some(url) = &cfg.metadata_url {
+            if let Some((xml, at)) = lock(&self.metadata).get(url)
+                && at.elapsed() < METADATA_TTL
+            {
+                return Ok(xml.clone());
+            }
+            let xml = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| {
+                    refused(
+                        Reason::IdpUnavailable,
+                        format!("fetching IdP metadata: {e}"),
+                    )
+                })?
+                .text()
+                .await
+                .map_err(|e| {
+                    refused(Reason::IdpUnavailable, format!("reading IdP metadata: {e}"))
+                })?;
+            lock(&self.metadata).insert(url.clone(), (xml.clone(), Instant::now()));
+            return Ok(xml);
+        }
+        let (Some(entity_id), Some(sso_url)) = (&cfg.entity_id, &cfg.sso_url) else {
+            return Err(refused(
+                Reason::UnknownConnection,
+                "the SAML connection has no metadata and no entityId/ssoUrl",
+            ));
+        };
+        Ok(metadata_from_parts(entity_id, sso_url, &cfg.certificates))
+    }
+
+    /// A service provider for this connection, refusing one whose IdP has no
+    /// signing certificate.
+    pub fn provider(
+        &self,
+        cfg: &SamlDoc,
+        metadata_xml: &str,
+        sp: &SpEndpoints,
+        idp_initiated: bool,
+    ) -> Result<ServiceProvider, SignInError> {
+        if metadata_xml.contains("<!DOCTYPE") {
+            return Err(refused(
+                Reason::MalformedResponse,
+                "IdP metadata with a DTD is refused",
+            ));
+        }
+        let descriptor: EntityDescriptor = metadata_xml.parse().map_err(|e| {
+            refused(
+                Reason::IdpUnavailable,
+                format!("IdP metadata does not parse: {e}"),
+            )
+        })?;
+        let skew = cfg
+            .allowed_clock_skew
+            .map(|d| d.as_duration())
+            .unwrap_or(DEFAULT_SKEW)
+            .min(MAX_SKEW);
+        let provider = ServiceProviderBuilder::default()
+            .entity_id(Some(sp.entity_id.clone()))
+            .acs_url(Some(sp.acs_url.clone()))
+            .idp_metadata(descriptor)
+            .allow_idp_initiated(idp_initiated)
+            .max_clock_skew(chrono::Duration::seconds(skew.as_secs() as i64))
+            .max_issue_delay(chrono::Duration::seconds(
+                (MAX_ISSUE_DELAY + skew).as_secs() as i64,
+            ))
+            .allowed_signature_algorithms(Some(vec![
+                AllowedSignatureAlgorithm::RsaSha256,
+                AllowedSignatureAlgorithm::RsaSha384,
+                AllowedSignatureAlgorithm::RsaSha512,
+                AllowedSignatureAlgorithm::EcdsaSha256,
+                AllowedSignatureAlgorithm::EcdsaSha384,
+                AllowedSignatureAlgorithm::EcdsaSha512,
+            ]))
+            .build()
+            .map_err(|e| refused(Reason::IdpUnavailable, format!("SAML provider: {e}")))?;
+        match provider.idp_signing_certs() {
+            Ok(Some(certs)) if !certs.is_empty() => Ok(provider),
+            _ => Err(refused(
+                Reason::InvalidSignature,
+                "the IdP metadata has no usable signing certificate; refusing unsigned sign-in",
+            )),
+        }
+    }
+
+    /// The IdP URL (HTTP-Redirect binding) with a fresh AuthnRequest whose ID
+    /// is returned for the `InResponseTo` check.
+    pub fn authn_redirect(
+        &self,
+        provider: &ServiceProvider,
+        relay_state: &str,
+    ) -> Result<(String, String), SignInError> {
+        let sso_url = provider
+            .sso_binding_location(HTTP_REDIRECT_BINDING)
+            .ok_or_else(|| {
+                refused(
+                    Reason::IdpUnavailable,
+                    "the IdP metadata has no HTTP-Redirect SingleSignOnService",
+                )
+            })?;
+        let mut id = [0u8; 16];
+        crate::token::random_bytes(&mut id)
+            .map_err(|e| refused(Reason::Unavailable, e.to_string()))?;
+        // An XML ID must not start with a digit.
+        let request_id = format!("_{}", hex::encode(id));
+        let built = provider
+            .make_authentication_request(&sso_url)
+            .map_err(|e| e.to_string())
+            .and_then(|mut request| {
+                request.id = request_id.clone();
+                request.redirect(relay_state).map_err(|e| e.to_string())
+            });
+        match built {
+            Ok(Some(url)) => Ok((url.to_string(), request_id)),
+            Ok(None) => Err(refused(Reason::IdpUnavailable, "no SSO URL")),
+            Err(e) => Err(refused(
+                Reason::IdpUnavailable,
+                format!("building the AuthnRequest: {e}"),
+            )),
+        }
+    }
+
+    /// The SP metadata document IdPs import.
+    pub fn sp_metadata(provider: &ServiceProvider) -> Result<String, SignInError> {
+        provider
+            .metadata()
+            .map_err(|e| e.to_string())
+            .and_then(|m| m.to_string().map_err(|e| e.to_string()))
+            .map_err(|e| refused(Reason::Unavailable, format!("SP metadata: {e}")))
+    }
+}
+
+/// Decodes a posted SAMLResponse and refuses shapes no honest IdP sends.
+pub fn decode_response(encoded: &str) -> Result<String, SignInError> {
+    let cleaned: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = STANDARD
+        .decode(cleaned)
+        .map_err(|_| refused(Reason::MalformedResponse, "SAMLResponse is not base64"))?;
+    if bytes.len() > MAX_RESPONSE_BYTES {
+        return Err(refused(
+            Reason::MalformedResponse,
+            "SAMLResponse is too large",
+        ));
+    }
+    let xml = String::from_utf8(bytes)
+        .map_err(|_| refused(Reason::MalformedResponse, "SAMLResponse is not UTF-8"))?;
+    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
+        return Err(refused(
+            Reason::MalformedResponse,
+            "DTDs are refused in a SAMLResponse",
+        ));
+    }
+    check_shape(&xml)?;
+    Ok(xml)
+}
+
+/// Refuses comments anywhere and any number of assertions but one, before
+/// the signature is even looked at: samael would verify and read only the
+/// signed assertion of a wrapped response, but a response carrying a second,
+/// unsigned assertion is an attack, not something to make the best of.
+fn check_shape(xml: &str) -> Result<(), SignInError> {
+    // roxmltree refuses DTDs by default.
+    let doc = roxmltree::Document::parse(xml).map_err(|e| {
+        refused(
+            Reason::MalformedResponse,
+            format!("SAMLResponse is not XML: {e}"),
+        )
+    })?;
+    if doc.descendants().any(|n| n.is_comment()) {
+        return Err(refused(
+            Reason::MalformedResponse,
+            "XML comments are refused in a SAMLResponse",
+        ));
+    }
+    let assertions = doc
+        .descendants()
+        .filter(|n| {
+            n.is_element()
+                && matches!(n.tag_name().name(), "Assertion" | "EncryptedAssertion")
+                && n.tag_name().namespace() == Some("urn:oasis:names:tc:SAML:2.0:assertion")
+        })
+        .count();
+    if assertions != 1 {
+        return Err(refused(
+            Reason::MalformedResponse,
+            format!("a SAMLResponse must carry exactly one assertion, this one has {assertions}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies a response with samael (on a blocking thread) and applies the
+/// checks it leaves to us. `request_id` is the AuthnRequest this answers, or
+/// None for an unsolicited (IdP-initiated) response.
+pub async fn verify(
+    provider: ServiceProvider,
+    xml: String,
+    request_id: Option<String>,
+    sp_entity_id: &str,
+) -> Result<Assertion, SignInError> {
+    let solicited = request_id.is_some();
+    let assertion = tokio::task::spawn_blocking(move || {
+        let ids: Vec<&str> = request_id.iter().map(String::as_str).collect();
+        provider
+            .parse_xml_response(&xml, Some(&ids))
+            .map_err(|e| classify(&e))
+    })
+    .await
+    .map_err(|e| refused(Reason::Unavailable, format!("SAML verification task: {e}")))??;
+
+    let audiences = assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.audience_restrictions.as_ref());
+    let ours = audiences.is_some_and(|rs| {
+        !rs.is_empty()
+            && rs
+                .iter()
+                .all(|r| r.audience.iter().any(|a| a == sp_entity_id))
+    });
+    if !ours {
+        return Err(refused(
+            Reason::WrongAudience,
+            "the assertion has no AudienceRestriction naming this SP",
+        ));
+    }
+    if !solicited {
+        let answers_a_request = assertion
+            .subject
+            .as_ref()
+            .and_then(|s| s.subject_confirmations.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.subject_confirmation_data
+                    .as_ref()
+                    .is_some_and(|d| d.in_response_to.is_some())
+            });
+        if answers_a_request {
+            return Err(refused(
+                Reason::WrongRecipient,
+                "an unsolicited response answers a request this sign-in did not make",
+            ));
+        }
+    }
+    Ok(assertion)
+}
+
+/// samael's error as a reason code (its messages hold no assertion content
+/// beyond times and URLs).
+fn classify(e: &SamlError) -> SignInError {
+    let reason = match e {
+        SamlError::FailedToValidateSignature => Reason::InvalidSignature,
+        SamlError::AssertionExpired { .. }
+        | SamlError::AssertionConditionExpired { .. }
+        | SamlError::AssertionSubjectConfirmationExpired { .. }
+        | SamlError::ResponseExpired { .. } => Reason::Expired,
+        SamlError::AssertionConditionExpiredBefore { .. }
+        | SamlError::AssertionSubjectConfirmationExpiredBefore { .. } => Reason::NotYetValid,
+        SamlError::AssertionConditionAudienceRestrictionFailed { .. } => Reason::WrongAudience,
+        SamlError::AssertionRecipientMismatch { .. }
+        | SamlError::DestinationValidationError { .. }
+        | SamlError::AssertionInResponseToInvalid { .. }
+        | SamlError::ResponseInResponseToInvalid { .. } => Reason::WrongRecipient,
+        SamlError::AssertionIssuerMismatch { .. } | SamlError::ResponseIssuerMismatch { .. } => {
+            Reason::WrongIssuer
+        }
+        SamlError::ResponseBadStatusCode { .. } => Reason::IdpError,
+        _ => Reason::MalformedResponse,
+    };
+    refused(reason, format!("SAML: {e}"))
+}
+
+/// When an assertion stops being usable (for the replay cache).
+pub fn assertion_expiry_millis(a: &Assertion, now: i64) -> i64 {
+    let condition = a
+        .conditions
+        .as_ref()
+        .and_then(|c| c.not_on_or_after)
+        .map(|t| t.timestamp_millis());
+    let confirmation = a
+        .subject
+        .as_ref()
+        .and_then(|s| s.subject_confirmations.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.subject_confirmation_data.as_ref()?.not_on_or_after)
+        .map(|t| t.timestamp_millis())
+        .max();
+    let skew = MAX_SKEW.as_millis() as i64;
+    condition
+        .into_iter()
+        .chain(confirmation)
+        .max()
+        .map_or(now + 24 * 3600 * 1000, |t| t + skew)
+}
+
+/// The NameID and attributes as string lists keyed by attribute name (and
+/// friendly name).
+pub fn attributes(a: &Assertion) -> (Option<String>, HashMap<String, Vec<String>>) {
+    let name_id = a
+        .subject
+        .as_ref()
+        .and_then(|s| s.name_id.as_ref())
+        .map(|n| n.value.trim().to_string());
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for statement in a.attribute_statements.iter().flatten() {
+        for attr in &statement.attributes {
+            let values: Vec<String> = attr
+                .values
+                .iter()
+                .filter_map(|v| v.value.as_ref().map(|s| s.trim().to_string()))
+                .collect();
+            for key in [&attr.name, &attr.friendly_name].into_iter().flatten() {
+                out.entry(key.clone()).or_default().extend(values.clone());
+            }
+        }
+    }
+    (name_id, out)
+}
+
+/// Metadata XML for an IdP configured by entity ID, SSO URL and certificates.
+fn metadata_from_parts(entity_id: &str, sso_url: &str, certificates: &[String]) -> String {
+    let esc = super::error::escape_html;
+    let keys: String = certificates
+        .iter()
+        .map(|pem| {
+            let body: String = pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<Vec<_>>()
+                .join("");
+            format!(
+                "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+                esc(&body)
+            )
+        })
+        .collect();
+    format!(
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{}\">\
+         <md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}\
+         <md:SingleSignOnService Binding=\"{HTTP_REDIRECT_BINDING}\" Location=\"{}\"/>\
+         </md:IDPSSODescriptor></md:EntityDescriptor>",
+        esc(entity_id),
+        esc(sso_url)
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Guards a map operation, never an await; a poisoned map is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_and_dtds_are_refused_before_any_xml_parsing() {
+        let a = r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>"#;
+        for xml in [
+            "<Response><NameID>a@acme.com<!---->.evil.com</NameID></Response>".to_string(),
+            "<!DOCTYPE x [<!ENTITY e 'x'>]><Response/>".to_string(),
+            format!("<Response>{a}{a}</Response>"),
+            "<Response/>".to_string(),
+            "<Response>".to_string(),
+        ] {
+            let e = decode_response(&STANDARD.encode(xml)).expect_err("refused");
+            assert_eq!(e.reason, Reason::MalformedResponse);
+        }
+        assert!(decode_response("%%%").is_err());
+        assert!(decode_response(&STANDARD.encode(format!("<Response>{a}</Response>"))).is_ok());
+    }
+
+    #[test]
+    fn metadata_without_signing_certificates_is_refused() {
+        let sp = SamlSp::new();
+        let cfg = SamlDoc::default();
+        let xml = metadata_from_parts("https://idp.example", "https://idp.example/sso", &[]);
+        let ends = SpEndpoints {
+            entity_id: "https://sp.example".into(),
+            acs_url: "https://sp.example/acs".into(),
+        };
+        let e = sp
+            .provider(&cfg, &xml, &ends, false)
+            .map(|_| ())
+            .expect_err("no certificate, no provider");
+        assert_eq!(e.reason, Reason::InvalidSignature);
+    }
+}
