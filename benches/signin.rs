@@ -2,9 +2,11 @@
 //!
 //! 1. server-side CPU of an ID-token check (signature, claims; the JWKS cached),
 //!    the part of an OIDC callback that does not wait for the IdP;
-//! 2. session checks/s through `GET /sso/session`, 64 concurrent keep-alive
+//! 2. server-side CPU of a SAML ACS verification (xmlsec signature, samael's
+//!    checks and ours), on a response signed by the samlify test IdP;
+//! 3. session checks/s through `GET /sso/session`, 64 concurrent keep-alive
 //!    clients over 1,000 live sessions, with p50/p99;
-//! 3. session checks/s in-process (the service layer without HTTP).
+//! 4. session checks/s in-process (the service layer without HTTP).
 //!
 //! Run with `cargo bench --bench signin`. Prints numbers; asserts nothing.
 
@@ -99,6 +101,49 @@ async fn id_token_checks() {
     let per = (cpu_seconds() - cpu) / n as f64 * 1e3;
     println!(
         "ID-token check (RS256, 2048-bit, JWKS cached)   {n} checks   {:.3} ms CPU each   {:.0} checks/s on one core",
+        per,
+        n as f64 / wall.elapsed().as_secs_f64()
+    );
+}
+
+async fn saml_checks() {
+    use idsync::service::sso::saml::{self, SamlSp, SpEndpoints};
+    let f = support::signin::SignInFixture::start_with_saml(
+        support::Db::Sqlite,
+        json!({"domains": ["acme.io"]}),
+        json!({"alice": {"email": "alice@acme.io", "groups": ["admins"]}}),
+        None,
+        true,
+    )
+    .await;
+    let post = f.saml_unsolicited("alice").await;
+    let view = f
+        .admin
+        .get_object(ObjectKind::SsoConnection, "acme", "entra")
+        .await
+        .expect("connection")
+        .expect("exists");
+    let cfg: idsync::admin::SamlDoc =
+        serde_json::from_value(view.spec["saml"].clone()).expect("SAML settings");
+    let sp = SamlSp::new();
+    let metadata = sp.idp_metadata(&cfg).await.expect("IdP metadata");
+    let entity_id = format!("{}/sso/acme/saml/entra", f.base);
+    let ends = SpEndpoints {
+        acs_url: format!("{entity_id}/acs"),
+        entity_id: entity_id.clone(),
+    };
+    let n = 500;
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    for _ in 0..n {
+        let provider = sp.provider(&cfg, &metadata, &ends, true).expect("provider");
+        let xml = saml::decode_response(&post.response).expect("a response");
+        saml::verify(provider, xml, None, &entity_id)
+            .await
+            .expect("verifies");
+    }
+    let per = (cpu_seconds() - cpu) / n as f64 * 1e3;
+    println!(
+        "SAML ACS verification (RSA-SHA256, xmlsec)      {n} checks   {:.3} ms CPU each   {:.0} checks/s",
         per,
         n as f64 / wall.elapsed().as_secs_f64()
     );
@@ -257,6 +302,7 @@ fn main() {
     );
     rt.block_on(async {
         id_token_checks().await;
+        saml_checks().await;
         session_checks().await;
     });
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::model::{ErrorBody, InfoView, ListView, ObjectView, ScimTokenDoc, TokenView};
+use super::model::{
+    ErrorBody, InfoView, ListView, ObjectView, ScimTokenDoc, SignInHealthView, TokenView,
+};
 use crate::service::store::{AuditRecord, ObjectKind};
 
 /// Why an admin call failed.
@@ -242,6 +244,20 @@ impl AdminClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Sign-in health of an SSO connection (counts, last success and failure).
+    pub async fn sign_in_health(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<SignInHealthView, ClientError> {
+        self.expect(
+            Method::GET,
+            &format!("/workspaces/{workspace}/connections/{name}/sign-ins"),
+            None,
+        )
+        .await
     }
 
     pub async fn put_token(

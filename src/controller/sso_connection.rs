@@ -76,7 +76,7 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
         ..current.clone()
     };
 
-    let outcome: Result<(validation::IdpInfo, sync::Synced)> = async {
+    let outcome: Result<(validation::IdpInfo, sync::Synced, Option<String>)> = async {
         let (ws, target) = ctx
             .targets
             .for_workspace_ref(&ns, &conn.spec.workspace_ref.name)
@@ -106,14 +106,23 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
             current.synced_fingerprint.as_deref(),
         )
         .await?;
-        Ok((info, synced))
+        // Sign-in health is advisory: a failed read keeps the last known value.
+        let health = target
+            .call(
+                "get",
+                target.client.sign_in_health(&ws.workspace_id(), &name),
+            )
+            .await
+            .ok()
+            .and_then(|h| h.last_success_at);
+        Ok((info, synced, health))
     }
     .await;
 
     let last_good =
         current.synced_fingerprint.is_some() && status::is_true(&current.conditions, SYNCED);
     match &outcome {
-        Ok((info, synced)) => {
+        Ok((info, synced, last_sign_in)) => {
             new.idp = Some(info.idp.clone());
             new.idp_certificate_expires_at = info.certificate_expires_at.map(|t| t.to_string());
             new.redirect_uri = synced.endpoints.get("redirectUri").cloned();
@@ -121,6 +130,9 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
             new.sp_entity_id = synced.endpoints.get("spEntityId").cloned();
             new.sp_metadata_url = synced.endpoints.get("spMetadataUrl").cloned();
             new.synced_fingerprint = Some(synced.fingerprint.clone());
+            new.last_successful_sign_in_at = last_sign_in
+                .clone()
+                .or(current.last_successful_sign_in_at.clone());
             if synced.wrote || new.last_synced_at.is_none() {
                 new.last_synced_at = Some(status::now_rfc3339());
             }
@@ -213,7 +225,7 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
     status::patch_if_changed(&ctx, conn.as_ref(), conn.status.as_ref(), &new).await?;
 
     match outcome {
-        Ok((info, synced)) => {
+        Ok((info, synced, _)) => {
             sync::announce(
                 &ctx,
                 conn.as_ref(),
