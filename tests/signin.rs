@@ -111,18 +111,7 @@ async fn oidc_sign_in_lands_with_the_mapped_role(db: Db) {
         signed_in[0].detail.as_ref().expect("detail")["role"],
         "admin"
     );
-    let health: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/admin/v1/workspaces/acme/connections/okta/sign-ins",
-            f.base
-        ))
-        .bearer_auth(support::ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("health JSON");
+    let health = f.health("okta").await;
     assert_eq!(health["successes"], 1, "{health}");
     assert!(health["lastSuccessAt"].is_string(), "{health}");
     let metrics = f.metrics().await;
@@ -231,18 +220,7 @@ async fn domains_and_jit_policy_are_enforced(db: Db) {
     let bob = f.sign_in(&f.browser(), "bob@acme.com", "bob").await;
     assert_eq!(bob.status, StatusCode::FORBIDDEN);
     assert!(bob.body.contains("jit_disabled"), "{}", bob.body);
-    let health: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/admin/v1/workspaces/acme/connections/okta/sign-ins",
-            f.base
-        ))
-        .bearer_auth(support::ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("health JSON");
+    let health = f.health("okta").await;
     assert_eq!(health["failures"], 2, "{health}");
     assert_eq!(health["lastFailureReason"], "jit_disabled", "{health}");
 }

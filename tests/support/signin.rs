@@ -49,6 +49,24 @@ pub struct Landing {
 }
 
 impl Landing {
+    async fn read(r: reqwest::Response) -> Self {
+        let status = r.status();
+        let location = header(&r, "location");
+        let set_cookies = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let body = r.text().await.unwrap_or_default();
+        Self {
+            status,
+            location,
+            set_cookies,
+            body,
+        }
+    }
+
     pub fn session_cookie(&self) -> Option<String> {
         self.set_cookies.iter().find_map(|c| {
             let v = c.strip_prefix("idsync_session=")?.split(';').next()?;
@@ -267,21 +285,7 @@ impl SignInFixture {
             .send()
             .await
             .expect("ACS");
-        let status = r.status();
-        let location = header(&r, "location");
-        let set_cookies = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
-        let body = r.text().await.unwrap_or_default();
-        Landing {
-            status,
-            location,
-            set_cookies,
-            body,
-        }
+        Landing::read(r).await
     }
 
     /// A browser: a cookie jar, following redirects except back to the service,
@@ -347,21 +351,7 @@ impl SignInFixture {
     /// Visits a service URL (the callback) and returns the service's answer.
     pub async fn land(&self, browser: &reqwest::Client, url: &str) -> Landing {
         let r = browser.get(url).send().await.expect("callback");
-        let status = r.status();
-        let location = header(&r, "location");
-        let set_cookies = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
-        let body = r.text().await.unwrap_or_default();
-        Landing {
-            status,
-            location,
-            set_cookies,
-            body,
-        }
+        Landing::read(r).await
     }
 
     /// The whole dance for `login` with `email`.
@@ -380,6 +370,22 @@ impl SignInFixture {
             .expect("session check");
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The connection's sign-in health from the admin API.
+    pub async fn health(&self, connection: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/admin/v1/workspaces/acme/connections/{connection}/sign-ins",
+                self.base
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("health JSON")
     }
 
     pub async fn metrics(&self) -> String {

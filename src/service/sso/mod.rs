@@ -275,21 +275,14 @@ impl SsoService {
         let provider = self.saml_provider(ctx, false).await?;
         let relay_state = oidc::random_token()?;
         let (location, request_id) = self.saml.authn_redirect(&provider, &relay_state)?;
-        let now = now_millis();
-        self.store
-            .put_signin_request(&SignInRequest {
-                id: sha256_hex(&relay_state),
-                workspace: ctx.workspace.clone(),
-                connection: ctx.name.clone(),
-                protocol: "saml".into(),
-                nonce: None,
-                code_verifier: None,
-                request_id: Some(request_id),
-                return_to,
-                created_at: now,
-                expires_at: now + SIGNIN_REQUEST_TTL,
-            })
-            .await?;
+        self.remember_request(
+            ctx,
+            &relay_state,
+            Protocol::Saml,
+            (None, None, Some(request_id)),
+            return_to,
+        )
+        .await?;
         // No state cookie: the ACS is a cross-site POST, which SameSite=Lax
         // cookies do not reach; InResponseTo binds the answer to this request.
         Ok(Redirect {
@@ -319,18 +312,9 @@ impl SsoService {
         relay_state: Option<&str>,
     ) -> Result<SignedIn, SignInError> {
         let started = Instant::now();
-        let ctx = match self.connection(workspace, connection).await {
-            Ok(ctx) if ctx.doc.protocol == Protocol::Saml => ctx,
-            Ok(_) => {
-                let e = SignInError::new(Reason::UnknownConnection, "not a SAML connection");
-                self.count_unknown(Protocol::Saml, &e);
-                return Err(e);
-            }
-            Err(e) => {
-                self.count_unknown(Protocol::Saml, &e);
-                return Err(e);
-            }
-        };
+        let ctx = self
+            .callback_connection(workspace, connection, Protocol::Saml)
+            .await?;
         let result = self.saml_sign_in(&ctx, response, relay_state).await;
         self.finish(scim, &ctx, Protocol::Saml, started, result)
             .await
@@ -417,21 +401,18 @@ impl SsoService {
         let location = self
             .oidc
             .authorization_url(&discovery, cfg, &redirect_uri, &req)?;
-        let now = now_millis();
-        self.store
-            .put_signin_request(&SignInRequest {
-                id: sha256_hex(&req.state),
-                workspace: ctx.workspace.clone(),
-                connection: ctx.name.clone(),
-                protocol: "oidc".into(),
-                nonce: Some(req.nonce.clone()),
-                code_verifier: Some(req.code_verifier.clone()),
-                request_id: None,
-                return_to,
-                created_at: now,
-                expires_at: now + SIGNIN_REQUEST_TTL,
-            })
-            .await?;
+        self.remember_request(
+            ctx,
+            &req.state,
+            Protocol::Oidc,
+            (
+                Some(req.nonce.clone()),
+                Some(req.code_verifier.clone()),
+                None,
+            ),
+            return_to,
+        )
+        .await?;
         Ok(Redirect {
             location,
             state_cookie: Some(req.state),
@@ -448,13 +429,9 @@ impl SsoService {
         browser_state: Option<&str>,
     ) -> Result<SignedIn, SignInError> {
         let started = Instant::now();
-        let ctx = match self.connection(workspace, connection).await {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                self.count_unknown(Protocol::Oidc, &e);
-                return Err(e);
-            }
-        };
+        let ctx = self
+            .callback_connection(workspace, connection, Protocol::Oidc)
+            .await?;
         let result = self.oidc_sign_in(&ctx, params, browser_state).await;
         self.finish(scim, &ctx, Protocol::Oidc, started, result)
             .await
@@ -593,13 +570,64 @@ impl SsoService {
         result
     }
 
-    /// Counts a callback for a connection that does not exist, without minting
-    /// label values from the URL.
-    fn count_unknown(&self, protocol: Protocol, e: &SignInError) {
-        self.metrics
-            .sso_signins
-            .with_label_values(&["unknown", "unknown", protocol.as_str(), e.reason.code()])
-            .inc();
+    /// The connection an IdP's answer is addressed to. One that does not exist
+    /// (or speaks another protocol) is counted under `unknown`, so callers
+    /// cannot mint metric label values from the URL.
+    async fn callback_connection(
+        &self,
+        workspace: &str,
+        connection: &str,
+        protocol: Protocol,
+    ) -> Result<ConnectionCtx, SignInError> {
+        let found = self
+            .connection(workspace, connection)
+            .await
+            .and_then(|ctx| {
+                if ctx.doc.protocol == protocol {
+                    Ok(ctx)
+                } else {
+                    Err(SignInError::new(
+                        Reason::UnknownConnection,
+                        format!("not an {} connection", protocol.as_str()),
+                    ))
+                }
+            });
+        if let Err(e) = &found {
+            self.metrics
+                .sso_signins
+                .with_label_values(&["unknown", "unknown", protocol.as_str(), e.reason.code()])
+                .inc();
+        }
+        found
+    }
+
+    /// Records a sign-in in flight under the SHA-256 of the handle the browser
+    /// carries back (OIDC `state`, SAML RelayState).
+    async fn remember_request(
+        &self,
+        ctx: &ConnectionCtx,
+        handle: &str,
+        protocol: Protocol,
+        secrets: (Option<String>, Option<String>, Option<String>),
+        return_to: String,
+    ) -> Result<(), SignInError> {
+        let (nonce, code_verifier, request_id) = secrets;
+        let now = now_millis();
+        self.store
+            .put_signin_request(&SignInRequest {
+                id: sha256_hex(handle),
+                workspace: ctx.workspace.clone(),
+                connection: ctx.name.clone(),
+                protocol: protocol.as_str().into(),
+                nonce,
+                code_verifier,
+                request_id,
+                return_to,
+                created_at: now,
+                expires_at: now + SIGNIN_REQUEST_TTL,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Applies the workspace's policy to an authenticated person and opens a session.

@@ -761,24 +761,7 @@ impl ScimTx {
     /// The names a role mapping sees for each user's groups: every group's
     /// displayName and, when set, its externalId (the IdP's group object id).
     pub async fn group_names_of(&mut self, workspace: &str, user_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT g.display_name, g.external_id FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
-             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(workspace)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let mut names = Vec::new();
-        for r in rows {
-            if let Some(d) = r.try_get::<Option<String>, _>("display_name")? {
-                names.push(d);
-            }
-            if let Some(e) = r.try_get::<Option<String>, _>("external_id")? {
-                names.push(e);
-            }
-        }
-        Ok(names)
+        group_names(&mut *self.tx, workspace, user_id).await
     }
 
     pub async fn user_role(
@@ -840,6 +823,29 @@ impl ScimTx {
     pub async fn audit(&mut self, entry: &audit::AuditEntry, now: i64) -> Result<()> {
         audit::insert(&mut self.tx, entry, now).await
     }
+}
+
+/// The names a role mapping sees for a user's groups: every group's
+/// displayName and, when set, its externalId (the IdP's group object id).
+pub(super) async fn group_names<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    workspace: &str,
+    user_id: &str,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT g.display_name, g.external_id FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
+         WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(workspace)
+    .fetch_all(executor)
+    .await?;
+    let mut names = Vec::new();
+    for r in rows {
+        names.extend(r.try_get::<Option<String>, _>("display_name")?);
+        names.extend(r.try_get::<Option<String>, _>("external_id")?);
+    }
+    Ok(names)
 }
 
 /// Whether a store error is a unique-index violation (two writers raced past the

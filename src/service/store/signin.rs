@@ -272,20 +272,7 @@ impl Store {
             Some(r) => (r.try_get("role")?, r.try_get("pending_role")?),
             None => (None, None),
         };
-        let rows = sqlx::query(
-            "SELECT g.display_name, g.external_id FROM scim_members m \
-             JOIN scim_resources g ON g.pk = m.group_pk \
-             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(workspace)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut names = Vec::new();
-        for r in rows {
-            names.extend(r.try_get::<Option<String>, _>("display_name")?);
-            names.extend(r.try_get::<Option<String>, _>("external_id")?);
-        }
+        let names = super::scim::group_names(&self.pool, workspace, user_id).await?;
         Ok((role, pending, names))
     }
 
