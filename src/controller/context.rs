@@ -6,20 +6,27 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1::Event as K8sEvent},
+    apimachinery::pkg::apis::meta::v1::MicroTime,
+};
 use kube::{
-    Client, Resource, ResourceExt,
+    Api, Client, Resource, ResourceExt,
+    api::{ObjectMeta, PostParams},
     runtime::{
         events::{Event, EventType, Recorder, Reporter},
         reflector::ObjectRef,
     },
 };
 
-use super::{metrics::OperatorMetrics, target::ServiceTargets};
+use super::{cache::Caches, metrics::OperatorMetrics, target::ServiceTargets};
 
 /// Shared by all controllers.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    /// `reportingInstance` of the Events this replica creates.
+    reporting_instance: String,
     pub metrics: OperatorMetrics,
     pub targets: ServiceTargets,
     /// How often a resource is re-checked against the identity service (drift).
@@ -28,19 +35,31 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
 }
 
+/// `reportingController` of every Event.
+const REPORTING_CONTROLLER: &str = "idsync-operator";
+
 /// Longest wait between retries of a failing object.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
 
 impl Context {
-    pub fn new(client: Client, metrics: OperatorMetrics, resync: Duration) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        metrics: OperatorMetrics,
+        resync: Duration,
+        caches: Caches,
+    ) -> Arc<Self> {
         let reporter = Reporter {
-            controller: "idsync-operator".into(),
+            controller: REPORTING_CONTROLLER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Arc::new(Self {
+            reporting_instance: reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| REPORTING_CONTROLLER.into()),
             recorder: Recorder::new(client.clone(), reporter),
-            targets: ServiceTargets::new(client.clone(), metrics.clone()),
+            targets: ServiceTargets::new(client.clone(), metrics.clone(), caches),
             client,
             metrics,
             resync,
@@ -49,6 +68,12 @@ impl Context {
     }
 
     /// Publishes an Event about `obj`. Failures to publish are logged, never fatal.
+    ///
+    /// Warnings go through kube-runtime's [`Recorder`], which folds a repeat (the
+    /// same drift corrected every resync) into one Event's series. That needs a
+    /// cache of every Event published in the last six minutes, and at thousands
+    /// of resources the one-off Normal events (synced, issued, rotated) would fill
+    /// it; those are created directly instead, cached nowhere.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -56,16 +81,61 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
+        let reference = obj.object_ref(&());
+        let result = match type_ {
+            EventType::Warning => {
+                let event = Event {
+                    type_,
+                    reason: reason.into(),
+                    note: Some(note),
+                    action: reason.into(),
+                    secondary: None,
+                };
+                self.recorder.publish(&event, &reference).await
+            }
+            EventType::Normal => self.create_event(reference, reason, note).await,
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = result {
             tracing::warn!(error = %e, "could not publish an event");
         }
+    }
+
+    /// Creates a Normal `events.k8s.io/v1` Event, as the Recorder would.
+    async fn create_event(
+        &self,
+        regarding: ObjectReference,
+        reason: &str,
+        note: String,
+    ) -> kube::Result<()> {
+        let now = jiff::Timestamp::now();
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(REPORTING_CONTROLLER),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            action: Some(reason.into()),
+            reason: Some(reason.into()),
+            note: Some(note),
+            type_: Some("Normal".into()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding),
+            reporting_controller: Some(REPORTING_CONTROLLER.into()),
+            reporting_instance: Some(self.reporting_instance.clone()),
+            ..Default::default()
+        };
+        Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        Ok(())
     }
 
     fn key<K: Resource<DynamicType = ()>>(obj: &ObjectRef<K>) -> String {
@@ -81,11 +151,8 @@ impl Context {
         let ceiling = BASE_BACKOFF
             .saturating_mul(1u32 << (*n - 1).min(12))
             .min(MAX_BACKOFF);
-        let mut byte = [0u8; 2];
-        let _ = crate::token::random_bytes(&mut byte);
-        let fraction = u16::from_le_bytes(byte) as f64 / u16::MAX as f64;
         // Half fixed, half random: never hot-loops, never synchronizes retries.
-        ceiling.mul_f64(0.5 + 0.5 * fraction)
+        ceiling.mul_f64(0.5 + 0.5 * random_fraction())
     }
 
     /// Forgets an object's failures after a success.
@@ -93,6 +160,14 @@ impl Context {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.remove(&Self::key(obj));
     }
+}
+
+/// A uniform number in [0, 1] for jitter (0 if the OS random source fails,
+/// which only removes the jitter).
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 2];
+    let _ = crate::token::random_bytes(&mut bytes);
+    f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX)
 }
 
 /// `namespace/name` of an object, for logs and messages.
