@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::{
@@ -31,8 +31,35 @@ pub struct Context {
     pub targets: ServiceTargets,
     /// How often a resource is re-checked against the identity service (drift).
     pub resync: Duration,
+    /// Reconciles each controller runs at once.
+    concurrency: u16,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Resync pacing per kind.
+    pacers: Mutex<HashMap<&'static str, Pacer>>,
+}
+
+/// Share of a controller's reconcile slots resyncs may fill. The rest stays free
+/// for new and changed objects.
+const RESYNC_SHARE: f64 = 0.5;
+/// Weight of the latest reconcile in the running mean of reconcile durations.
+const DURATION_WEIGHT: f64 = 0.05;
+
+/// Hands out resync times for one kind.
+///
+/// kube-runtime's runner, once every slot is busy, parks due objects in a hash
+/// set and takes them back in hash order, so under a resync load above its
+/// capacity some objects (new ones included) wait indefinitely. Two things
+/// prevent that: each resync is jittered (±20 %) so objects created together do
+/// not come due together, and resyncs are spaced at least
+/// `mean reconcile time / (concurrency × RESYNC_SHARE)` apart, so resyncs alone
+/// never fill more than half the slots. When a period is too short for the
+/// number of objects, resyncs stretch rather than starve anything.
+struct Pacer {
+    /// Earliest time the next resync may be scheduled for.
+    next: Instant,
+    /// Running mean of reconcile durations, in seconds.
+    mean: f64,
 }
 
 /// `reportingController` of every Event.
@@ -47,6 +74,7 @@ impl Context {
         client: Client,
         metrics: OperatorMetrics,
         resync: Duration,
+        concurrency: u16,
         caches: Caches,
     ) -> Arc<Self> {
         let reporter = Reporter {
@@ -63,8 +91,41 @@ impl Context {
             client,
             metrics,
             resync,
+            concurrency: concurrency.max(1),
             failures: Mutex::new(HashMap::new()),
+            pacers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Notes how long a reconcile of `kind` took, for resync pacing.
+    pub fn record_duration(&self, kind: &'static str, took: Duration) {
+        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+        let took = took.as_secs_f64();
+        pacers
+            .entry(kind)
+            .and_modify(|p| p.mean += DURATION_WEIGHT * (took - p.mean))
+            .or_insert(Pacer {
+                next: Instant::now(),
+                mean: took,
+            });
+    }
+
+    /// When an object of `kind` that just reconciled is due again: about one
+    /// resync period from now, jittered and paced (see [`Pacer`]).
+    pub fn next_resync(&self, kind: &'static str) -> Duration {
+        let now = Instant::now();
+        let jittered = self.resync.mul_f64(0.8 + 0.4 * random_fraction());
+        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+        let pacer = pacers.entry(kind).or_insert(Pacer {
+            next: now,
+            mean: 0.0,
+        });
+        let spacing = Duration::from_secs_f64(
+            (pacer.mean / (f64::from(self.concurrency) * RESYNC_SHARE)).clamp(0.0, 60.0),
+        );
+        let at = (now + jittered).max(pacer.next);
+        pacer.next = at + spacing;
+        at - now
     }
 
     /// Publishes an Event about `obj`. Failures to publish are logged, never fatal.

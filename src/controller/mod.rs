@@ -15,7 +15,12 @@ mod target;
 mod validation;
 mod workspace;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -106,6 +111,7 @@ where
     let kind = K::kind(&());
     let _timer = ctx.metrics.time_reconcile(static_kind(&kind));
     ctx.targets.caches.ready().await;
+    let started = Instant::now();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer::finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
@@ -118,6 +124,7 @@ where
         finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
+    ctx.record_duration(static_kind(&kind), started.elapsed());
     let label = match &result {
         Ok(_) => "ok",
         Err(e) => e.metric_label(),
@@ -153,7 +160,7 @@ fn error_policy<K: Resource<DynamicType = ()> + ResourceExt>(
     let delay = if err.is_transient() {
         ctx.backoff(&ObjectRef::from_obj(obj.as_ref()))
     } else {
-        ctx.resync
+        ctx.next_resync(static_kind(&K::kind(&())))
     };
     tracing::warn!(
         kind = %K::kind(&()),
@@ -261,6 +268,7 @@ pub fn controllers(
         client.clone(),
         metrics,
         resync,
+        concurrency,
         cache::Caches::new(
             client.clone(),
             services.store.clone(),
