@@ -3,52 +3,138 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1::Event as K8sEvent},
+    apimachinery::pkg::apis::meta::v1::MicroTime,
+};
 use kube::{
-    Client, Resource, ResourceExt,
+    Api, Client, Resource, ResourceExt,
+    api::{ObjectMeta, PostParams},
     runtime::{
         events::{Event, EventType, Recorder, Reporter},
         reflector::ObjectRef,
     },
 };
 
-use super::{metrics::OperatorMetrics, target::ServiceTargets};
+use super::{cache::Caches, metrics::OperatorMetrics, target::ServiceTargets};
 
 /// Shared by all controllers.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    /// `reportingInstance` of the Events this replica creates.
+    reporting_instance: String,
     pub metrics: OperatorMetrics,
     pub targets: ServiceTargets,
     /// How often a resource is re-checked against the identity service (drift).
     pub resync: Duration,
+    /// Reconciles each controller runs at once.
+    concurrency: u16,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Resync pacing per kind.
+    pacers: Mutex<HashMap<&'static str, Pacer>>,
 }
+
+/// Share of a controller's reconcile slots resyncs may fill. The rest stays free
+/// for new and changed objects.
+const RESYNC_SHARE: f64 = 0.5;
+/// Weight of the latest reconcile in the running mean of reconcile durations.
+const DURATION_WEIGHT: f64 = 0.05;
+
+/// Hands out resync times for one kind.
+///
+/// kube-runtime's runner, once every slot is busy, parks due objects in a hash
+/// set and takes them back in hash order, so under a resync load above its
+/// capacity some objects (new ones included) wait indefinitely. Two things
+/// prevent that: each resync is jittered (±20 %) so objects created together do
+/// not come due together, and resyncs are spaced at least
+/// `mean reconcile time / (concurrency × RESYNC_SHARE)` apart, so resyncs alone
+/// never fill more than half the slots. When a period is too short for the
+/// number of objects, resyncs stretch rather than starve anything.
+struct Pacer {
+    /// Earliest time the next resync may be scheduled for.
+    next: Instant,
+    /// Running mean of reconcile durations, in seconds.
+    mean: f64,
+}
+
+/// `reportingController` of every Event.
+const REPORTING_CONTROLLER: &str = "idsync-operator";
 
 /// Longest wait between retries of a failing object.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
 
 impl Context {
-    pub fn new(client: Client, metrics: OperatorMetrics, resync: Duration) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        metrics: OperatorMetrics,
+        resync: Duration,
+        concurrency: u16,
+        caches: Caches,
+    ) -> Arc<Self> {
         let reporter = Reporter {
-            controller: "idsync-operator".into(),
+            controller: REPORTING_CONTROLLER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Arc::new(Self {
+            reporting_instance: reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| REPORTING_CONTROLLER.into()),
             recorder: Recorder::new(client.clone(), reporter),
-            targets: ServiceTargets::new(client.clone(), metrics.clone()),
+            targets: ServiceTargets::new(client.clone(), metrics.clone(), caches),
             client,
             metrics,
             resync,
+            concurrency: concurrency.max(1),
             failures: Mutex::new(HashMap::new()),
+            pacers: Mutex::new(HashMap::new()),
         })
     }
 
+    /// Notes how long a reconcile of `kind` took, for resync pacing.
+    pub fn record_duration(&self, kind: &'static str, took: Duration) {
+        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+        let took = took.as_secs_f64();
+        pacers
+            .entry(kind)
+            .and_modify(|p| p.mean += DURATION_WEIGHT * (took - p.mean))
+            .or_insert(Pacer {
+                next: Instant::now(),
+                mean: took,
+            });
+    }
+
+    /// When an object of `kind` that just reconciled is due again: about one
+    /// resync period from now, jittered and paced (see [`Pacer`]).
+    pub fn next_resync(&self, kind: &'static str) -> Duration {
+        let now = Instant::now();
+        let jittered = self.resync.mul_f64(0.8 + 0.4 * random_fraction());
+        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+        let pacer = pacers.entry(kind).or_insert(Pacer {
+            next: now,
+            mean: 0.0,
+        });
+        let spacing = Duration::from_secs_f64(
+            (pacer.mean / (f64::from(self.concurrency) * RESYNC_SHARE)).clamp(0.0, 60.0),
+        );
+        let at = (now + jittered).max(pacer.next);
+        pacer.next = at + spacing;
+        at - now
+    }
+
     /// Publishes an Event about `obj`. Failures to publish are logged, never fatal.
+    ///
+    /// Warnings go through kube-runtime's [`Recorder`], which folds a repeat (the
+    /// same drift corrected every resync) into one Event's series. That needs a
+    /// cache of every Event published in the last six minutes, and at thousands
+    /// of resources the one-off Normal events (synced, issued, rotated) would fill
+    /// it; those are created directly instead, cached nowhere.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -56,16 +142,61 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
+        let reference = obj.object_ref(&());
+        let result = match type_ {
+            EventType::Warning => {
+                let event = Event {
+                    type_,
+                    reason: reason.into(),
+                    note: Some(note),
+                    action: reason.into(),
+                    secondary: None,
+                };
+                self.recorder.publish(&event, &reference).await
+            }
+            EventType::Normal => self.create_event(reference, reason, note).await,
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = result {
             tracing::warn!(error = %e, "could not publish an event");
         }
+    }
+
+    /// Creates a Normal `events.k8s.io/v1` Event, as the Recorder would.
+    async fn create_event(
+        &self,
+        regarding: ObjectReference,
+        reason: &str,
+        note: String,
+    ) -> kube::Result<()> {
+        let now = jiff::Timestamp::now();
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(REPORTING_CONTROLLER),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            action: Some(reason.into()),
+            reason: Some(reason.into()),
+            note: Some(note),
+            type_: Some("Normal".into()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding),
+            reporting_controller: Some(REPORTING_CONTROLLER.into()),
+            reporting_instance: Some(self.reporting_instance.clone()),
+            ..Default::default()
+        };
+        Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        Ok(())
     }
 
     fn key<K: Resource<DynamicType = ()>>(obj: &ObjectRef<K>) -> String {
@@ -81,11 +212,8 @@ impl Context {
         let ceiling = BASE_BACKOFF
             .saturating_mul(1u32 << (*n - 1).min(12))
             .min(MAX_BACKOFF);
-        let mut byte = [0u8; 2];
-        let _ = crate::token::random_bytes(&mut byte);
-        let fraction = u16::from_le_bytes(byte) as f64 / u16::MAX as f64;
         // Half fixed, half random: never hot-loops, never synchronizes retries.
-        ceiling.mul_f64(0.5 + 0.5 * fraction)
+        ceiling.mul_f64(0.5 + 0.5 * random_fraction())
     }
 
     /// Forgets an object's failures after a success.
@@ -93,6 +221,14 @@ impl Context {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.remove(&Self::key(obj));
     }
+}
+
+/// A uniform number in [0, 1] for jitter (0 if the OS random source fails,
+/// which only removes the jitter).
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 2];
+    let _ = crate::token::random_bytes(&mut bytes);
+    f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX)
 }
 
 /// `namespace/name` of an object, for logs and messages.

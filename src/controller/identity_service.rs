@@ -48,5 +48,5 @@ pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Actio
         },
     };
     status::patch_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
-    outcome.map(|_| Action::requeue(ctx.resync))
+    outcome.map(|_| Action::requeue(ctx.next_resync("IdentityService")))
 }

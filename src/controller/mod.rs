@@ -1,6 +1,7 @@
 //! The operator (`idsync operator`): one kube-runtime `Controller` per kind, sharing
 //! a [`Context`], running only on the replica that holds the leader `Lease`.
 
+mod cache;
 mod context;
 mod error;
 mod identity_service;
@@ -14,7 +15,12 @@ mod target;
 mod validation;
 mod workspace;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -25,11 +31,12 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller,
         controller::Action,
         finalizer::{self, Event as FinalizerEvent},
-        reflector::ObjectRef,
+        reflector::{ObjectRef, Store},
         watcher,
     },
 };
@@ -103,6 +110,8 @@ where
 {
     let kind = K::kind(&());
     let _timer = ctx.metrics.time_reconcile(static_kind(&kind));
+    ctx.targets.caches.ready().await;
+    let started = Instant::now();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer::finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
@@ -115,6 +124,7 @@ where
         finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
+    ctx.record_duration(static_kind(&kind), started.elapsed());
     let label = match &result {
         Ok(_) => "ok",
         Err(e) => e.metric_label(),
@@ -150,7 +160,7 @@ fn error_policy<K: Resource<DynamicType = ()> + ResourceExt>(
     let delay = if err.is_transient() {
         ctx.backoff(&ObjectRef::from_obj(obj.as_ref()))
     } else {
-        ctx.resync
+        ctx.next_resync(static_kind(&K::kind(&())))
     };
     tracing::warn!(
         kind = %K::kind(&()),
@@ -163,15 +173,16 @@ fn error_policy<K: Resource<DynamicType = ()> + ResourceExt>(
     Action::requeue(delay)
 }
 
+/// Maps a Secret (metadata) to the objects of a store that name it.
 fn secrets_named<K, F>(
-    store: kube::runtime::reflector::Store<K>,
+    store: Store<K>,
     names: F,
-) -> impl Fn(Secret) -> Vec<ObjectRef<K>>
+) -> impl Fn(Arc<PartialObjectMeta<Secret>>) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
     F: Fn(&K) -> Vec<String>,
 {
-    move |secret: Secret| {
+    move |secret| {
         let ns = secret.namespace();
         let name = secret.name_any();
         store
@@ -184,14 +195,14 @@ where
 }
 
 fn workspace_dependents<K, F>(
-    store: kube::runtime::reflector::Store<K>,
+    store: Store<K>,
     workspace_of: F,
-) -> impl Fn(Workspace) -> Vec<ObjectRef<K>>
+) -> impl Fn(Arc<Workspace>) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
     F: Fn(&K) -> String,
 {
-    move |ws: Workspace| {
+    move |ws| {
         let ns = ws.namespace();
         let name = ws.name_any();
         store
@@ -224,26 +235,53 @@ where
     }))
 }
 
+/// The operator's futures: the controllers, and the shared watches that feed them
+/// (which run until the process stops).
+pub struct Operator {
+    pub controllers: Vec<Runner>,
+    pub watches: Vec<Runner>,
+}
+
 /// Every controller, ready to run.
-pub fn controllers(ctx: Arc<Context>, concurrency: u16) -> Vec<Runner> {
-    let client = ctx.client.clone();
+///
+/// Watches: IdentityServices, Workspaces and Secret metadata are each watched once
+/// and shared (one store, fanned out to every controller that needs them);
+/// SSOConnections, SCIMTokens and RoleMappings have one watch and store each.
+/// Every store holds slimmed objects ([`cache::slim`]).
+pub fn controllers(
+    client: Client,
+    metrics: OperatorMetrics,
+    resync: Duration,
+    concurrency: u16,
+) -> Operator {
     let limits = kube::runtime::controller::Config::default().concurrency(concurrency.max(1));
     let cfg = watcher::Config::default().any_semantic();
-    let owned_secrets = watcher::Config::default().labels(&format!(
-        "{}={}",
-        scim_token::MANAGED_BY_LABEL.0,
-        scim_token::MANAGED_BY_LABEL.1
-    ));
-    let all_secrets = || Api::<Secret>::all(client.clone());
 
-    let svc = Controller::new(Api::<IdentityService>::all(client.clone()), cfg.clone())
-        .with_config(limits.clone());
-    let svc = {
-        let store = svc.store();
-        svc.watches(
-            all_secrets(),
-            watcher::Config::default(),
-            secrets_named(store, |s: &IdentityService| {
+    let services = cache::Shared::<IdentityService>::new();
+    let workspaces = cache::Shared::<Workspace>::new();
+    let secrets = cache::Shared::<PartialObjectMeta<Secret>>::new();
+    let (sso_store, sso_stream) = cache::owned::<SsoConnection>(&client, cfg.clone());
+    let (token_store, token_stream) = cache::owned::<ScimToken>(&client, cfg.clone());
+    let (mapping_store, mapping_stream) = cache::owned::<RoleMapping>(&client, cfg.clone());
+
+    let ctx = Context::new(
+        client.clone(),
+        metrics,
+        resync,
+        concurrency,
+        cache::Caches::new(
+            client.clone(),
+            services.store.clone(),
+            workspaces.store.clone(),
+            secrets.store.clone(),
+        ),
+    );
+
+    let svc = Controller::for_shared_stream(services.subscribe(), services.store.clone())
+        .with_config(limits.clone())
+        .watches_shared_stream(
+            secrets.subscribe(),
+            secrets_named(services.store.clone(), |s: &IdentityService| {
                 vec![s.spec.admin_token_secret_ref.name.clone()]
             }),
         )
@@ -256,17 +294,13 @@ pub fn controllers(ctx: Arc<Context>, concurrency: u16) -> Vec<Runner> {
             },
             error_policy,
             ctx.clone(),
-        )
-    };
+        );
 
-    let ws = Controller::new(Api::<Workspace>::all(client.clone()), cfg.clone())
-        .with_config(limits.clone());
     let ws = {
-        let store = ws.store();
-        ws.watches(
-            Api::<IdentityService>::all(client.clone()),
-            cfg.clone(),
-            move |svc: IdentityService| {
+        let store = workspaces.store.clone();
+        Controller::for_shared_stream(workspaces.subscribe(), workspaces.store.clone())
+            .with_config(limits.clone())
+            .watches_shared_stream(services.subscribe(), move |svc: Arc<IdentityService>| {
                 let ns = svc.namespace();
                 let name = svc.name_any();
                 store
@@ -275,24 +309,20 @@ pub fn controllers(ctx: Arc<Context>, concurrency: u16) -> Vec<Runner> {
                     .filter(|w| w.namespace() == ns && w.spec.service_ref.name == name)
                     .map(|w| ObjectRef::from_obj(w.as_ref()))
                     .collect::<Vec<_>>()
-            },
-        )
-        .shutdown_on_signal()
-        .run(
-            |o, c| reconcile(o, c, workspace::apply, workspace::cleanup),
-            error_policy,
-            ctx.clone(),
-        )
+            })
+            .shutdown_on_signal()
+            .run(
+                |o, c| reconcile(o, c, workspace::apply, workspace::cleanup),
+                error_policy,
+                ctx.clone(),
+            )
     };
 
-    let sso = Controller::new(Api::<SsoConnection>::all(client.clone()), cfg.clone())
-        .with_config(limits.clone());
-    let sso = {
-        let store = sso.store();
-        let sso = sso.watches(
-            all_secrets(),
-            watcher::Config::default(),
-            secrets_named(store.clone(), |c: &SsoConnection| {
+    let sso = Controller::for_stream(sso_stream, sso_store.clone())
+        .with_config(limits.clone())
+        .watches_shared_stream(
+            secrets.subscribe(),
+            secrets_named(sso_store.clone(), |c: &SsoConnection| {
                 c.spec
                     .oidc
                     .iter()
@@ -305,64 +335,68 @@ pub fn controllers(ctx: Arc<Context>, concurrency: u16) -> Vec<Runner> {
                     )
                     .collect()
             }),
-        );
-        sso.watches(
-            Api::<Workspace>::all(client.clone()),
-            cfg.clone(),
-            workspace_dependents(store, |c: &SsoConnection| c.spec.workspace_ref.name.clone()),
+        )
+        .watches_shared_stream(
+            workspaces.subscribe(),
+            workspace_dependents(sso_store, |c: &SsoConnection| {
+                c.spec.workspace_ref.name.clone()
+            }),
         )
         .shutdown_on_signal()
         .run(
             |o, c| reconcile(o, c, sso_connection::apply, sso_connection::cleanup),
             error_policy,
             ctx.clone(),
+        );
+
+    // A SCIMToken's Secret is found through its owner reference in the shared
+    // Secret metadata watch.
+    let tokens = Controller::for_stream(token_stream, token_store.clone())
+        .with_config(limits.clone())
+        .owns_shared_stream(secrets.subscribe())
+        .watches_shared_stream(
+            workspaces.subscribe(),
+            workspace_dependents(token_store, |t: &ScimToken| {
+                t.spec.workspace_ref.name.clone()
+            }),
         )
-    };
+        .shutdown_on_signal()
+        .run(
+            |o, c| reconcile(o, c, scim_token::apply, scim_token::cleanup),
+            error_policy,
+            ctx.clone(),
+        );
 
-    let tokens = Controller::new(Api::<ScimToken>::all(client.clone()), cfg.clone())
-        .with_config(limits.clone());
-    let tokens = {
-        let store = tokens.store();
-        tokens
-            .owns(Api::<Secret>::all(client.clone()), owned_secrets)
-            .watches(
-                Api::<Workspace>::all(client.clone()),
-                cfg.clone(),
-                workspace_dependents(store, |t: &ScimToken| t.spec.workspace_ref.name.clone()),
-            )
-            .shutdown_on_signal()
-            .run(
-                |o, c| reconcile(o, c, scim_token::apply, scim_token::cleanup),
-                error_policy,
-                ctx.clone(),
-            )
-    };
+    let mappings = Controller::for_stream(mapping_stream, mapping_store.clone())
+        .with_config(limits)
+        .watches_shared_stream(
+            workspaces.subscribe(),
+            workspace_dependents(mapping_store, |r: &RoleMapping| {
+                r.spec.workspace_ref.name.clone()
+            }),
+        )
+        .shutdown_on_signal()
+        .run(
+            |o, c| reconcile(o, c, role_mapping::apply, role_mapping::cleanup),
+            error_policy,
+            ctx.clone(),
+        );
 
-    let mappings = Controller::new(Api::<RoleMapping>::all(client.clone()), cfg.clone())
-        .with_config(limits.clone());
-    let mappings = {
-        let store = mappings.store();
-        mappings
-            .watches(
-                Api::<Workspace>::all(client.clone()),
-                cfg,
-                workspace_dependents(store, |r: &RoleMapping| r.spec.workspace_ref.name.clone()),
-            )
-            .shutdown_on_signal()
-            .run(
-                |o, c| reconcile(o, c, role_mapping::apply, role_mapping::cleanup),
-                error_policy,
-                ctx.clone(),
-            )
-    };
-
-    vec![
-        drain(svc),
-        drain(ws),
-        drain(sso),
-        drain(tokens),
-        drain(mappings),
-    ]
+    let watches = vec![
+        services.run(cache::full(&client, cfg.clone())),
+        workspaces.run(cache::full(&client, cfg)),
+        secrets.run(cache::secret_metadata(&client)),
+    ];
+    Operator {
+        controllers: vec![
+            drain(svc),
+            drain(ws),
+            drain(sso),
+            drain(tokens),
+            drain(mappings),
+        ],
+        watches,
+    }
 }
 
 /// Refuses to start when the CRDs are missing, with the command that installs them.
@@ -447,8 +481,15 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!(%identity, "became leader; starting controllers");
 
-    let ctx = Context::new(client, metrics.clone(), args.resync.as_duration());
-    let controllers = futures::future::join_all(controllers(ctx, args.concurrency));
+    let operator = controllers(
+        client,
+        metrics.clone(),
+        args.resync.as_duration(),
+        args.concurrency,
+    );
+    // The shared watches never end on their own; they stop with the controllers.
+    let watches = tokio::spawn(futures::future::join_all(operator.watches));
+    let controllers = futures::future::join_all(operator.controllers);
     tokio::pin!(controllers);
     let result = loop {
         tokio::select! {
@@ -461,6 +502,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             }
         }
     };
+    watches.abort();
     drop(leader);
     let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
     metrics_task.abort();

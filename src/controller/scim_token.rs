@@ -363,7 +363,7 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
         secret_name: Some(t.secret_name()),
         ..current.clone()
     };
-    let mut requeue = ctx.resync;
+    let mut requeue = ctx.next_resync("SCIMToken");
     match &outcome {
         Ok(c) => {
             let issued_at = if c.issued.is_some()

@@ -233,7 +233,7 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
                 &format!("connection ({})", info.summary),
             )
             .await;
-            Ok(Action::requeue(ctx.resync))
+            Ok(Action::requeue(ctx.next_resync("SSOConnection")))
         }
         Err(e) => Err(e),
     }

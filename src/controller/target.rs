@@ -1,6 +1,8 @@
 //! Resolving where a resource syncs to: its Workspace, that Workspace's
 //! IdentityService, the admin token from a Secret, and an admin client with a
-//! concurrency limit and metrics around every call.
+//! concurrency limit and metrics around every call. Workspaces and
+//! IdentityServices come from the shared reflector stores, the token from the
+//! Secret cache ([`Caches`]): a reconcile asks the apiserver for none of them.
 
 use std::{
     collections::HashMap,
@@ -9,11 +11,11 @@ use std::{
     time::Instant,
 };
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use tokio::sync::Semaphore;
 
 use super::{
+    cache::Caches,
     error::{Error, Result},
     metrics::OperatorMetrics,
 };
@@ -72,35 +74,28 @@ impl Target {
 pub struct ServiceTargets {
     client: Client,
     metrics: OperatorMetrics,
+    pub caches: Caches,
     cache: Mutex<HashMap<String, (String, Target)>>,
 }
 
 impl ServiceTargets {
-    pub fn new(client: Client, metrics: OperatorMetrics) -> Self {
+    pub fn new(client: Client, metrics: OperatorMetrics, caches: Caches) -> Self {
         Self {
             client,
             metrics,
+            caches,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Reads a Secret key, with a message that says exactly what is missing.
+    /// Reads a Secret key (`None` when the Secret or the key is missing).
     pub async fn secret_value(&self, namespace: &str, r: &SecretKeyRef) -> Result<Option<String>> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let Some(secret) = api.get_opt(&r.name).await? else {
+        let Some(data) = self.caches.secret_data(namespace, &r.name).await? else {
             return Ok(None);
         };
-        let from_data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned());
-        let from_string_data = secret
-            .string_data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .cloned();
-        Ok(from_data.or(from_string_data))
+        Ok(data
+            .get(&r.key)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned()))
     }
 
     /// The target of an IdentityService.
@@ -161,11 +156,10 @@ impl ServiceTargets {
         Ok(target)
     }
 
-    /// The IdentityService a Workspace names.
-    pub async fn service_of(&self, workspace: &Workspace) -> Result<Option<IdentityService>> {
-        let ns = workspace.metadata.namespace.clone().unwrap_or_default();
-        let api: Api<IdentityService> = Api::namespaced(self.client.clone(), &ns);
-        Ok(api.get_opt(&workspace.spec.service_ref.name).await?)
+    /// The IdentityService a Workspace names, from the shared store.
+    pub fn service_of(&self, workspace: &Workspace) -> Option<Arc<IdentityService>> {
+        let ns = workspace.metadata.namespace.as_deref().unwrap_or_default();
+        self.caches.service(ns, &workspace.spec.service_ref.name)
     }
 
     /// The Workspace a resource references, its identity service target and the
@@ -174,15 +168,14 @@ impl ServiceTargets {
         &self,
         namespace: &str,
         workspace: &str,
-    ) -> Result<(Workspace, Target)> {
-        let api: Api<Workspace> = Api::namespaced(self.client.clone(), namespace);
-        let ws = api.get_opt(workspace).await?.ok_or_else(|| {
+    ) -> Result<(Arc<Workspace>, Target)> {
+        let ws = self.caches.workspace(namespace, workspace).ok_or_else(|| {
             Error::config(
                 "WorkspaceNotFound",
                 format!("Workspace `{workspace}` not found in namespace {namespace}"),
             )
         })?;
-        let service = self.service_of(&ws).await?.ok_or_else(|| {
+        let service = self.service_of(&ws).ok_or_else(|| {
             Error::config(
                 "IdentityServiceNotFound",
                 format!(
@@ -209,7 +202,7 @@ impl ServiceTargets {
                 .get(&format!("{ns}/{}", ws.spec.service_ref.name))
                 .map(|(_, t)| t.clone())
         };
-        let fresh = match self.service_of(ws).await? {
+        let fresh = match self.service_of(ws) {
             Some(service) => match self.for_service(&service).await {
                 Ok(t) => Some(t),
                 Err(Error::Config { .. }) => None,
@@ -228,7 +221,9 @@ impl ServiceTargets {
     }
 
     /// The Workspace and cleanup target for a resource in it (see
-    /// [`Self::cleanup_target`]); `None` when either is gone.
+    /// [`Self::cleanup_target`]); `None` when either is gone. The Workspace is
+    /// read from the apiserver, not the store: deletion is rare, and a store a
+    /// moment behind must not make a cleanup skip the identity service.
     pub async fn for_cleanup(
         &self,
         namespace: &str,

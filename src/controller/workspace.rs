@@ -18,7 +18,7 @@ pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     let id = ws.workspace_id();
     let current = ws.status.clone().unwrap_or_default();
     let outcome = async {
-        let service = ctx.targets.service_of(&ws).await?.ok_or_else(|| {
+        let service = ctx.targets.service_of(&ws).ok_or_else(|| {
             Error::config(
                 "IdentityServiceNotFound",
                 format!(
@@ -84,7 +84,7 @@ pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     match outcome {
         Ok((synced, _)) => {
             sync::announce(&ctx, ws.as_ref(), &synced, &format!("workspace {id}")).await;
-            Ok(Action::requeue(ctx.resync))
+            Ok(Action::requeue(ctx.next_resync("Workspace")))
         }
         Err(e) => Err(e),
     }

@@ -1,0 +1,243 @@
+//! What the reconcilers read instead of the apiserver: reflector stores shared by
+//! every controller that needs a kind, filled by one watch each, and the values of
+//! the few Secrets the operator reads.
+//!
+//! Memory: objects enter a store without `metadata.managedFields` and without
+//! kubectl's last-applied annotation (together usually larger than the spec), and
+//! Secrets are watched as metadata only, so no Secret value sits in a store.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    core::PartialObjectMeta,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, ObjectRef, ReflectHandle, Store, store::Writer},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+
+/// Annotation `kubectl apply` (client-side) fills with a copy of the whole object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Events a shared watch buffers for a controller that has not taken them yet.
+const SHARED_BUFFER: usize = 1024;
+
+/// Drops what no reconciler reads before an object enters a store.
+pub fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// A watch, slimmed and with client-go's backoff on errors.
+fn watch<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, cfg).default_backoff().modify(slim::<K>)
+}
+
+/// A store of one kind for one controller, and the stream that fills it (the
+/// controller's own trigger).
+pub fn owned<K>(
+    client: &Client,
+    cfg: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = watcher::Result<K>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watch(Api::<K>::all(client.clone()), cfg)
+        .reflect(writer)
+        .applied_objects();
+    (reader, stream)
+}
+
+/// A store shared by several controllers: one watch, fanned out to subscribers.
+pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    pub store: Store<K>,
+    writer: Writer<K>,
+}
+
+impl<K> Shared<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    pub fn new() -> Self {
+        let (store, writer) = reflector::store_shared(SHARED_BUFFER);
+        Self { store, writer }
+    }
+
+    /// A stream of the objects as they change, for one more controller. Take every
+    /// subscription before [`Self::run`].
+    pub fn subscribe(&self) -> ReflectHandle<K> {
+        // `store_shared` always creates the dispatcher `subscribe` reads, so this
+        // is `Some` for every `Shared`.
+        self.writer
+            .subscribe()
+            .expect("a shared store's writer can always be subscribed to")
+    }
+
+    /// Drives the watch that fills the store and feeds the subscribers. Runs
+    /// until the process stops; watch errors are retried with backoff.
+    pub fn run(
+        self,
+        events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        let kind = K::kind(&()).to_string();
+        Box::pin(events.reflect_shared(self.writer).for_each(move |event| {
+            if let Err(e) = event {
+                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
+            }
+            futures::future::ready(())
+        }))
+    }
+}
+
+/// The full-object watch of a shared kind.
+pub fn full<K>(
+    client: &Client,
+    cfg: watcher::Config,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watch(Api::<K>::all(client.clone()), cfg)
+}
+
+/// The metadata-only watch of every Secret (`Api<PartialObjectMeta<_>>` makes
+/// metadata-only list and watch requests).
+pub fn secret_metadata(
+    client: &Client,
+) -> impl Stream<Item = watcher::Result<watcher::Event<PartialObjectMeta<Secret>>>> + Send + 'static
+{
+    watch(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+}
+
+type SecretData = Arc<BTreeMap<String, ByteString>>;
+
+/// Stores the reconcilers read, and the values of the Secrets they read.
+///
+/// A Secret's value is fetched once per `resourceVersion` the metadata store
+/// reports: an unchanged Secret costs no request. Only Secrets a resource names
+/// are ever fetched. Nothing here is `Debug`, so no value reaches a log.
+pub struct Caches {
+    client: Client,
+    pub services: Store<crate::api::IdentityService>,
+    pub workspaces: Store<crate::api::Workspace>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    values: Mutex<HashMap<ObjectRef<Secret>, (String, SecretData)>>,
+}
+
+impl Caches {
+    pub fn new(
+        client: Client,
+        services: Store<crate::api::IdentityService>,
+        workspaces: Store<crate::api::Workspace>,
+        secrets: Store<PartialObjectMeta<Secret>>,
+    ) -> Self {
+        Self {
+            client,
+            services,
+            workspaces,
+            secrets,
+            values: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until every store has its first full list, so a reconcile never
+    /// mistakes a cache still filling for a missing object.
+    pub async fn ready(&self) {
+        // Fails only when a writer is gone, i.e. the operator is shutting down; the
+        // reads that follow then see whatever the store holds.
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.workspaces.wait_until_ready().await;
+        let _ = self.secrets.wait_until_ready().await;
+    }
+
+    pub fn workspace(&self, namespace: &str, name: &str) -> Option<Arc<crate::api::Workspace>> {
+        self.workspaces.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<crate::api::IdentityService>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The data of a Secret, fetched only when its `resourceVersion` changed.
+    pub async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kube::Result<Option<SecretData>> {
+        let key = ObjectRef::<Secret>::new(name).within(namespace);
+        let Some(meta) = self
+            .secrets
+            .get(&ObjectRef::<PartialObjectMeta<Secret>>::new(name).within(namespace))
+        else {
+            self.values
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            return Ok(None);
+        };
+        let version = meta.resource_version().unwrap_or_default();
+        if let Some((v, data)) = self
+            .values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && *v == version
+        {
+            return Ok(Some(data.clone()));
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let Some(secret) = api.get_opt(name).await? else {
+            return Ok(None);
+        };
+        let data: SecretData = Arc::new(secret.data.unwrap_or_default());
+        self.values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                key,
+                (
+                    secret.metadata.resource_version.unwrap_or_default(),
+                    data.clone(),
+                ),
+            );
+        Ok(Some(data))
+    }
+}
