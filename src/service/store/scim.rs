@@ -370,14 +370,21 @@ impl Store {
     }
 
     /// The groups a user is a direct member of: (id, displayName).
+    ///
+    /// `CROSS JOIN` (here and wherever a member's groups are looked up) is
+    /// SQLite's way to fix the join order: from the member's few rows to their
+    /// groups by pk. With a plain JOIN and no statistics, SQLite walked every
+    /// resource of the workspace for each user rendered. PostgreSQL plans a
+    /// CROSS JOIN with a WHERE like any inner join.
     pub async fn scim_groups_of(
         &self,
         workspace: &str,
         user_id: &str,
     ) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT g.id, g.display_name FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
-             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL ORDER BY g.pk",
+            "SELECT g.id, g.display_name FROM scim_members m CROSS JOIN scim_resources g \
+             WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL \
+             ORDER BY g.pk",
         )
         .bind(user_id)
         .bind(workspace)
@@ -763,8 +770,8 @@ impl ScimTx {
         member_id: &str,
     ) -> Result<Vec<i64>> {
         let pks: Vec<i64> = sqlx::query_scalar(
-            "SELECT m.group_pk FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
-             WHERE m.member_id = $1 AND g.workspace = $2",
+            "SELECT m.group_pk FROM scim_members m CROSS JOIN scim_resources g \
+             WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2",
         )
         .bind(member_id)
         .bind(workspace)
@@ -784,8 +791,8 @@ impl ScimTx {
     /// displayName and, when set, its externalId (the IdP's group object id).
     pub async fn group_names_of(&mut self, workspace: &str, user_id: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT g.display_name, g.external_id FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
-             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
+            "SELECT g.display_name, g.external_id FROM scim_members m CROSS JOIN scim_resources g \
+             WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
         )
         .bind(user_id)
         .bind(workspace)
