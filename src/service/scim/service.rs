@@ -25,7 +25,10 @@ use crate::{
     },
     service::{
         metrics::ServiceMetrics,
-        store::{ListQuery, ResourceWrite, ScimRecord, ScimTx, Store, StoreError, now_millis},
+        store::{
+            ListQuery, ResourceWrite, ScimRecord, ScimTx, Store, StoreError, now_millis,
+            unique_attribute,
+        },
     },
 };
 
@@ -379,17 +382,27 @@ impl ScimService {
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         let body = self.render(ctx, &rec, proj).await?;
-        Ok(Answer {
+        Ok(self.answer_with(ctx, &rec, body, status))
+    }
+
+    fn answer_with(
+        &self,
+        ctx: &WorkspaceCtx,
+        rec: &ScimRecord,
+        body: Value,
+        status: StatusCode,
+    ) -> Answer {
+        Answer {
             status,
             body: Some(body),
             etag: Some(etag(rec.version)),
             location: Some(format!(
                 "{}/{}/{}",
                 self.base_url(&ctx.name),
-                kind.endpoint(),
+                rec.kind.endpoint(),
                 rec.id
             )),
-        })
+        }
     }
 
     /// `GET /Users/{id}`.
@@ -486,30 +499,55 @@ impl ScimService {
         let members = take_members(&mut doc).unwrap_or_default();
         let id = new_id()?;
         let now = now_millis();
-        // A new user's role comes from the mapping; read it before the write lock.
-        let mapping = match kind {
-            ResourceKind::User => self.mapping(ctx).await?,
+        // A new user's role comes from the mapping (no groups yet); decide it
+        // before taking the writer.
+        let decision = match kind {
+            ResourceKind::User => {
+                let mapping = self.mapping(ctx).await?;
+                Some(roles::decide(mapping.as_deref(), ctx, &[], None))
+            }
             ResourceKind::Group => None,
         };
-        let mut tx = self.store.scim_write().await?;
+        let role = decision
+            .as_ref()
+            .map_or((None, None), |d| (d.role.as_deref(), d.pending.as_deref()));
         let write = ResourceWrite::new(kind, &id, &doc);
-        if let Some(attr) = tx.conflict(&ctx.name, kind, &write, None).await? {
-            return Err(conflict(kind, attr, &doc));
-        }
-        let pk = tx.insert(&ctx.name, kind, &write, now).await?;
-        match kind {
-            ResourceKind::User => {
-                let decision = roles::decide(mapping.as_deref(), ctx, &[], None);
-                tx.set_role(pk, decision.role.as_deref(), decision.pending.as_deref())
-                    .await?;
+        let mut tx = self.store.scim_write().await?;
+        // The unique indexes are the uniqueness check: a taken userName or
+        // externalId fails the insert, and only this write rolls back.
+        let pk = match tx.insert(&ctx.name, kind, &write, role, now).await {
+            Ok(pk) => pk,
+            Err(e) => match unique_attribute(&e) {
+                Some(attr) => return Err(conflict(kind, attr, &doc)),
+                None => return Err(e.into()),
+            },
+        };
+        let created = match decision {
+            Some(decision) => {
                 let detail = json!({
                     "userName": doc.get("userName"), "externalId": doc.get("externalId"),
                     "active": write.active, "role": decision.role, "requestId": ctx.request_id,
                 });
                 tx.audit(&audit_entry(ctx, "user_provisioned", &id, detail), now)
                     .await?;
+                // The stored user is what was just written, in no group yet:
+                // answer from it instead of reading it back.
+                Some(ScimRecord {
+                    pk,
+                    id: id.clone(),
+                    kind,
+                    external_id: write.external_id.map(str::to_string),
+                    display_name: write.display_name.map(str::to_string),
+                    active: write.active,
+                    role: decision.role,
+                    pending_role: decision.pending,
+                    doc: doc.clone(),
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                })
             }
-            ResourceKind::Group => {
+            None => {
                 let added = self.add_members(&mut tx, ctx, pk, &id, &members).await?;
                 self.recompute(&mut tx, ctx, &added, now).await?;
                 let detail = json!({
@@ -518,14 +556,23 @@ impl ScimService {
                 });
                 tx.audit(&audit_entry(ctx, "group_created", &id, detail), now)
                     .await?;
+                None
             }
-        }
+        };
         tx.commit().await?;
         self.metrics
             .scim_provisioned
             .with_label_values(&[&ctx.name, kind.as_str()])
             .inc();
-        self.answer(ctx, kind, &id, proj, StatusCode::CREATED).await
+        match created {
+            Some(rec) => {
+                let groups: Option<&[(String, String)]> = proj.wants("groups").then_some(&[]);
+                let mut body = render::resource(&self.base_url(&ctx.name), &rec, None, groups);
+                proj.apply(&ctx.schemas(kind), &mut body);
+                Ok(self.answer_with(ctx, &rec, body, StatusCode::CREATED))
+            }
+            None => self.answer(ctx, kind, &id, proj, StatusCode::CREATED).await,
+        }
     }
 
     /// Adds the members that exist in the workspace (unknown ids are ignored, as

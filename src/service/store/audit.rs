@@ -47,11 +47,7 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-pub(super) async fn insert(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    entry: &AuditEntry,
-    at: i64,
-) -> Result<()> {
+pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -2,9 +2,12 @@
 //! (for several replicas), through one `sqlx::Any` pool and one set of queries.
 //!
 //! Every query uses `$N` placeholders, which both SQLite and PostgreSQL accept, so
-//! the two backends share all code but the schema migrations.
+//! the two backends share all code but the schema migrations. Every write goes
+//! through [`Store::begin_write`]: on SQLite that is one writer connection doing
+//! group commit (`group_commit`), on PostgreSQL a pool transaction.
 
 mod audit;
+mod group_commit;
 mod migrations;
 mod objects;
 mod scim;
@@ -12,17 +15,24 @@ mod scim_query;
 mod signin;
 mod tokens;
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    ops::{Deref, DerefMut},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use sqlx::{
-    AnyPool, Executor,
+    AnyConnection, AnyPool, Executor,
     any::AnyPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
-pub use scim::{ListQuery, Member, ResourceWrite, ScimRecord, ScimTx, is_unique_violation};
+pub use scim::{
+    ListQuery, Member, ResourceWrite, ScimRecord, ScimTx, is_unique_violation, unique_attribute,
+};
 pub use signin::{SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch};
 pub use tokens::{StoredToken, TokenPut, TokenRegistration};
 
@@ -40,6 +50,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The batch holding a write failed to commit; the write was not acknowledged.
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt stored document for {kind} {workspace}/{name}: {message}")]
@@ -56,8 +69,57 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads, and on PostgreSQL writes.
     pool: AnyPool,
     backend: Backend,
+    /// On SQLite, the one connection every write goes through (group commit).
+    writer: Option<Arc<group_commit::GroupCommit>>,
+}
+
+/// A write transaction. On PostgreSQL it is a transaction of its own; on SQLite
+/// a savepoint in the group commit's shared transaction, and `commit` returns
+/// once that transaction is durable (see `group_commit`). Dropped without
+/// `commit`, it rolls back. It dereferences to the connection to run queries on.
+pub enum WriteTx {
+    Own(sqlx::Transaction<'static, sqlx::Any>),
+    Grouped(group_commit::WriteSlot),
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            WriteTx::Own(tx) => tx.commit().await?,
+            WriteTx::Grouped(slot) => slot.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        match self {
+            WriteTx::Own(tx) => tx.rollback().await?,
+            WriteTx::Grouped(slot) => slot.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteTx::Own(tx) => tx,
+            WriteTx::Grouped(slot) => slot,
+        }
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteTx::Own(tx) => tx,
+            WriteTx::Grouped(slot) => slot,
+        }
+    }
 }
 
 impl Store {
@@ -77,7 +139,8 @@ impl Store {
                 // Create the file and switch it to WAL once, through the SQLite driver,
                 // before the Any pool opens it. WAL lets readers run beside the writer;
                 // synchronous=FULL makes every acknowledged commit survive a power cut
-                // or kill -9.
+                // or kill -9. The pool reads (and migrates); writes go through the
+                // group-commit writer opened below.
                 let options = SqliteConnectOptions::from_str(url)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
@@ -108,9 +171,16 @@ impl Store {
             }
         };
 
-        let store = Self { pool, backend };
-        migrations::migrator(backend).run(&store.pool).await?;
-        Ok(store)
+        migrations::migrator(backend).run(&pool).await?;
+        let writer = match backend {
+            Backend::Sqlite => Some(Arc::new(group_commit::GroupCommit::open(url).await?)),
+            Backend::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -127,17 +197,26 @@ impl Store {
         Ok(applied as usize >= migrations::COUNT)
     }
 
-    /// Begins a write transaction. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`) so concurrent writers wait on the busy timeout instead of
-    /// failing when a read lock cannot be upgraded.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+    /// Begins a write transaction: every write of the store goes through here.
+    /// On SQLite it waits for the group-commit writer; a caller holding one must
+    /// not begin another.
+    async fn begin_write(&self) -> Result<WriteTx> {
+        Ok(match &self.writer {
+            Some(writer) => WriteTx::Grouped(writer.begin().await?),
+            None => WriteTx::Own(self.pool.begin().await?),
         })
     }
 
+    /// On SQLite, how many group commits the writer has made (each covers
+    /// every write queued before it); `None` on PostgreSQL.
+    pub fn committed_batches(&self) -> Option<u64> {
+        self.writer.as_ref().map(|w| w.batches())
+    }
+
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::scim_query::{Param, Sql, Translator};
-use super::{Result, Store, StoreError, audit, now_millis};
+use super::{Result, Store, StoreError, WriteTx, audit, now_millis};
 use crate::scim::{
     ScimProblem,
     filter::{AttrPath, Filter},
@@ -294,17 +294,14 @@ impl Store {
             None => "r.pk".to_string(),
         };
         let mut sql = t.sql;
-        let count_sql = format!("SELECT COUNT(*) FROM scim_resources r WHERE {condition}");
-        let total: i64 = bind_all(
-            sqlx::query(sqlx::AssertSqlSafe(count_sql)),
-            &sql.params[..filter_params],
-        )
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        if query.count == 0 || total < query.start_index {
+        if query.count == 0 {
+            let total = self
+                .count_matching(&condition, &sql.params[..filter_params])
+                .await?;
             return Ok(Ok((total, Vec::new())));
         }
+        // The page first: a page that ends before `count` tells the total
+        // (lookups by userName, the commonest query, need no COUNT).
         let limit = sql.bind(Param::Int(query.count));
         let offset = sql.bind(Param::Int(query.start_index - 1));
         let page_sql = format!(
@@ -313,8 +310,27 @@ impl Store {
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(page_sql)), &sql.params)
             .fetch_all(&self.pool)
             .await?;
+        let total = if !rows.is_empty() && (rows.len() as i64) < query.count {
+            query.start_index - 1 + rows.len() as i64
+        } else if rows.is_empty() && query.start_index == 1 {
+            0
+        } else {
+            self.count_matching(&condition, &sql.params[..filter_params])
+                .await?
+        };
         let records = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         Ok(Ok((total, records)))
+    }
+
+    /// How many resources match a listing's condition.
+    async fn count_matching(&self, condition: &str, params: &[Param]) -> Result<i64> {
+        let count_sql = format!("SELECT COUNT(*) FROM scim_resources r WHERE {condition}");
+        Ok(
+            bind_all(sqlx::query(sqlx::AssertSqlSafe(count_sql)), params)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
     }
 
     /// A group's members with their display names, in the order they were added.
@@ -354,14 +370,21 @@ impl Store {
     }
 
     /// The groups a user is a direct member of: (id, displayName).
+    ///
+    /// `CROSS JOIN` (here and wherever a member's groups are looked up) is
+    /// SQLite's way to fix the join order: from the member's few rows to their
+    /// groups by pk. With a plain JOIN and no statistics, SQLite walked every
+    /// resource of the workspace for each user rendered. PostgreSQL plans a
+    /// CROSS JOIN with a WHERE like any inner join.
     pub async fn scim_groups_of(
         &self,
         workspace: &str,
         user_id: &str,
     ) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT g.id, g.display_name FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
-             WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL ORDER BY g.pk",
+            "SELECT g.id, g.display_name FROM scim_members m CROSS JOIN scim_resources g \
+             WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL \
+             ORDER BY g.pk",
         )
         .bind(user_id)
         .bind(workspace)
@@ -419,6 +442,7 @@ impl Store {
         role: Option<&str>,
         expires_at: i64,
     ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sessions (id, workspace, user_id, role, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -429,9 +453,9 @@ impl Store {
         .bind(role)
         .bind(now_millis())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Begins a SCIM write transaction.
@@ -444,7 +468,7 @@ impl Store {
 
 /// A write transaction over SCIM resources. Dropped without `commit`, it rolls back.
 pub struct ScimTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    tx: WriteTx,
 }
 
 impl ScimTx {
@@ -503,18 +527,21 @@ impl ScimTx {
         Ok(None)
     }
 
+    /// Inserts a new resource with its role (a user's, decided before the
+    /// write); returns its pk.
     pub async fn insert(
         &mut self,
         workspace: &str,
         kind: ResourceKind,
         w: &ResourceWrite<'_>,
+        role: (Option<&str>, Option<&str>),
         now: i64,
     ) -> Result<i64> {
         let doc = doc_text(w.doc);
         let pk: i64 = sqlx::query_scalar(
             "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, display_name, \
-             active, doc, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING pk",
+             active, role, pending_role, doc, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING pk",
         )
         .bind(workspace)
         .bind(kind.as_str())
@@ -523,6 +550,8 @@ impl ScimTx {
         .bind(&w.name_key)
         .bind(w.display_name)
         .bind(w.active as i64)
+        .bind(role.0)
+        .bind(role.1)
         .bind(doc)
         .bind(now)
         .fetch_one(&mut *self.tx)
@@ -741,8 +770,8 @@ impl ScimTx {
         member_id: &str,
     ) -> Result<Vec<i64>> {
         let pks: Vec<i64> = sqlx::query_scalar(
-            "SELECT m.group_pk FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
-             WHERE m.member_id = $1 AND g.workspace = $2",
+            "SELECT m.group_pk FROM scim_members m CROSS JOIN scim_resources g \
+             WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2",
         )
         .bind(member_id)
         .bind(workspace)
@@ -833,8 +862,10 @@ pub(super) async fn group_names<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>
     user_id: &str,
 ) -> Result<Vec<String>> {
     let rows = sqlx::query(
-        "SELECT g.display_name, g.external_id FROM scim_members m JOIN scim_resources g ON g.pk = m.group_pk \
-         WHERE m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
+        // CROSS JOIN keeps SQLite's planner starting from the member's rows
+        // (indexed by member_id) instead of walking every group.
+        "SELECT g.display_name, g.external_id FROM scim_members m CROSS JOIN scim_resources g \
+         WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL",
     )
     .bind(user_id)
     .bind(workspace)
@@ -853,4 +884,24 @@ pub(super) async fn group_names<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>
 pub fn is_unique_violation(e: &StoreError) -> bool {
     matches!(e, StoreError::Database(sqlx::Error::Database(d))
         if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Which SCIM attribute a unique-index violation on `scim_resources` is about:
+/// SQLite names the columns (`… scim_resources.name_key`), PostgreSQL the index
+/// (`scim_users_unique_name`, `scim_resources_unique_external_id`).
+pub fn unique_attribute(e: &StoreError) -> Option<&'static str> {
+    let StoreError::Database(sqlx::Error::Database(d)) = e else {
+        return None;
+    };
+    if d.kind() != sqlx::error::ErrorKind::UniqueViolation {
+        return None;
+    }
+    let said = format!("{} {}", d.message(), d.constraint().unwrap_or_default());
+    if said.contains("name_key") || said.contains("scim_users_unique_name") {
+        Some("userName")
+    } else if said.contains("external_id") {
+        Some("externalId")
+    } else {
+        None
+    }
 }

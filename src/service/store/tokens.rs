@@ -192,6 +192,7 @@ impl Store {
     /// Records that a token was used; at most once a minute per token, so SCIM
     /// traffic does not turn every request into a write.
     pub async fn touch_token(&self, id: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE scim_tokens SET last_used_at = $2 WHERE id = $1 \
              AND (last_used_at IS NULL OR last_used_at < $3)",
@@ -199,8 +200,8 @@ impl Store {
         .bind(id)
         .bind(now)
         .bind(now - 60_000)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
     }
 }
