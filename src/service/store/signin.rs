@@ -1,6 +1,7 @@
 //! Sign-in state in the store: requests in flight, the SAML replay cache,
 //! sessions, session-cookie keys and per-connection health. Everything a second
-//! replica must see lives here, never in one process's memory.
+//! replica must see lives here, never in one process's memory. Every write goes
+//! through `begin_write` (the group-commit writer on SQLite).
 
 use sqlx::Row;
 
@@ -76,9 +77,10 @@ pub enum UserMatch {
 impl Store {
     /// Records a sign-in in flight, and drops the ones that expired unused.
     pub async fn put_signin_request(&self, r: &SignInRequest) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM signin_requests WHERE expires_at < $1")
             .bind(r.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO signin_requests (id, workspace, connection, protocol, nonce, \
@@ -95,21 +97,24 @@ impl Store {
         .bind(&r.return_to)
         .bind(r.created_at)
         .bind(r.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Takes a sign-in request out of the store: a second callback with the same
     /// handle finds nothing, so a request completes at most once.
     pub async fn take_signin_request(&self, id: &str, now: i64) -> Result<Option<SignInRequest>> {
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "DELETE FROM signin_requests WHERE id = $1 RETURNING workspace, connection, protocol, \
              nonce, code_verifier, request_id, return_to, created_at, expires_at",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         let Some(row) = row else { return Ok(None) };
         let request = SignInRequest {
             id: id.to_string(),
@@ -129,18 +134,20 @@ impl Store {
     /// Remembers a consumed assertion ID until `expires_at`; false when it was
     /// already consumed (a replay), on this replica or any other.
     pub async fn remember_assertion(&self, id: &str, now: i64, expires_at: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM saml_replay_cache WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         let inserted = sqlx::query(
             "INSERT INTO saml_replay_cache (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         Ok(inserted == 1)
     }
 
@@ -157,6 +164,7 @@ impl Store {
         } else {
             (1, 0)
         };
+        let mut tx = self.begin_write().await?;
         let success_at = failure_reason.is_none().then_some(now);
         let failure_at = failure_reason.is_some().then_some(now);
         sqlx::query(
@@ -175,8 +183,9 @@ impl Store {
         .bind(success_at)
         .bind(failure_at)
         .bind(failure_reason)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -399,6 +408,7 @@ impl Store {
 
     /// Adds a session-cookie key (idempotent by id).
     pub async fn insert_session_key(&self, key: &SessionKey) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO session_keys (id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING",
@@ -407,8 +417,9 @@ impl Store {
         .bind(&key.secret)
         .bind(key.created_at)
         .bind(key.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
