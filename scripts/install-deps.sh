@@ -17,7 +17,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists xmlsec1 2>/dev/null || need+=(libxmlsec1-dev)
 pkg-config --exists libxml-2.0 2>/dev/null || need+=(libxml2-dev)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]} from Debian" >&2
