@@ -253,6 +253,31 @@ async fn state_is_single_use_and_bound_to_the_browser(db: Db) {
     assert!(replayed.session_cookie().is_none());
 }
 
+/// Two first sign-ins of one person at once (two tabs, two devices) both land,
+/// as one user.
+async fn concurrent_first_sign_ins_make_one_user(db: Db) {
+    let f = SignInFixture::start(db, json!({"domains": ["acme.com"]}), accounts(), None).await;
+    let (a, b) = (f.browser(), f.browser());
+    let first = f.through_idp(&a, "alice@acme.com", "alice").await;
+    let second = f.through_idp(&b, "alice@acme.com", "alice").await;
+    let (one, two) = tokio::join!(f.land(&a, &first), f.land(&b, &second));
+    assert_eq!(one.status, StatusCode::SEE_OTHER, "{}", one.body);
+    assert_eq!(two.status, StatusCode::SEE_OTHER, "{}", two.body);
+    let token = scim_token(&f).await;
+    let found = scim(
+        &f,
+        &token,
+        reqwest::Method::GET,
+        "/Users?filter=userName%20eq%20%22alice%40acme.com%22",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(found["totalResults"], 1, "{found}");
+    let (_, s1) = f.session(&one.session_cookie().expect("cookie")).await;
+    let (_, s2) = f.session(&two.session_cookie().expect("cookie")).await;
+    assert_eq!(s1["userId"], s2["userId"]);
+}
+
 /// Products ask whether to show a password field.
 async fn discovery_says_who_must_use_sso(db: Db) {
     let f = SignInFixture::start(
@@ -304,6 +329,11 @@ async fn domains_and_jit_policy_are_enforced_on_sqlite() {
 #[tokio::test]
 async fn state_is_single_use_and_bound_to_the_browser_on_sqlite() {
     state_is_single_use_and_bound_to_the_browser(Db::Sqlite).await
+}
+
+#[tokio::test]
+async fn concurrent_first_sign_ins_make_one_user_on_sqlite() {
+    concurrent_first_sign_ins_make_one_user(Db::Sqlite).await
 }
 
 #[tokio::test]

@@ -47,6 +47,9 @@ use crate::{
 
 /// How long a started sign-in may take at the IdP.
 const SIGNIN_REQUEST_TTL: i64 = 10 * 60 * 1000;
+/// How often a just-in-time provisioning that lost a race looks for the winner
+/// (50 ms apart).
+const JIT_RACE_LOOKUPS: usize = 40;
 /// The cookie binding a started sign-in to the browser that started it.
 pub const STATE_COOKIE: &str = "idsync_signin";
 
@@ -745,15 +748,41 @@ impl SsoService {
         if !name.is_empty() {
             body["name"] = Value::Object(name);
         }
-        let answer = scim
+        let answer = match scim
             .create(&scim_ctx, ResourceKind::User, body, &Default::default())
             .await
-            .map_err(|e| {
-                SignInError::new(
+        {
+            Ok(answer) => answer,
+            // Two first sign-ins of one person raced (or SCIM created them in
+            // between): the user exists now, so sign in as them.
+            // The other write may not be committed yet (SQLite batches
+            // commits), so look for it for a moment.
+            Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+                for _ in 0..JIT_RACE_LOOKUPS {
+                    match self
+                        .store
+                        .find_user_by_email(&ctx.workspace, &identity.email)
+                        .await?
+                    {
+                        UserMatch::Found { id, active: true } => return Ok(id),
+                        UserMatch::NotFound => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        _ => break,
+                    }
+                }
+                return Err(SignInError::new(
+                    Reason::Deprovisioned,
+                    "another provisioning of this person won, and it is not an active user",
+                ));
+            }
+            Err(e) => {
+                return Err(SignInError::new(
                     Reason::Unavailable,
                     format!("just-in-time provisioning failed: {}", e.detail),
-                )
-            })?;
+                ));
+            }
+        };
         answer
             .body
             .as_ref()
