@@ -4,7 +4,8 @@
 //!    300 RoleMappings) to become Ready;
 //! 2. identity-service writes and status patches during 3 idle resyncs (goal 0);
 //! 3. operator RSS once 10,000 resources exist (goal < 64 MiB): 9,000 more
-//!    RoleMappings created concurrently, then three resyncs at rest.
+//!    RoleMappings created concurrently, then three resyncs at rest;
+//! 4. a restarted operator's first pass over those 10,000 and its RSS after.
 //!
 //! Run with `cargo bench --bench operator`. Prints numbers with the load average
 //! beside them (the machine may be shared); asserts nothing.
@@ -116,6 +117,9 @@ async fn main() {
         &format!("{RESYNC_SECONDS}s"),
         &["--lease-namespace", "default"],
     );
+    let pid = operator.process.pid().expect("the operator is running");
+    let (empty, _) = rss(pid);
+    println!("operator with no resources: RSS {empty:.1} MiB");
     let started = Instant::now();
     apply_in_batches(&cp, &docs);
     let applied = started.elapsed();
@@ -173,7 +177,6 @@ async fn main() {
         after.2 - before.2,
         loadavg()
     );
-    let pid = operator.process.pid().expect("the operator is running");
     let (rss_now, hwm) = rss(pid);
     println!("operator at {resources} resources: RSS {rss_now:.1} MiB (VmHWM {hwm:.1} MiB)");
 
@@ -252,6 +255,43 @@ async fn main() {
         after.0 - before.0,
         after.1 - before.1,
         RESYNC_SECONDS * 3 + 2,
+        loadavg()
+    );
+
+    // A fresh operator (a restart, or the standby taking over) starts with all
+    // 10,000 in the cluster: its first list and first reconcile of each.
+    operator.process.signal("-TERM");
+    drop(operator);
+    let restart = Instant::now();
+    let fresh = OperatorProcess::start(
+        &cp,
+        &dir,
+        "operator-restarted",
+        &format!("{RESYNC_SECONDS}s"),
+        &["--lease-namespace", "default"],
+    );
+    let fresh_pid = fresh.process.pid().expect("the operator is running");
+    let total = (resources + created) as f64;
+    let mut fresh_peak = 0.0_f64;
+    loop {
+        let reconciled = fresh
+            .metric_sum("idsync_operator_reconciles_total", &[])
+            .await;
+        fresh_peak = fresh_peak.max(rss(fresh_pid).0);
+        if reconciled >= total || restart.elapsed() > GROW_TIMEOUT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let first_pass = restart.elapsed();
+    tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS * 2)).await;
+    let (rss_now, hwm) = rss(fresh_pid);
+    println!(
+        "restarted operator at {} resources: each reconciled once {:.1} s after start; RSS {rss_now:.1} MiB (peak sampled {:.1} MiB, VmHWM {hwm:.1} MiB) {} s later; {}",
+        resources + created,
+        first_pass.as_secs_f64(),
+        fresh_peak.max(rss_now),
+        RESYNC_SECONDS * 2,
         loadavg()
     );
 }
