@@ -278,6 +278,38 @@ async fn concurrent_first_sign_ins_make_one_user(db: Db) {
     assert_eq!(s1["userId"], s2["userId"]);
 }
 
+/// The operator registers the session-cookie keys it keeps in a Secret; the
+/// service signs with the newest and never gives key material back.
+async fn sessions_are_signed_with_the_registered_key(db: Db) {
+    let f = SignInFixture::start(db, json!({"domains": ["acme.com"]}), accounts(), None).await;
+    let now = jiff::Timestamp::now();
+    let doc = |secret: &str| idsync::admin::SessionKeyDoc {
+        secret: Some(secret.to_string()),
+        created_at: now.to_string(),
+        expires_at: (now + jiff::SignedDuration::from_hours(720)).to_string(),
+    };
+    let bad = f.admin.put_session_key("k8s-test", &doc("not-hex")).await;
+    assert_eq!(
+        bad.expect_err("refused").status(),
+        Some(StatusCode::BAD_REQUEST)
+    );
+    f.admin
+        .put_session_key("k8s-test", &doc(&"ab".repeat(32)))
+        .await
+        .expect("registered");
+    let listed = f.admin.list_session_keys().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, "k8s-test");
+    assert!(
+        listed[0].1.secret.is_none(),
+        "key material never comes back"
+    );
+    let landing = f.sign_in(&f.browser(), "alice@acme.com", "alice").await;
+    let cookie = landing.session_cookie().expect("cookie");
+    assert!(cookie.starts_with("k8s-test."), "{cookie}");
+    assert_eq!(f.session(&cookie).await.0, StatusCode::OK);
+}
+
 /// Products ask whether to show a password field.
 async fn discovery_says_who_must_use_sso(db: Db) {
     let f = SignInFixture::start(
@@ -334,6 +366,11 @@ async fn state_is_single_use_and_bound_to_the_browser_on_sqlite() {
 #[tokio::test]
 async fn concurrent_first_sign_ins_make_one_user_on_sqlite() {
     concurrent_first_sign_ins_make_one_user(Db::Sqlite).await
+}
+
+#[tokio::test]
+async fn sessions_are_signed_with_the_registered_key_on_sqlite() {
+    sessions_are_signed_with_the_registered_key(Db::Sqlite).await
 }
 
 #[tokio::test]

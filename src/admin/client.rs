@@ -6,7 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    ErrorBody, InfoView, ListView, ObjectView, ScimTokenDoc, SignInHealthView, TokenView,
+    ErrorBody, InfoView, ListView, ObjectView, ScimTokenDoc, SessionKeyDoc, SignInHealthView,
+    TokenView,
 };
 use crate::service::store::{AuditRecord, ObjectKind};
 
@@ -244,6 +245,37 @@ impl AdminClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Session-cookie keys the service holds (ids and times, never secrets).
+    pub async fn list_session_keys(&self) -> Result<Vec<(String, SessionKeyDoc)>, ClientError> {
+        let list: ListView<serde_json::Value> =
+            self.expect(Method::GET, "/session-keys", None).await?;
+        list.items
+            .into_iter()
+            .map(|v| {
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                let mut doc = v;
+                if let Some(o) = doc.as_object_mut() {
+                    o.remove("id");
+                }
+                serde_json::from_value(doc)
+                    .map(|d| (id, d))
+                    .map_err(|e| ClientError::Decode(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Registers a session-cookie key (idempotent by id).
+    pub async fn put_session_key(&self, id: &str, doc: &SessionKeyDoc) -> Result<(), ClientError> {
+        let _: Option<serde_json::Value> = self
+            .call(
+                Method::PUT,
+                &format!("/session-keys/{id}"),
+                Some(to_json(doc)?),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Sign-in health of an SSO connection (counts, last success and failure).

@@ -166,6 +166,20 @@ pub struct TokenView {
     pub scim_base_url: String,
 }
 
+/// A session-cookie signing key pushed by the operator (`PUT
+/// /session-keys/{id}`). The secret is write-only: answers leave it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionKeyDoc {
+    /// The HMAC key, 32 bytes as 64 lower-case hex characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// When the key was made (RFC 3339); the newest key signs new sessions.
+    pub created_at: String,
+    /// When the key stops verifying cookies (RFC 3339).
+    pub expires_at: String,
+}
+
 /// Sign-in health of one SSO connection, from
 /// `GET /workspaces/{ws}/connections/{name}/sign-ins`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

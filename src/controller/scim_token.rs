@@ -129,7 +129,7 @@ fn desired_secret(t: &ScimToken, token_value: &str, token_id: &str, scim_base_ur
 }
 
 /// Whether the stored Secret already matches what we would write.
-fn secret_matches(current: Option<&Secret>, want: &Secret) -> bool {
+pub(super) fn secret_matches(current: Option<&Secret>, want: &Secret) -> bool {
     let Some(current) = current else { return false };
     let has_all = |have: &Option<BTreeMap<String, String>>,
                    want: &Option<BTreeMap<String, String>>| {
@@ -143,21 +143,29 @@ fn secret_matches(current: Option<&Secret>, want: &Secret) -> bool {
         && current.metadata.owner_references == want.metadata.owner_references
 }
 
-async fn write_secret(ctx: &Context, t: &ScimToken, secret: &Secret) -> Result<()> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
+/// Writes an operator-owned Secret by server-side apply, counting the write
+/// under the kind that owns it.
+pub(super) async fn write_secret(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    secret: &Secret,
+    owner_kind: &str,
+) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let mut body =
         serde_json::to_value(secret).map_err(|e| Error::config("Internal", e.to_string()))?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
     api.patch(
-        &t.secret_name(),
+        name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&body),
     )
     .await?;
     ctx.metrics
         .secret_writes
-        .with_label_values(&["SCIMToken"])
+        .with_label_values(&[owner_kind])
         .inc();
     Ok(())
 }
@@ -242,8 +250,10 @@ async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) ->
             // 2. The Secret.
             write_secret(
                 ctx,
-                t,
+                &t.namespace().unwrap_or_default(),
+                &t.secret_name(),
                 &desired_secret(t, new.expose(), &new.id, &scim_base_url),
+                "SCIMToken",
             )
             .await?;
             let view = target
@@ -296,7 +306,14 @@ async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) ->
         secret
     };
     if !secret_matches(secret_now.as_ref(), &want) {
-        write_secret(ctx, t, &want).await?;
+        write_secret(
+            ctx,
+            &t.namespace().unwrap_or_default(),
+            &t.secret_name(),
+            &want,
+            "SCIMToken",
+        )
+        .await?;
     }
 
     // 4. Retire every other token of this resource.

@@ -54,7 +54,7 @@ pub struct AdminService {
 }
 
 /// Parses a JSON body into a document type, with a message that says where it is wrong.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -44,6 +44,60 @@ pub fn routes() -> Router<SharedState> {
             "/workspaces/{ws}/connections/{name}/sign-ins",
             get(sign_in_health),
         )
+        .route("/session-keys", get(list_session_keys))
+        .route("/session-keys/{id}", axum::routing::put(put_session_key))
+}
+
+/// Session-cookie keys: ids and times only; the secrets never leave.
+async fn list_session_keys(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let keys = state
+        .admin
+        .store()
+        .session_keys(crate::service::store::now_millis())
+        .await?;
+    let items: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "id": k.id,
+                "createdAt": crate::service::store::format_millis(k.created_at),
+                "expiresAt": crate::service::store::format_millis(k.expires_at),
+            })
+        })
+        .collect();
+    Ok(Json(ListView { items }).into_response())
+}
+
+/// Registers a session-cookie key the operator keeps in a Secret.
+async fn put_session_key(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let doc: crate::admin::SessionKeyDoc = crate::service::admin::parse(&body)?;
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::bad_request(
+            "a session key id is 1 to 32 letters, digits or '-'",
+        ));
+    }
+    let secret = doc
+        .secret
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| ApiError::bad_request("secret must be 32 bytes as 64 hex characters"))?;
+    let time = |what: &str, t: &str| {
+        t.parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .map_err(|_| ApiError::bad_request(format!("{what} must be an RFC 3339 time")))
+    };
+    let key = crate::service::store::SessionKey {
+        id: id.clone(),
+        secret: secret.to_ascii_lowercase(),
+        created_at: time("createdAt", &doc.created_at)?,
+        expires_at: time("expiresAt", &doc.expires_at)?,
+    };
+    state.admin.store().insert_session_key(&key).await?;
+    Ok(Json(serde_json::json!({"id": id})).into_response())
 }
 
 /// What the operator shows in an SSOConnection's status: counts, last success,
