@@ -85,7 +85,29 @@ impl SignInFixture {
         mapping: Option<Value>,
     ) -> Self {
         let db = TestDb::new(db).await;
-        let port = free_port();
+        // The public URL names the port, so the port is chosen before binding;
+        // another process may take it in between, so try a few.
+        let mut attempts = 0;
+        let (service, port) = loop {
+            let port = free_port();
+            match service::start(ServeConfig {
+                listen: format!("127.0.0.1:{port}").parse().expect("valid address"),
+                database_url: db.url.clone(),
+                admin_token: ADMIN_TOKEN.to_string(),
+                public_url: format!("http://127.0.0.1:{port}"),
+            })
+            .await
+            {
+                Ok(service) => break (service, port),
+                Err(e) if attempts < 5 => {
+                    attempts += 1;
+                    eprintln!(
+                        "identity service did not start on {port} ({e:#}); trying another port"
+                    );
+                }
+                Err(e) => panic!("identity service starts: {e:#}"),
+            }
+        };
         let base = format!("http://127.0.0.1:{port}");
         let redirect_uri = format!("{base}/sso/acme/oidc/okta/callback");
         let idp = OidcProvider::start(
@@ -98,14 +120,6 @@ impl SignInFixture {
             }]),
             accounts,
         );
-        let service = service::start(ServeConfig {
-            listen: format!("127.0.0.1:{port}").parse().expect("valid address"),
-            database_url: db.url.clone(),
-            admin_token: ADMIN_TOKEN.to_string(),
-            public_url: base.clone(),
-        })
-        .await
-        .expect("identity service starts");
         let admin = AdminClient::new(&base, ADMIN_TOKEN, None)
             .expect("client")
             .with_actor("test");

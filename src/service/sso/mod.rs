@@ -5,19 +5,17 @@
 //! `SsoService` is the service layer tests call directly; `http::sso_routes`
 //! only parses requests and renders its answers.
 
+mod admit;
 pub mod error;
+pub mod identity;
 pub mod oidc;
 pub mod policy;
 pub mod saml;
 pub mod session;
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use self::{
@@ -28,28 +26,17 @@ use self::{
 };
 use super::{
     metrics::ServiceMetrics,
-    scim::{
-        context::WorkspaceCtx,
-        roles::{RoleResolver, decide_with_claims},
-        service::ScimService,
-    },
-    store::{
-        AuditEntry, ObjectKind, SessionRecord, SignInRequest, SignInStats, Store, UserMatch,
-        now_millis,
-    },
+    scim::{roles::RoleResolver, service::ScimService},
+    store::{AuditEntry, ObjectKind, SessionRecord, SignInRequest, SignInStats, Store, now_millis},
 };
 use crate::{
     admin::{SsoConnectionDoc, WorkspaceDoc},
     api::Protocol,
-    roles::CompiledMapping,
-    scim::schema::ResourceKind,
 };
+pub use identity::{Identity, identity_from_assertion, identity_from_claims};
 
 /// How long a started sign-in may take at the IdP.
 const SIGNIN_REQUEST_TTL: i64 = 10 * 60 * 1000;
-/// How often a just-in-time provisioning that lost a race looks for the winner
-/// (50 ms apart).
-const JIT_RACE_LOOKUPS: usize = 40;
 /// The cookie binding a started sign-in to the browser that started it.
 pub const STATE_COOKIE: &str = "idsync_signin";
 
@@ -60,18 +47,6 @@ pub struct ConnectionCtx {
     pub workspace_doc: WorkspaceDoc,
     pub name: String,
     pub doc: SsoConnectionDoc,
-}
-
-/// Who the IdP says signed in, after claim or attribute mapping.
-#[derive(Debug, Clone, Default)]
-pub struct Identity {
-    pub subject: String,
-    pub email: String,
-    pub given_name: Option<String>,
-    pub family_name: Option<String>,
-    pub groups: Vec<String>,
-    /// Every string (or string-list) claim, for role rules on claims.
-    pub claims: BTreeMap<String, Vec<String>>,
 }
 
 /// Where to send the browser to sign in.
@@ -633,235 +608,6 @@ impl SsoService {
         Ok(())
     }
 
-    /// Applies the workspace's policy to an authenticated person and opens a session.
-    async fn admit(
-        &self,
-        scim: &ScimService,
-        ctx: &ConnectionCtx,
-        protocol: Protocol,
-        identity: &Identity,
-        return_to: String,
-    ) -> Result<SignedIn, SignInError> {
-        let ws = &ctx.workspace_doc;
-        if !policy::domain_allowed(ws, &ctx.doc, &identity.email) {
-            return Err(SignInError::new(
-                Reason::DomainNotAllowed,
-                format!(
-                    "{} is outside the connection's domains",
-                    policy::email_domain(&identity.email).unwrap_or_default()
-                ),
-            ));
-        }
-        let user_id = match self
-            .store
-            .find_user_by_email(&ctx.workspace, &identity.email)
-            .await?
-        {
-            UserMatch::Found { id, active: true } => id,
-            UserMatch::Found { active: false, .. } | UserMatch::Deleted => {
-                return Err(SignInError::new(
-                    Reason::Deprovisioned,
-                    "the user is deactivated in the workspace",
-                ));
-            }
-            UserMatch::Ambiguous => {
-                return Err(SignInError::new(
-                    Reason::AmbiguousUser,
-                    "several users carry this email",
-                ));
-            }
-            UserMatch::NotFound if policy::requires_scim(ws) => {
-                return Err(SignInError::new(
-                    Reason::NotProvisioned,
-                    "requireScimProvisioning is set and SCIM has not provisioned this person",
-                ));
-            }
-            UserMatch::NotFound if !policy::jit_allowed(ws) => {
-                return Err(SignInError::new(
-                    Reason::JitDisabled,
-                    "jitProvisioning is off and the person is not provisioned",
-                ));
-            }
-            UserMatch::NotFound => self.provision_just_in_time(scim, ctx, identity).await?,
-        };
-        let role = self.resolve_role(ctx, identity, &user_id).await?;
-        let now = now_millis();
-        let lifetime = policy::session_lifetime(ws, role.as_deref());
-        let minted = self
-            .sessions
-            .mint(now)
-            .await?
-            .ok_or_else(|| SignInError::new(Reason::Unavailable, "no randomness available"))?;
-        let session = SessionRecord {
-            workspace: ctx.workspace.clone(),
-            user_id: user_id.clone(),
-            user_name: identity.email.to_lowercase(),
-            role: role.clone(),
-            connection: Some(ctx.name.clone()),
-            created_at: now,
-            expires_at: now + lifetime.as_millis() as i64,
-        };
-        let entry = AuditEntry {
-            workspace: Some(ctx.workspace.clone()),
-            actor: format!("sso:{}", ctx.name),
-            action: "sign_in".into(),
-            kind: Some("User".into()),
-            name: Some(user_id),
-            detail: Some(json!({
-                "protocol": protocol.as_str(), "connection": ctx.name, "email": identity.email,
-                "role": role, "sessionExpiresAt": crate::service::store::format_millis(session.expires_at),
-            })),
-        };
-        self.store
-            .insert_session(&minted.id, &session, &entry)
-            .await?;
-        Ok(SignedIn {
-            cookie: minted.cookie,
-            max_age: lifetime,
-            return_to,
-            session,
-        })
-    }
-
-    /// Creates the user SCIM has not, through the SCIM service so the record is
-    /// the same shape an IdP would have pushed.
-    async fn provision_just_in_time(
-        &self,
-        scim: &ScimService,
-        ctx: &ConnectionCtx,
-        identity: &Identity,
-    ) -> Result<String, SignInError> {
-        let scim_ctx = self.scim_ctx(ctx).await?;
-        let mut name = Map::new();
-        if let Some(g) = &identity.given_name {
-            name.insert("givenName".into(), g.clone().into());
-        }
-        if let Some(f) = &identity.family_name {
-            name.insert("familyName".into(), f.clone().into());
-        }
-        let mut body = json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": identity.email,
-            "emails": [{"value": identity.email, "type": "work", "primary": true}],
-            "active": true,
-        });
-        if !name.is_empty() {
-            body["name"] = Value::Object(name);
-        }
-        let answer = match scim
-            .create(&scim_ctx, ResourceKind::User, body, &Default::default())
-            .await
-        {
-            Ok(answer) => answer,
-            // Two first sign-ins of one person raced (or SCIM created them in
-            // between): the user exists now, so sign in as them.
-            // The other write may not be committed yet (SQLite batches
-            // commits), so look for it for a moment.
-            Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
-                for _ in 0..JIT_RACE_LOOKUPS {
-                    match self
-                        .store
-                        .find_user_by_email(&ctx.workspace, &identity.email)
-                        .await?
-                    {
-                        UserMatch::Found { id, active: true } => return Ok(id),
-                        UserMatch::NotFound => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        _ => break,
-                    }
-                }
-                return Err(SignInError::new(
-                    Reason::Deprovisioned,
-                    "another provisioning of this person won, and it is not an active user",
-                ));
-            }
-            Err(e) => {
-                return Err(SignInError::new(
-                    Reason::Unavailable,
-                    format!("just-in-time provisioning failed: {}", e.detail),
-                ));
-            }
-        };
-        answer
-            .body
-            .as_ref()
-            .and_then(|b| b.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| SignInError::new(Reason::Unavailable, "created user has no id"))
-    }
-
-    async fn scim_ctx(&self, ctx: &ConnectionCtx) -> Result<WorkspaceCtx, SignInError> {
-        let mut scim_ctx = WorkspaceCtx::load(&self.store, &ctx.workspace)
-            .await?
-            .ok_or_else(|| SignInError::new(Reason::UnknownConnection, "no such workspace"))?;
-        scim_ctx.actor = Some(format!("sso:{}", ctx.name));
-        Ok(scim_ctx)
-    }
-
-    /// The role from the RoleMapping over the IdP's groups and claims plus the
-    /// groups SCIM pushed; a change is stored and audited, and a role that
-    /// needs approval waits for it.
-    async fn resolve_role(
-        &self,
-        ctx: &ConnectionCtx,
-        identity: &Identity,
-        user_id: &str,
-    ) -> Result<Option<String>, SignInError> {
-        let (current, pending, mut groups) = self
-            .store
-            .user_roles_and_groups(&ctx.workspace, user_id)
-            .await?;
-        groups.extend(identity.groups.iter().cloned());
-        let mapping: Option<Arc<CompiledMapping>> =
-            self.roles.mapping(&self.store, &ctx.workspace).await?;
-        let scim_ctx = self.scim_ctx(ctx).await?;
-        let decision = decide_with_claims(
-            mapping.as_deref(),
-            &scim_ctx,
-            &groups,
-            &identity.claims,
-            current.as_deref(),
-        );
-        if decision.role != current || decision.pending != pending {
-            let mut entries = Vec::new();
-            if decision.role != current {
-                entries.push(AuditEntry {
-                    workspace: Some(ctx.workspace.clone()),
-                    actor: format!("sso:{}", ctx.name),
-                    action: "role_changed".into(),
-                    kind: Some("User".into()),
-                    name: Some(user_id.to_string()),
-                    detail: Some(
-                        json!({"from": current, "to": decision.role, "source": "sign_in"}),
-                    ),
-                });
-            }
-            if decision.pending.is_some() && decision.pending != pending {
-                entries.push(AuditEntry {
-                    workspace: Some(ctx.workspace.clone()),
-                    actor: format!("sso:{}", ctx.name),
-                    action: "role_approval_requested".into(),
-                    kind: Some("User".into()),
-                    name: Some(user_id.to_string()),
-                    detail: Some(json!({"role": decision.pending, "source": "sign_in"})),
-                });
-            }
-            self.store
-                .set_user_role(
-                    &ctx.workspace,
-                    user_id,
-                    decision.role.as_deref(),
-                    decision.pending.as_deref(),
-                    &entries,
-                    now_millis(),
-                )
-                .await?;
-        }
-        Ok(decision.role)
-    }
-
     /// Sign-in health of a connection, for the admin API and the operator.
     pub async fn stats(
         &self,
@@ -895,144 +641,6 @@ impl SsoService {
     }
 }
 
-/// Maps claims to an identity, by the connection's claim mapping (OIDC defaults:
-/// `email`, `given_name`, `family_name`, `groups`).
-pub fn identity_from_claims(
-    claims: &Map<String, Value>,
-    mapping: Option<&crate::api::ClaimMapping>,
-) -> Result<Identity, SignInError> {
-    let m = mapping.cloned().unwrap_or_default();
-    let text = |key: Option<&String>, default: &str| {
-        claims
-            .get(key.map(String::as_str).unwrap_or(default))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let email = text(m.email.as_ref(), "email")
-        .filter(|e| policy::email_domain(e).is_some())
-        .ok_or_else(|| {
-            SignInError::new(
-                Reason::MissingEmail,
-                "the ID token carries no email address",
-            )
-        })?;
-    // An IdP that says the address is unverified is not vouching for it.
-    if claims.get("email_verified") == Some(&Value::Bool(false)) {
-        return Err(SignInError::new(
-            Reason::MissingEmail,
-            "the IdP marks the email address unverified",
-        ));
-    }
-    let groups_key = m.groups.as_deref().unwrap_or("groups");
-    let groups = string_list(claims.get(groups_key));
-    let mut all = BTreeMap::new();
-    for (k, v) in claims {
-        let values = string_list(Some(v));
-        if !values.is_empty() {
-            all.insert(k.clone(), values);
-        }
-    }
-    Ok(Identity {
-        subject: claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        email,
-        given_name: text(m.given_name.as_ref(), "given_name"),
-        family_name: text(m.family_name.as_ref(), "family_name"),
-        groups,
-        claims: all,
-    })
-}
-
-/// Common attribute names IdPs use, tried in order when the mapping names none.
-const SAML_EMAIL: &[&str] = &[
-    "email",
-    "mail",
-    "emailAddress",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
-    "urn:oid:0.9.2342.19200300.100.1.3",
-];
-const SAML_GIVEN: &[&str] = &[
-    "givenName",
-    "firstName",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
-    "urn:oid:2.5.4.42",
-];
-const SAML_FAMILY: &[&str] = &[
-    "sn",
-    "surname",
-    "lastName",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
-    "urn:oid:2.5.4.4",
-];
-const SAML_GROUPS: &[&str] = &[
-    "groups",
-    "memberOf",
-    "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
-];
-
-/// Maps a verified assertion to an identity, by the connection's attribute
-/// mapping or the usual attribute names (email falls back to an email NameID).
-pub fn identity_from_assertion(
-    assertion: &samael::schema::Assertion,
-    mapping: Option<&crate::api::ClaimMapping>,
-) -> Result<Identity, SignInError> {
-    let (name_id, attrs) = saml::attributes(assertion);
-    let pick = |configured: Option<&String>, defaults: &[&str]| -> Vec<String> {
-        match configured {
-            Some(name) => attrs.get(name).cloned().unwrap_or_default(),
-            None => defaults
-                .iter()
-                .find_map(|n| attrs.get(*n).filter(|v| !v.is_empty()).cloned())
-                .unwrap_or_default(),
-        }
-    };
-    let m = mapping.cloned().unwrap_or_default();
-    let email = pick(m.email.as_ref(), SAML_EMAIL)
-        .into_iter()
-        .next()
-        .or_else(|| {
-            name_id
-                .clone()
-                .filter(|n| m.email.is_none() && policy::email_domain(n).is_some())
-        })
-        .filter(|e| policy::email_domain(e).is_some())
-        .ok_or_else(|| {
-            SignInError::new(
-                Reason::MissingEmail,
-                "the assertion carries no email address",
-            )
-        })?;
-    let claims = attrs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok(Identity {
-        subject: name_id.unwrap_or_default(),
-        email,
-        given_name: pick(m.given_name.as_ref(), SAML_GIVEN).into_iter().next(),
-        family_name: pick(m.family_name.as_ref(), SAML_FAMILY).into_iter().next(),
-        groups: pick(m.groups.as_ref(), SAML_GROUPS),
-        claims,
-    })
-}
-
-fn string_list(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        Some(Value::Bool(b)) => vec![b.to_string()],
-        Some(Value::Number(n)) => vec![n.to_string()],
-        _ => Vec::new(),
-    }
-}
-
 fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -1043,41 +651,4 @@ fn urlencode(s: &str) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn claims_map_to_an_identity_with_groups() {
-        let claims: Map<String, Value> = serde_json::from_value(json!({
-            "sub": "u1", "email": "Alice@Acme.com", "given_name": "Alice",
-            "groups": ["eng", "admins"], "dept": "R&D",
-        }))
-        .expect("an object");
-        let id = identity_from_claims(&claims, None).expect("an identity");
-        assert_eq!(id.email, "Alice@Acme.com");
-        assert_eq!(id.groups, ["eng", "admins"]);
-        assert_eq!(id.claims["dept"], ["R&D"]);
-    }
-
-    #[test]
-    fn unverified_or_missing_emails_are_refused() {
-        let unverified: Map<String, Value> = serde_json::from_value(
-            json!({"sub": "u", "email": "a@b.com", "email_verified": false}),
-        )
-        .expect("an object");
-        let missing: Map<String, Value> =
-            serde_json::from_value(json!({"sub": "u"})).expect("an object");
-        for claims in [unverified, missing] {
-            assert_eq!(
-                identity_from_claims(&claims, None)
-                    .map(|_| ())
-                    .unwrap_err()
-                    .reason,
-                Reason::MissingEmail
-            );
-        }
-    }
 }
