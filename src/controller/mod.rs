@@ -8,7 +8,6 @@ mod identity_service;
 mod metrics;
 mod role_mapping;
 mod scim_token;
-mod session_keys;
 mod sso_connection;
 mod status;
 mod sync;

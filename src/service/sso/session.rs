@@ -1,8 +1,8 @@
 //! Sessions: a signed cookie naming a server-side session row.
 //!
-//! Keys come from the store: the operator registers the ones it keeps in the
-//! IdentityService's `<name>-session-keys` Secret; a service run without the
-//! operator makes its own. The newest signs; every unexpired one verifies.
+//! Keys come from the store: the service makes its own, and keys registered
+//! through the admin API join them. The newest signs; every unexpired one
+//! verifies.
 //!
 //! The cookie is `<key id>.<session secret>.<HMAC-SHA256>`. The MAC lets every
 //! replica refuse a forged or mangled cookie without touching the database;
@@ -42,7 +42,7 @@ pub const MAX_SESSION: Duration = Duration::from_secs(23 * 24 * 3600);
 const CHECK_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Bound on the check cache; it is emptied when full (entries live 1 s anyway).
 const CHECK_CACHE_MAX: usize = 200_000;
-/// Signing picks up a key another replica or the operator added within this.
+/// Signing picks up a key another replica or the admin API added within this.
 const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// Unknown key ids reload keys from the store at most this often.
 const KEY_RELOAD_EVERY: Duration = Duration::from_secs(1);
