@@ -269,18 +269,10 @@ impl Store {
         workspace: &str,
         user_id: &str,
     ) -> Result<(Option<String>, Option<String>, Vec<String>)> {
-        let row = sqlx::query(
-            "SELECT role, pending_role FROM scim_resources WHERE workspace = $1 AND id = $2 \
-             AND kind = 'User' AND deleted_at IS NULL",
-        )
-        .bind(workspace)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let (role, pending) = match row {
-            Some(r) => (r.try_get("role")?, r.try_get("pending_role")?),
-            None => (None, None),
-        };
+        let (role, pending) = self
+            .scim_user_role(workspace, user_id)
+            .await?
+            .unwrap_or_default();
         let names = super::scim::group_names(&self.pool, workspace, user_id).await?;
         Ok((role, pending, names))
     }
