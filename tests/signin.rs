@@ -4,7 +4,6 @@
 
 mod support;
 
-use idsync::admin::ScimTokenDoc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Db, signin::SignInFixture};
@@ -30,20 +29,7 @@ fn mapping() -> Value {
 
 /// A SCIM client of the fixture's workspace, as an IdP would hold it.
 async fn scim_token(f: &SignInFixture) -> String {
-    let token = idsync::token::generate().expect("random token");
-    f.admin
-        .put_token(
-            "acme",
-            &token.id,
-            &ScimTokenDoc {
-                name: "test".into(),
-                sha256: Some(token.hash()),
-                expires_at: None,
-            },
-        )
-        .await
-        .expect("token registered");
-    token.expose().to_string()
+    support::scim::issue_token(&f.admin, "acme").await
 }
 
 async fn scim(

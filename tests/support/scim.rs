@@ -67,20 +67,7 @@ impl ScimFixture {
 
     /// Registers a new token for `workspace` and returns its value.
     pub async fn issue_token(&self, workspace: &str) -> String {
-        let token = idsync::token::generate().expect("random token");
-        self.admin
-            .put_token(
-                workspace,
-                &token.id,
-                &ScimTokenDoc {
-                    name: "test".into(),
-                    sha256: Some(token.hash()),
-                    expires_at: None,
-                },
-            )
-            .await
-            .expect("token registered");
-        token.expose().to_string()
+        issue_token(&self.admin, workspace).await
     }
 
     pub fn base(&self) -> String {
@@ -187,4 +174,23 @@ impl ScimFixture {
     pub async fn stop(self) {
         self.service.stop().await.expect("service stops");
     }
+}
+
+/// Registers a new SCIM token for `workspace`, as the operator would, and
+/// returns its value (what an IdP holds).
+pub async fn issue_token(admin: &AdminClient, workspace: &str) -> String {
+    let token = idsync::token::generate().expect("random token");
+    admin
+        .put_token(
+            workspace,
+            &token.id,
+            &ScimTokenDoc {
+                name: "test".into(),
+                sha256: Some(token.hash()),
+                expires_at: None,
+            },
+        )
+        .await
+        .expect("token registered");
+    token.expose().to_string()
 }
