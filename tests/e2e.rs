@@ -202,6 +202,37 @@ async fn examples_become_ready_and_their_scim_tokens_work() {
         assert_eq!(scim_status(&other, &token).await, 401);
     }
 
+    // The session-cookie keys live in a Secret the operator owns, and the
+    // service verifies with exactly those keys.
+    let keys: Vec<serde_json::Value> = serde_json::from_str(
+        &secret_value(
+            &client,
+            "idsync-examples",
+            "idsync-session-keys",
+            "keys.json",
+        )
+        .await
+        .expect("the session-keys Secret"),
+    )
+    .expect("a key list");
+    assert_eq!(keys.len(), 1, "one key to start with");
+    let registered = s
+        .service
+        .admin()
+        .list_session_keys()
+        .await
+        .expect("session keys");
+    assert!(
+        registered
+            .iter()
+            .any(|(id, _)| keys[0]["id"] == id.as_str()),
+        "the service holds the Secret's key: {registered:?}"
+    );
+    assert!(
+        registered.iter().all(|(_, doc)| doc.secret.is_none()),
+        "the admin API never returns key material"
+    );
+
     // What the IdP admin needs is in status.
     let sso: Api<SsoConnection> = Api::namespaced(client.clone(), "idsync-examples");
     let okta = sso.get("okta").await.unwrap().status.unwrap();

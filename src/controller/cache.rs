@@ -23,6 +23,7 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 /// Annotation `kubectl apply` (client-side) fills with a copy of the whole object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -81,6 +82,25 @@ where
 pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     pub store: Store<K>,
     writer: Writer<K>,
+    /// Turns true once the store holds its first full list.
+    ready: watch::Sender<bool>,
+}
+
+/// Whether a shared store holds its first full list, for any number of waiters.
+///
+/// Not `Store::wait_until_ready`: kube-runtime 5's `DelayedInit` keeps only the
+/// last waiter's waker (a `futures` oneshot receiver), so when several
+/// reconciles wait on one store at once, all but one may never wake. That hung
+/// a standby's first reconciles after it took the lease.
+#[derive(Clone)]
+pub struct Readiness(watch::Receiver<bool>);
+
+impl Readiness {
+    /// Waits until the store is filled (returns at once if the watch is gone,
+    /// i.e. the operator is shutting down).
+    pub async fn wait(&self) {
+        let _ = self.0.clone().wait_for(|ready| *ready).await;
+    }
 }
 
 impl<K> Shared<K>
@@ -95,7 +115,16 @@ where
 {
     pub fn new() -> Self {
         let (store, writer) = reflector::store_shared(SHARED_BUFFER);
-        Self { store, writer }
+        let (ready, _) = watch::channel(false);
+        Self {
+            store,
+            writer,
+            ready,
+        }
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        Readiness(self.ready.subscribe())
     }
 
     /// A stream of the objects as they change, for one more controller. Take every
@@ -115,9 +144,16 @@ where
         events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
     ) -> futures::future::BoxFuture<'static, ()> {
         let kind = K::kind(&()).to_string();
+        let ready = self.ready;
+        // `reflect_shared` yields an event after applying it to the store, so the
+        // store is filled when `InitDone` comes out.
         Box::pin(events.reflect_shared(self.writer).for_each(move |event| {
-            if let Err(e) = event {
-                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
+            match event {
+                Ok(watcher::Event::InitDone) => {
+                    ready.send_replace(true);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
             }
             futures::future::ready(())
         }))
@@ -159,33 +195,38 @@ pub struct Caches {
     pub services: Store<crate::api::IdentityService>,
     pub workspaces: Store<crate::api::Workspace>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    filled: [Readiness; 3],
     values: Mutex<HashMap<ObjectRef<Secret>, (String, SecretData)>>,
 }
 
 impl Caches {
     pub fn new(
         client: Client,
-        services: Store<crate::api::IdentityService>,
-        workspaces: Store<crate::api::Workspace>,
-        secrets: Store<PartialObjectMeta<Secret>>,
+        services: &Shared<crate::api::IdentityService>,
+        workspaces: &Shared<crate::api::Workspace>,
+        secrets: &Shared<PartialObjectMeta<Secret>>,
     ) -> Self {
         Self {
             client,
-            services,
-            workspaces,
-            secrets,
+            services: services.store.clone(),
+            workspaces: workspaces.store.clone(),
+            secrets: secrets.store.clone(),
+            filled: [
+                services.readiness(),
+                workspaces.readiness(),
+                secrets.readiness(),
+            ],
             values: Mutex::new(HashMap::new()),
         }
     }
 
     /// Waits until every store has its first full list, so a reconcile never
-    /// mistakes a cache still filling for a missing object.
+    /// mistakes a cache still filling for a missing object. Every reconcile
+    /// calls this, many at once.
     pub async fn ready(&self) {
-        // Fails only when a writer is gone, i.e. the operator is shutting down; the
-        // reads that follow then see whatever the store holds.
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.workspaces.wait_until_ready().await;
-        let _ = self.secrets.wait_until_ready().await;
+        for store in &self.filled {
+            store.wait().await;
+        }
     }
 
     pub fn workspace(&self, namespace: &str, name: &str) -> Option<Arc<crate::api::Workspace>> {
@@ -239,5 +280,54 @@ impl Caches {
                 ),
             );
         Ok(Some(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    /// Many reconciles wait for a shared store at once (a standby that just took
+    /// the lease starts all of them together); every one must wake when the
+    /// store is filled, not only the last to wait.
+    #[tokio::test]
+    async fn every_waiter_wakes_when_the_store_is_filled() {
+        let shared = Shared::<ConfigMap>::new();
+        let store = shared.store.clone();
+        let waiters: Vec<_> = (0..16)
+            .map(|_| {
+                let ready = shared.readiness();
+                tokio::spawn(async move { ready.wait().await })
+            })
+            .collect();
+        // Let every waiter register before the list arrives.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _subscriber = shared.subscribe();
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some("a".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let events = futures::stream::iter([
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(cm)),
+            Ok(watcher::Event::InitDone),
+        ])
+        .chain(futures::stream::pending());
+        tokio::spawn(shared.run(events));
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("a waiter was never woken")
+                .expect("waiter task");
+        }
+        assert_eq!(store.state().len(), 1, "the store is filled when they wake");
     }
 }

@@ -8,6 +8,7 @@ mod identity_service;
 mod metrics;
 mod role_mapping;
 mod scim_token;
+mod session_keys;
 mod sso_connection;
 mod status;
 mod sync;
@@ -269,12 +270,7 @@ pub fn controllers(
         metrics,
         resync,
         concurrency,
-        cache::Caches::new(
-            client.clone(),
-            services.store.clone(),
-            workspaces.store.clone(),
-            secrets.store.clone(),
-        ),
+        cache::Caches::new(client.clone(), &services, &workspaces, &secrets),
     );
 
     let svc = Controller::for_shared_stream(services.subscribe(), services.store.clone())
