@@ -245,6 +245,57 @@ async fn examples_become_ready_and_their_scim_tokens_work() {
         entra.acs_url.as_deref(),
         Some(format!("{}/sso/omniflow/saml/entra/acs", s.service.url).as_str())
     );
+
+    // The SAML signing key lives in a Secret the operator owns; its
+    // certificate is in the SP metadata the IdP admin imports, and the
+    // metadata says AuthnRequests are signed.
+    let saml_keys: Vec<serde_json::Value> = serde_json::from_str(
+        &secret_value(
+            &client,
+            "idsync-examples",
+            "idsync-saml-signing",
+            "keys.json",
+        )
+        .await
+        .expect("the saml-signing Secret"),
+    )
+    .expect("a key list");
+    assert_eq!(saml_keys.len(), 1, "one SAML signing key to start with");
+    let pem = saml_keys[0]["certificate"].as_str().expect("a certificate");
+    let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let metadata_url = entra
+        .sp_metadata_url
+        .clone()
+        .expect("spMetadataUrl in status");
+    let metadata = reqwest::get(&metadata_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metadata.contains(&der_b64),
+        "the SP metadata carries the Secret's certificate"
+    );
+    assert!(
+        metadata.contains("AuthnRequestsSigned=\"true\""),
+        "{metadata}"
+    );
+    let held = s
+        .service
+        .admin()
+        .list_saml_signing_keys()
+        .await
+        .expect("SAML signing keys");
+    // (The other tests' IdentityServices share this service and add theirs.)
+    assert!(
+        held.iter().any(|(id, _)| saml_keys[0]["id"] == id.as_str()),
+        "the service holds the Secret's key"
+    );
+    assert!(
+        held.iter().all(|(_, doc)| doc.private_key.is_none()),
+        "the admin API never returns a private key"
+    );
     assert!(entra.idp_certificate_expires_at.is_some());
     assert!(
         s.operator

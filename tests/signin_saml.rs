@@ -102,6 +102,109 @@ async fn saml_sign_in_lands_with_the_mapped_role(db: Db) {
     assert_refused(&f.post_acs(&browser, &post).await, "invalid_state");
 }
 
+/// An IdP that requires signed AuthnRequests (as Entra ID and Okta can) refuses
+/// ours until the SP holds a signing key, then verifies its signature against
+/// the certificate in our SP metadata and signs the person in.
+#[tokio::test]
+async fn an_idp_requiring_signed_requests_verifies_ours_against_the_sp_metadata() {
+    let f = SignInFixture::start_with_saml_idp(
+        Db::Sqlite,
+        json!({"domains": ["acme.com", "acme.io"]}),
+        accounts(),
+        Some(mapping()),
+        false,
+        &[("IDP_WANT_SIGNED_REQUESTS", "1")],
+    )
+    .await;
+    let browser = f.browser();
+    let start = format!("{}/sso/acme/start?connection=entra", f.base);
+    let metadata_url = format!("{}/sso/acme/saml/entra/metadata", f.base);
+
+    // No key yet: the request goes unsigned, the metadata says so, the IdP refuses.
+    let metadata = reqwest::get(&metadata_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metadata.contains(r#"AuthnRequestsSigned="false""#),
+        "{metadata}"
+    );
+    let page = browser.get(&start).send().await.expect("start");
+    let status = page.status();
+    let body = page.text().await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("ERR_MISSING_SIG_ALG"), "{body}");
+
+    // The operator's part: a key made by the same code, registered.
+    let now = jiff::Timestamp::now().as_millisecond();
+    let made = idsync::saml_signing::generate("idsync SAML SP test", now).expect("key");
+    let doc = |certificate: &str| idsync::admin::SamlSigningKeyDoc {
+        private_key: Some(made.private_key_pem.clone()),
+        certificate: certificate.to_string(),
+        created_at: jiff::Timestamp::from_millisecond(now).unwrap().to_string(),
+        expires_at: None,
+    };
+    f.admin
+        .put_saml_signing_key("k8s-test", &doc(&made.certificate_pem))
+        .await
+        .expect("key registered");
+    let metadata = reqwest::get(&metadata_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metadata.contains(r#"AuthnRequestsSigned="true""#),
+        "{metadata}"
+    );
+    let der: String = made
+        .certificate_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(metadata.contains(&der), "the certificate is published");
+
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&start)
+        .send()
+        .await
+        .unwrap();
+    let location = redirect.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains("SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256")
+            && location.contains("&Signature="),
+        "{location}"
+    );
+
+    let post = f.saml_through_idp(&browser, "alice", "").await;
+    let landing = f.post_acs(&browser, &post).await;
+    assert_eq!(landing.status, StatusCode::SEE_OTHER, "{}", landing.body);
+    assert!(landing.session_cookie().is_some());
+
+    // The list the operator compares with never carries the private key.
+    let held = f.admin.list_saml_signing_keys().await.expect("list");
+    assert_eq!(held.len(), 1);
+    assert!(held[0].1.private_key.is_none());
+    assert_eq!(held[0].1.certificate, made.certificate_pem);
+
+    // A key whose certificate belongs to another key is refused, quoting neither.
+    let other = idsync::saml_signing::generate("other", now).expect("key");
+    let err = f
+        .admin
+        .put_saml_signing_key("k8s-mismatch", &doc(&other.certificate_pem))
+        .await
+        .expect_err("mismatch refused")
+        .to_string();
+    assert!(err.contains("certificate is not for privateKey"), "{err}");
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+}
+
 async fn forged_and_misdirected_responses_are_refused(db: Db) {
     let f = fixture(db, false).await;
     // Signed by the IdP, but not for us / not now.

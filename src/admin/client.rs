@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    ErrorBody, InfoView, ListView, ObjectView, ScimTokenDoc, SessionKeyDoc, SignInHealthView,
-    TokenView,
+    ErrorBody, InfoView, ListView, ObjectView, SamlSigningKeyDoc, ScimTokenDoc, SessionKeyDoc,
+    SignInHealthView, TokenView,
 };
 use crate::service::store::{AuditRecord, ObjectKind};
 
@@ -249,8 +249,51 @@ impl AdminClient {
 
     /// Session-cookie keys the service holds (ids and times, never secrets).
     pub async fn list_session_keys(&self) -> Result<Vec<(String, SessionKeyDoc)>, ClientError> {
-        let list: ListView<serde_json::Value> =
-            self.expect(Method::GET, "/session-keys", None).await?;
+        self.list_keys("/session-keys").await
+    }
+
+    /// Registers a session-cookie key (idempotent by id).
+    pub async fn put_session_key(&self, id: &str, doc: &SessionKeyDoc) -> Result<(), ClientError> {
+        let _: Option<serde_json::Value> = self
+            .call(
+                Method::PUT,
+                &format!("/session-keys/{id}"),
+                Some(to_json(doc)?),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// SAML SP signing keys the service holds (certificates and times, never
+    /// private keys).
+    pub async fn list_saml_signing_keys(
+        &self,
+    ) -> Result<Vec<(String, SamlSigningKeyDoc)>, ClientError> {
+        self.list_keys("/saml-signing-keys").await
+    }
+
+    /// Registers a SAML SP signing key (idempotent by id).
+    pub async fn put_saml_signing_key(
+        &self,
+        id: &str,
+        doc: &SamlSigningKeyDoc,
+    ) -> Result<(), ClientError> {
+        let _: Option<serde_json::Value> = self
+            .call(
+                Method::PUT,
+                &format!("/saml-signing-keys/{id}"),
+                Some(to_json(doc)?),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A key list answer as `(id, doc)` pairs.
+    async fn list_keys<D: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Vec<(String, D)>, ClientError> {
+        let list: ListView<serde_json::Value> = self.expect(Method::GET, path, None).await?;
         list.items
             .into_iter()
             .map(|v| {
@@ -264,18 +307,6 @@ impl AdminClient {
                     .map_err(|e| ClientError::Decode(e.to_string()))
             })
             .collect()
-    }
-
-    /// Registers a session-cookie key (idempotent by id).
-    pub async fn put_session_key(&self, id: &str, doc: &SessionKeyDoc) -> Result<(), ClientError> {
-        let _: Option<serde_json::Value> = self
-            .call(
-                Method::PUT,
-                &format!("/session-keys/{id}"),
-                Some(to_json(doc)?),
-            )
-            .await?;
-        Ok(())
     }
 
     /// Sign-in health of an SSO connection (counts, last success and failure).

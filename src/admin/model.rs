@@ -180,6 +180,33 @@ pub struct SessionKeyDoc {
     pub expires_at: String,
 }
 
+/// A SAML SP signing key pushed by the operator (`PUT
+/// /saml-signing-keys/{id}`). The private key is write-only: answers leave it
+/// out; the certificate is public (it is in the SP metadata).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SamlSigningKeyDoc {
+    /// PKCS#8 PEM, RSA of at least 2048 bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// PEM X.509 certificate for that key; its notAfter is when the key expires.
+    pub certificate: String,
+    /// When the key was made (RFC 3339); decides which key signs.
+    pub created_at: String,
+    /// The certificate's notAfter (RFC 3339); set by the service in answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for SamlSigningKeyDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamlSigningKeyDoc")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sign-in health of one SSO connection, from
 /// `GET /workspaces/{ws}/connections/{name}/sign-ins`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

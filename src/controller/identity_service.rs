@@ -1,5 +1,6 @@
 //! Reconciling `IdentityService`s: can the operator reach the admin API with the
-//! token it was given? And the session-cookie keys it keeps for the service.
+//! token it was given? And the keys it keeps for the service (session cookies,
+//! SAML request signing; see [`super::keyring`]).
 
 use std::sync::Arc;
 
@@ -8,16 +9,21 @@ use kube::runtime::{controller::Action, events::EventType};
 use super::{
     Context,
     error::Result,
-    session_keys,
+    keyring::{self, SAML_SIGNING_KEYS, SESSION_KEYS},
     status::{self, Cond, READY},
 };
 use crate::api::{IdentityService, IdentityServiceStatus};
 
 pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Action> {
-    let outcome: Result<(crate::admin::InfoView, bool)> = async {
+    let outcome: Result<(crate::admin::InfoView, Vec<&keyring::Keyring>)> = async {
         let target = ctx.targets.for_service(&svc).await?;
         let info = target.call("info", target.client.info()).await?;
-        let rotated = session_keys::reconcile(&ctx, &svc, &target).await?;
+        let mut rotated = Vec::new();
+        for ring in [&SESSION_KEYS, &SAML_SIGNING_KEYS] {
+            if keyring::reconcile(&ctx, &svc, &target, ring).await? {
+                rotated.push(ring);
+            }
+        }
         Ok((info, rotated))
     }
     .await;
@@ -51,15 +57,12 @@ pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Actio
         },
     };
     status::patch_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
-    if let Ok((_, true)) = &outcome {
-        ctx.event(
-            svc.as_ref(),
-            EventType::Normal,
-            "SessionKeyRotated",
-            "made a new session-cookie signing key; the previous keys verify until they expire"
-                .into(),
-        )
-        .await;
+    if let Ok((_, rotated)) = &outcome {
+        for ring in rotated {
+            let (reason, message) = ring.rotated_event;
+            ctx.event(svc.as_ref(), EventType::Normal, reason, message.into())
+                .await;
+        }
     }
     outcome.map(|_| Action::requeue(ctx.next_resync("IdentityService")))
 }

@@ -15,6 +15,11 @@
 //                                          auto-posting form to the ACS
 //   GET  /initiate?login=…                 IdP-initiated (unsolicited) response
 //
+// With IDP_WANT_SIGNED_REQUESTS=1 the IdP requires signed AuthnRequests, as
+// Entra ID and Okta can: it reads the SP's certificates from the SP metadata
+// (SP_ENTITY_ID + '/metadata', fetched per request like an IdP refreshing
+// metadata) and samlify checks the HTTP-Redirect signature against them.
+//
 // `variant` (a form field) makes the IdP sign what a misconfigured or hostile
 // IdP would: `wrong-audience`, `no-audience`, `expired`.
 // Exits by itself when the process IDSYNC_OWNER_PID is gone.
@@ -39,6 +44,15 @@ const idp = samlify.IdentityProvider({
   singleSignOnService: [{ Binding: REDIRECT, Location: `${base}/sso` }],
   nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
   requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+});
+const wantSigned = process.env.IDP_WANT_SIGNED_REQUESTS === '1';
+const strictIdp = samlify.IdentityProvider({
+  entityID: `${base}/metadata`,
+  privateKey: fs.readFileSync(process.env.IDP_KEY),
+  signingCert: fs.readFileSync(process.env.IDP_CERT),
+  singleSignOnService: [{ Binding: REDIRECT, Location: `${base}/sso` }],
+  nameIDFormat: ['urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'],
+  wantAuthnRequestsSigned: true,
 });
 const sp = samlify.ServiceProvider({
   entityID: process.env.SP_ENTITY_ID,
@@ -116,7 +130,16 @@ const server = http.createServer(async (req, res) => {
     }
     if (req.method === 'GET' && url.pathname === '/sso') {
       const query = Object.fromEntries(url.searchParams);
-      const parsed = await idp.parseLoginRequest(sp, 'redirect', { query });
+      let parsed;
+      if (wantSigned) {
+        const metadata = await (await fetch(`${process.env.SP_ENTITY_ID}/metadata`)).text();
+        const signedSp = samlify.ServiceProvider({ metadata });
+        // The signed octets: the query as sent, without the Signature itself.
+        const octetString = url.search.slice(1).split('&').filter((p) => !p.startsWith('Signature=')).join('&');
+        parsed = await strictIdp.parseLoginRequest(signedSp, 'redirect', { query, octetString });
+      } else {
+        parsed = await idp.parseLoginRequest(sp, 'redirect', { query });
+      }
       const requestId = parsed.extract.request.id;
       return send(res, 200, 'text/html', `<!doctype html><html><body><form method="post" action="/login">`
         + `<input type="hidden" name="request_id" value="${esc(requestId)}"/>`

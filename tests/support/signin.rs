@@ -168,6 +168,27 @@ impl SignInFixture {
         mapping: Option<Value>,
         allow_idp_initiated: bool,
     ) -> Self {
+        Self::start_with_saml_idp(
+            db,
+            workspace_doc,
+            saml_accounts,
+            mapping,
+            allow_idp_initiated,
+            &[],
+        )
+        .await
+    }
+
+    /// `start_with_saml` with extra environment for the IdP (e.g.
+    /// `IDP_WANT_SIGNED_REQUESTS=1`).
+    pub async fn start_with_saml_idp(
+        db: Db,
+        workspace_doc: Value,
+        saml_accounts: Value,
+        mapping: Option<Value>,
+        allow_idp_initiated: bool,
+        idp_env: &[(&str, &str)],
+    ) -> Self {
         let mut f = Self::start(db, workspace_doc, json!({}), mapping).await;
         let sp = format!("{}/sso/acme/saml/entra", f.base);
         let idp_port = free_port();
@@ -195,7 +216,10 @@ impl SignInFixture {
                 ("SP_ENTITY_ID", sp.clone()),
                 ("SP_ACS_URL", format!("{sp}/acs")),
                 ("IDSYNC_OWNER_PID", std::process::id().to_string()),
-            ],
+            ]
+            .into_iter()
+            .chain(idp_env.iter().map(|(k, v)| (*k, v.to_string())))
+            .collect::<Vec<_>>(),
             &f.db.dir.path().join("saml-idp.log"),
         );
         let metadata = format!("http://127.0.0.1:{idp_port}/metadata");

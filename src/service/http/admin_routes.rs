@@ -46,6 +46,75 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/session-keys", get(list_session_keys))
         .route("/session-keys/{id}", axum::routing::put(put_session_key))
+        .route("/saml-signing-keys", get(list_saml_signing_keys))
+        .route(
+            "/saml-signing-keys/{id}",
+            axum::routing::put(put_saml_signing_key),
+        )
+}
+
+/// A key id: 1 to 32 letters, digits or '-'.
+fn check_key_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::bad_request(
+            "a key id is 1 to 32 letters, digits or '-'",
+        ));
+    }
+    Ok(())
+}
+
+fn rfc3339_millis(what: &str, t: &str) -> Result<i64, ApiError> {
+    t.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| ApiError::bad_request(format!("{what} must be an RFC 3339 time")))
+}
+
+/// SAML SP signing keys: certificates and times; private keys never leave.
+async fn list_saml_signing_keys(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let keys = state
+        .admin
+        .store()
+        .saml_signing_keys(crate::service::store::now_millis())
+        .await?;
+    let items: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "id": k.id,
+                "certificate": k.certificate_pem,
+                "createdAt": crate::service::store::format_millis(k.created_at),
+                "expiresAt": crate::service::store::format_millis(k.expires_at),
+            })
+        })
+        .collect();
+    Ok(Json(ListView { items }).into_response())
+}
+
+/// Registers a SAML SP signing key the operator keeps in a Secret, after
+/// checking the key and certificate belong together.
+async fn put_saml_signing_key(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let doc: crate::admin::SamlSigningKeyDoc = crate::service::admin::parse(&body)?;
+    check_key_id(&id)?;
+    let private_key = doc
+        .private_key
+        .ok_or_else(|| ApiError::bad_request("privateKey is required"))?;
+    let checked = crate::saml_signing::parse(&private_key, &doc.certificate)
+        .map_err(ApiError::bad_request)?;
+    let key = crate::service::store::SamlSigningKeyRecord {
+        id: id.clone(),
+        private_key_pem: private_key,
+        certificate_pem: doc.certificate,
+        created_at: rfc3339_millis("createdAt", &doc.created_at)?,
+        expires_at: checked.not_after_ms,
+    };
+    state.admin.store().insert_saml_signing_key(&key).await?;
+    state.sso.saml_keys_changed();
+    Ok(Json(serde_json::json!({"id": id})).into_response())
 }
 
 /// Session-cookie keys: ids and times only; the secrets never leave.
@@ -75,26 +144,16 @@ async fn put_session_key(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let doc: crate::admin::SessionKeyDoc = crate::service::admin::parse(&body)?;
-    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(ApiError::bad_request(
-            "a session key id is 1 to 32 letters, digits or '-'",
-        ));
-    }
+    check_key_id(&id)?;
     let secret = doc
         .secret
         .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| ApiError::bad_request("secret must be 32 bytes as 64 hex characters"))?;
-    let time = |what: &str, t: &str| {
-        t.parse::<jiff::Timestamp>()
-            .map(|t| t.as_millisecond())
-            .map_err(|_| ApiError::bad_request(format!("{what} must be an RFC 3339 time")))
-    };
     let key = crate::service::store::SessionKey {
         id: id.clone(),
         secret: secret.to_ascii_lowercase(),
-        created_at: time("createdAt", &doc.created_at)?,
-        expires_at: time("expiresAt", &doc.expires_at)?,
+        created_at: rfc3339_millis("createdAt", &doc.created_at)?,
+        expires_at: rfc3339_millis("expiresAt", &doc.expires_at)?,
     };
     state.admin.store().insert_session_key(&key).await?;
     Ok(Json(serde_json::json!({"id": id})).into_response())

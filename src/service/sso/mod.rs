@@ -12,6 +12,7 @@ pub mod oidc;
 pub mod policy;
 pub mod saml;
 pub mod session;
+pub mod sp_keys;
 
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,7 @@ pub struct SsoService {
     public_url: String,
     oidc: OidcClient,
     saml: SamlSp,
+    sp_keys: sp_keys::SpKeys,
     pub sessions: Sessions,
     roles: RoleResolver,
     metrics: ServiceMetrics,
@@ -109,6 +111,7 @@ impl SsoService {
     pub fn new(store: Store, public_url: &str, metrics: ServiceMetrics) -> Self {
         Self {
             sessions: Sessions::new(store.clone()),
+            sp_keys: sp_keys::SpKeys::new(store.clone()),
             store,
             public_url: public_url.trim_end_matches('/').to_string(),
             oidc: OidcClient::new(),
@@ -252,7 +255,9 @@ impl SsoService {
     ) -> Result<Redirect, SignInError> {
         let provider = self.saml_provider(ctx, false).await?;
         let relay_state = oidc::random_token()?;
-        let (location, request_id) = self.saml.authn_redirect(&provider, &relay_state)?;
+        let keys = self.sp_keys.get().await?;
+        let signer = keys.signer(crate::service::store::now_millis());
+        let (location, request_id) = self.saml.authn_redirect(&provider, &relay_state, signer)?;
         self.remember_request(
             ctx,
             &relay_state,
@@ -276,8 +281,24 @@ impl SsoService {
         connection: &str,
     ) -> Result<String, SignInError> {
         let ctx = self.connection(workspace, connection).await?;
-        let provider = self.saml_provider(&ctx, false).await?;
-        saml::SamlSp::sp_metadata(&provider)
+        if ctx.doc.saml.is_none() {
+            return Err(SignInError::new(
+                Reason::UnknownConnection,
+                "not a SAML connection",
+            ));
+        }
+        let keys = self.sp_keys.get().await?;
+        let now = crate::service::store::now_millis();
+        Ok(saml::sp_metadata(
+            &self.sp_endpoints(workspace, connection),
+            keys.certificates(),
+            keys.signer(now).is_some(),
+        ))
+    }
+
+    /// A SAML signing key was registered on this replica: use it from now on.
+    pub fn saml_keys_changed(&self) {
+        self.sp_keys.invalidate();
     }
 
     /// A SAMLResponse posted to the ACS.

@@ -34,7 +34,6 @@ use samael::{
     metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING},
     schema::Assertion,
     service_provider::{Error as SamlError, ServiceProvider, ServiceProviderBuilder},
-    traits::ToXml,
 };
 
 use super::error::{Reason, SignInError};
@@ -181,10 +180,14 @@ impl SamlSp {
 
     /// The IdP URL (HTTP-Redirect binding) with a fresh AuthnRequest whose ID
     /// is returned for the `InResponseTo` check.
+    ///
+    /// With a `signer`, the request is signed as the HTTP-Redirect binding
+    /// says (`SigAlg` and `Signature` over the query, RSA-SHA256).
     pub fn authn_redirect(
         &self,
         provider: &ServiceProvider,
         relay_state: &str,
+        signer: Option<&openssl::pkey::PKey<openssl::pkey::Private>>,
     ) -> Result<(String, String), SignInError> {
         let sso_url = provider
             .sso_binding_location(HTTP_REDIRECT_BINDING)
@@ -204,7 +207,11 @@ impl SamlSp {
             .map_err(|e| e.to_string())
             .and_then(|mut request| {
                 request.id = request_id.clone();
-                request.redirect(relay_state).map_err(|e| e.to_string())
+                match signer {
+                    Some(key) => request.signed_redirect(relay_state, key),
+                    None => request.redirect(relay_state),
+                }
+                .map_err(|e| e.to_string())
             });
         match built {
             Ok(Some(url)) => Ok((url.to_string(), request_id)),
@@ -215,15 +222,37 @@ impl SamlSp {
             )),
         }
     }
+}
 
-    /// The SP metadata document IdPs import.
-    pub fn sp_metadata(provider: &ServiceProvider) -> Result<String, SignInError> {
-        provider
-            .metadata()
-            .map_err(|e| e.to_string())
-            .and_then(|m| m.to_string().map_err(|e| e.to_string()))
-            .map_err(|e| refused(Reason::Unavailable, format!("SP metadata: {e}")))
-    }
+/// The SP metadata document IdPs import: entity ID, ACS (HTTP-POST), every
+/// unexpired signing certificate, and whether AuthnRequests are signed.
+/// Written here rather than by samael, whose metadata carries one certificate
+/// (no rotation overlap), always says `AuthnRequestsSigned="false"` and
+/// needs a logout URL this SP does not have.
+pub fn sp_metadata<'a>(
+    sp: &SpEndpoints,
+    certificates: impl Iterator<Item = &'a [u8]>,
+    signs_requests: bool,
+) -> String {
+    let esc = super::error::escape_html;
+    let keys: String = certificates
+        .map(|der| {
+            format!(
+                "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+                STANDARD.encode(der)
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{}\">\
+         <md:SPSSODescriptor AuthnRequestsSigned=\"{signs_requests}\" WantAssertionsSigned=\"true\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}\
+         <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>\
+         <md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{}\" index=\"0\" isDefault=\"true\"/>\
+         </md:SPSSODescriptor></md:EntityDescriptor>\n",
+        esc(&sp.entity_id),
+        esc(&sp.acs_url)
+    )
 }
 
 /// Decodes a posted SAMLResponse and refuses shapes no honest IdP sends.

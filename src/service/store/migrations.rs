@@ -29,6 +29,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0003_signin.sql"),
         include_str!("../../../migrations/postgres/0003_signin.sql"),
     ),
+    (
+        4,
+        "saml_signing_keys",
+        include_str!("../../../migrations/sqlite/0004_saml_signing_keys.sql"),
+        include_str!("../../../migrations/postgres/0004_saml_signing_keys.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.
@@ -52,4 +58,27 @@ pub fn migrator(backend: Backend) -> Migrator {
         })
         .collect();
     Migrator::with_migrations(migrations)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A migration file not listed above would silently never run.
+    #[test]
+    fn every_migration_file_is_embedded_for_both_backends() {
+        for backend in ["sqlite", "postgres"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(backend);
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let listed: Vec<String> = super::MIGRATIONS
+                .iter()
+                .map(|(v, d, _, _)| format!("{v:04}_{d}.sql"))
+                .collect();
+            assert_eq!(files, listed, "{backend}");
+        }
+    }
 }

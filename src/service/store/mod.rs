@@ -33,7 +33,9 @@ pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{
     ListQuery, Member, ResourceWrite, ScimRecord, ScimTx, is_unique_violation, unique_attribute,
 };
-pub use signin::{SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch};
+pub use signin::{
+    SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,
+};
 pub use tokens::{StoredToken, TokenPut, TokenRegistration};
 
 /// Which database the store runs on.

@@ -49,6 +49,18 @@ pub struct SessionKey {
     pub expires_at: i64,
 }
 
+/// A SAML SP signing key as stored (see [`crate::saml_signing`]). Not `Debug`:
+/// it holds a private key.
+#[derive(Clone)]
+pub struct SamlSigningKeyRecord {
+    pub id: String,
+    pub private_key_pem: String,
+    pub certificate_pem: String,
+    pub created_at: i64,
+    /// The certificate's notAfter.
+    pub expires_at: i64,
+}
+
 /// Sign-in health of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignInStats {
@@ -407,6 +419,46 @@ impl Store {
         )
         .bind(&key.id)
         .bind(&key.secret)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// SAML SP signing keys whose certificates are unexpired, newest first.
+    pub async fn saml_signing_keys(&self, now: i64) -> Result<Vec<SamlSigningKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, private_key_pem, certificate_pem, created_at, expires_at \
+             FROM saml_signing_keys WHERE expires_at > $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SamlSigningKeyRecord {
+                    id: r.try_get("id")?,
+                    private_key_pem: r.try_get("private_key_pem")?,
+                    certificate_pem: r.try_get("certificate_pem")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a SAML SP signing key (idempotent by id: a key never changes).
+    pub async fn insert_saml_signing_key(&self, key: &SamlSigningKeyRecord) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO saml_signing_keys (id, private_key_pem, certificate_pem, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&key.id)
+        .bind(&key.private_key_pem)
+        .bind(&key.certificate_pem)
         .bind(key.created_at)
         .bind(key.expires_at)
         .execute(&mut *tx)
