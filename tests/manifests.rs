@@ -33,6 +33,50 @@ fn crds_directory_matches_the_code() {
     );
 }
 
+#[test]
+fn chart_crds_match_the_code() {
+    let chart = repo_root().join("charts/idsync");
+    let dir = chart.join(idsync::crdgen::CHART_CRD_DIR);
+    let mut expected = BTreeSet::new();
+    for crd in idsync::crdgen::all() {
+        let name = idsync::crdgen::file_name(&crd);
+        let want = idsync::crdgen::render_chart_template(&crd).unwrap();
+        let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        assert!(
+            have == want,
+            "charts/idsync/templates/crds/{name} is stale or missing: run `cargo run -- crd --chart charts/idsync` and commit the result"
+        );
+        // The same CRD as crds/ (what `kubectl apply -f crds/` installs), only
+        // wrapped in the `crds.install` condition and annotated to be kept.
+        let plain = idsync::crdgen::render(&crd).unwrap();
+        let plain_body = plain.split_once("---\n").unwrap().1;
+        let body = have
+            .split_once("---\n")
+            .unwrap()
+            .1
+            .replace("    helm.sh/resource-policy: keep\n", "")
+            .replace("{{- end }}\n", "");
+        assert!(
+            !plain_body.contains("{{"),
+            "{name} contains `{{{{`, which Helm would read as a template action"
+        );
+        assert_eq!(
+            body.replace("  annotations: {}\n", ""),
+            plain_body.replace("  annotations: {}\n", ""),
+            "{name}: the chart's CRD differs from crds/"
+        );
+        expected.insert(name);
+    }
+    let present: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        present, expected,
+        "charts/idsync/templates/crds/ holds files the code does not generate"
+    );
+}
+
 fn examples() -> Vec<Manifest> {
     manifest::load_path(&repo_root().join("examples"))
         .expect("every example parses into idsync's types")
