@@ -59,6 +59,16 @@ monitoring_crds() {
   rm -rf "$CRD_DIR" && mv "$CRD_DIR.tmp" "$CRD_DIR"
 }
 
+# The Kubernetes version `helm template` and `helm lint` assume without a
+# cluster (.Capabilities.KubeVersion), as Helm's Makefile sets it: that of the
+# client-go it is built with (v0.37.x is Kubernetes 1.37). Unset, it is 1.20.
+helm_kube_version_flags() {
+  local f
+  for f in pkg/chartutil pkg/lint/rules; do
+    printf -- '-X %s/%s.k8sVersionMajor=1 -X %s/%s.k8sVersionMinor=37 ' "$HELM_MODULE" "$f" "$HELM_MODULE" "$f"
+  done
+}
+
 build() {
   [[ -x $BIN_DIR/helm && -x $BIN_DIR/promtool && -f $CRD_DIR/monitoring.coreos.com_prometheusrules.yaml ]] && return 0
   command -v go >/dev/null || die "the Go toolchain is required to build helm and promtool (https://go.dev/doc/install)"
@@ -68,7 +78,7 @@ build() {
   flock 9
   # Version stamps, so `helm version` and `promtool --version` name what was built.
   install_tool helm "$HELM_MODULE/cmd/helm" "$HELM_VERSION" \
-    "-X $HELM_MODULE/internal/version.version=$HELM_VERSION -X $HELM_MODULE/internal/version.gitTreeState=clean"
+    "-X $HELM_MODULE/internal/version.version=$HELM_VERSION -X $HELM_MODULE/internal/version.gitTreeState=clean $(helm_kube_version_flags)"
   install_tool promtool "$PROMETHEUS_MODULE/cmd/promtool" "$PROMETHEUS_VERSION" \
     "-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"
   monitoring_crds
