@@ -93,7 +93,11 @@ fn template(args: &[&str], monitoring: bool) -> Vec<Value> {
         cmd.args(["--api-versions", "monitoring.coreos.com/v1"]);
     }
     let out = run(cmd);
-    assert!(out.status.success(), "helm template {args:?}:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "helm template {args:?}:\n{}",
+        text(&out)
+    );
     parse_objects(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -224,7 +228,10 @@ fn lint_and_template_pass_for_every_values_file() {
     ] {
         assert_eq!(k.get(kind), Some(&n), "{kind} count with defaults: {k:?}");
     }
-    for crd in all.iter().filter(|o| o["kind"] == "CustomResourceDefinition") {
+    for crd in all
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+    {
         assert_eq!(
             crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
             "{crd}"
@@ -235,7 +242,10 @@ fn lint_and_template_pass_for_every_values_file() {
     for deployment in all.iter().filter(|o| o["kind"] == "Deployment") {
         let pod = &deployment["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
         for c in pod["containers"].as_array().unwrap() {
             let sc = &c["securityContext"];
             assert_eq!(sc["allowPrivilegeEscalation"], false, "{c}");
@@ -266,11 +276,20 @@ fn lint_and_template_pass_for_every_values_file() {
 
     // Namespace-scoped: Roles in team-a and team-b, no cluster-wide access but
     // reading idsync's own CRDs.
-    let scoped = template(&["--values", &values_file("namespace-scoped-values.yaml")], true);
+    let scoped = template(
+        &["--values", &values_file("namespace-scoped-values.yaml")],
+        true,
+    );
     let roles: BTreeSet<String> = scoped
         .iter()
         .filter(|o| o["kind"] == "Role")
-        .map(|o| format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["metadata"]["namespace"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
         roles,
@@ -280,7 +299,10 @@ fn lint_and_template_pass_for_every_values_file() {
             "team-b/idsync-operator".to_string(),
         ])
     );
-    let cluster_roles: Vec<&Value> = scoped.iter().filter(|o| o["kind"] == "ClusterRole").collect();
+    let cluster_roles: Vec<&Value> = scoped
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole")
+        .collect();
     assert_eq!(cluster_roles.len(), 1, "{cluster_roles:?}");
     assert_eq!(
         cluster_roles[0]["rules"],
@@ -291,9 +313,13 @@ fn lint_and_template_pass_for_every_values_file() {
             "verbs": ["get"],
         }])
     );
-    let env = &find(&scoped, "Deployment", "idsync-operator")["spec"]["template"]["spec"]["containers"][0]["env"];
+    let env = &find(&scoped, "Deployment", "idsync-operator")["spec"]["template"]["spec"]["containers"]
+        [0]["env"];
     assert!(
-        env.as_array().unwrap().iter().any(|e| e["name"] == "IDSYNC_WATCH_NAMESPACES" && e["value"] == "team-a,team-b"),
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "IDSYNC_WATCH_NAMESPACES" && e["value"] == "team-a,team-b"),
         "{env}"
     );
 
@@ -301,20 +327,32 @@ fn lint_and_template_pass_for_every_values_file() {
     let pg = template(&["--values", &values_file("postgres-values.yaml")], true);
     let service = find(&pg, "Deployment", "idsync-service");
     assert_eq!(service["spec"]["replicas"], 3);
-    assert!(service["spec"]["strategy"].is_null(), "rolling updates with postgres");
+    assert!(
+        service["spec"]["strategy"].is_null(),
+        "rolling updates with postgres"
+    );
     let env = &service["spec"]["template"]["spec"]["containers"][0]["env"];
     assert!(
-        env.as_array().unwrap().iter().any(|e| e["name"] == "IDSYNC_DATABASE_URL"
-            && e["valueFrom"]["secretKeyRef"]["name"] == "idsync-database"),
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "IDSYNC_DATABASE_URL"
+                && e["valueFrom"]["secretKeyRef"]["name"] == "idsync-database"),
         "{env}"
     );
     assert!(!kinds(&pg).contains_key("PersistentVolumeClaim"));
     assert_eq!(kinds(&pg).get("Ingress"), Some(&1));
 
     // Monitoring off, even where the API exists.
-    let off = kinds(&template(&["--values", &values_file("monitoring-off-values.yaml")], true));
+    let off = kinds(&template(
+        &["--values", &values_file("monitoring-off-values.yaml")],
+        true,
+    ));
     for kind in ["ServiceMonitor", "PrometheusRule", "ConfigMap"] {
-        assert!(!off.contains_key(kind), "{kind} rendered with monitoring off");
+        assert!(
+            !off.contains_key(kind),
+            "{kind} rendered with monitoring off"
+        );
     }
 }
 
@@ -355,7 +393,10 @@ fn the_values_schema_refuses_wrong_values_with_a_readable_message() {
         let out = run(cmd);
         let said = text(&out);
         assert!(!out.status.success(), "{args:?} was accepted");
-        assert!(said.contains(expect), "{args:?}: expected `{expect}` in:\n{said}");
+        assert!(
+            said.contains(expect),
+            "{args:?}: expected `{expect}` in:\n{said}"
+        );
     }
     // The same values pass once consistent.
     let ok = template(
@@ -369,7 +410,10 @@ fn the_values_schema_refuses_wrong_values_with_a_readable_message() {
         ],
         false,
     );
-    assert_eq!(find(&ok, "Deployment", "idsync-service")["spec"]["replicas"], 3);
+    assert_eq!(
+        find(&ok, "Deployment", "idsync-service")["spec"]["replicas"],
+        3
+    );
 }
 
 /// The PrometheusRule's `spec` as a Prometheus rule file.
@@ -388,18 +432,24 @@ fn alerts_pass_promtool_check_and_fire_only_when_they_should() {
     let mut cmd = promtool();
     cmd.args(["check", "rules"]).arg(&rules);
     let out = run(cmd);
-    assert!(out.status.success(), "promtool check rules:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{}",
+        text(&out)
+    );
 
     // Every alert the chart defines has a unit test group, a severity, a
     // summary, a description and a runbook that exists in docs/runbooks/.
     let spec: Value = serde_json::from_str(&std::fs::read_to_string(&rules).unwrap()).unwrap();
-    let tests = std::fs::read_to_string(repo_root().join("tests/data/helm/alerts-test.yaml")).unwrap();
+    let tests =
+        std::fs::read_to_string(repo_root().join("tests/data/helm/alerts-test.yaml")).unwrap();
     let mut alerts = BTreeSet::new();
     for group in spec["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
             let name = rule["alert"].as_str().unwrap().to_string();
             assert!(
-                ["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
+                ["warning", "critical"]
+                    .contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
                 "{name} has no severity"
             );
             for key in ["summary", "description", "runbook_url"] {
@@ -506,10 +556,19 @@ fn helm_install(cp: &ControlPlane, release: &str, namespace: &str, args: &[&str]
         .args(["--namespace", namespace, "--create-namespace"])
         .args(args);
     let out = run(cmd);
-    assert!(out.status.success(), "helm install {release}:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "helm install {release}:\n{}",
+        text(&out)
+    );
     let mut cmd = helm();
-    cmd.env("KUBECONFIG", &cp.kubeconfig)
-        .args(["get", "manifest", release, "--namespace", namespace]);
+    cmd.env("KUBECONFIG", &cp.kubeconfig).args([
+        "get",
+        "manifest",
+        release,
+        "--namespace",
+        namespace,
+    ]);
     let out = run(cmd);
     assert!(out.status.success(), "helm get manifest:\n{}", text(&out));
     parse_objects(&String::from_utf8_lossy(&out.stdout))
@@ -527,9 +586,23 @@ fn assert_all_exist(cp: &ControlPlane, objects: &[Value], default_namespace: &st
         } else {
             format!("{kind}.{group}")
         };
-        let mut args = vec!["get".to_string(), resource.clone(), name.to_string(), "-o".into(), "name".into()];
-        if !["CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"].contains(&kind) {
-            let ns = o["metadata"]["namespace"].as_str().unwrap_or(default_namespace);
+        let mut args = vec![
+            "get".to_string(),
+            resource.clone(),
+            name.to_string(),
+            "-o".into(),
+            "name".into(),
+        ];
+        if ![
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ]
+        .contains(&kind)
+        {
+            let ns = o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(default_namespace);
             args.extend(["-n".to_string(), ns.to_string()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -540,13 +613,22 @@ fn assert_all_exist(cp: &ControlPlane, objects: &[Value], default_namespace: &st
 
 fn wait_ready(cp: &ControlPlane, kind: &str, ns: &str, timeout: &str) {
     let (ok, out, err) = cp.kubectl_run(
-        &["wait", "--for=condition=Ready", kind, "--all", "-n", ns, &format!("--timeout={timeout}")],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            kind,
+            "--all",
+            "-n",
+            ns,
+            &format!("--timeout={timeout}"),
+        ],
         None,
     );
     assert!(
         ok,
         "{kind} in {ns} not Ready: {out}{err}\n{}",
-        cp.kubectl_run(&["get", kind, "-n", ns, "-o", "yaml"], None).1
+        cp.kubectl_run(&["get", kind, "-n", ns, "-o", "yaml"], None)
+            .1
     );
 }
 
@@ -558,16 +640,27 @@ async fn get_text(url: &str) -> String {
 /// tests/e2e.rs applies them).
 fn examples_yaml(service: &ServiceProcess, oidc: &OidcProvider) -> String {
     let mut yaml = String::new();
-    for file in ["00-identity-service.yaml", "okta-oidc.yaml", "entra-saml.yaml", "google-oidc.yaml"] {
+    for file in [
+        "00-identity-service.yaml",
+        "okta-oidc.yaml",
+        "entra-saml.yaml",
+        "google-oidc.yaml",
+    ] {
         yaml.push_str(&std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap());
         yaml.push_str("\n---\n");
     }
-    yaml.replace("REPLACE-WITH-THE-ADMIN-TOKEN-OF-YOUR-IDENTITY-SERVICE", &service.admin_token)
-        .replace("http://127.0.0.1:8080", &service.url)
-        .replace("https://octomil.okta.com", &oidc.issuer)
-        .replace("https://accounts.google.com", &oidc.issuer)
-        .replace("0oa8f5j3ecb5w3dF35d7", "octomil-idsync")
-        .replace("1234567890-brightpath.apps.googleusercontent.com", "brightpath-idsync")
+    yaml.replace(
+        "REPLACE-WITH-THE-ADMIN-TOKEN-OF-YOUR-IDENTITY-SERVICE",
+        &service.admin_token,
+    )
+    .replace("http://127.0.0.1:8080", &service.url)
+    .replace("https://octomil.okta.com", &oidc.issuer)
+    .replace("https://accounts.google.com", &oidc.issuer)
+    .replace("0oa8f5j3ecb5w3dF35d7", "octomil-idsync")
+    .replace(
+        "1234567890-brightpath.apps.googleusercontent.com",
+        "brightpath-idsync",
+    )
 }
 
 /// Drives the traffic after which every metric family the alerts and the
@@ -595,7 +688,9 @@ async fn drive_traffic(client: &Client, service: &ServiceProcess) {
         .json()
         .await
         .unwrap();
-    let id = created["id"].as_str().unwrap_or_else(|| panic!("{created}"));
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
     let deleted = http
         .delete(format!("{base}/Users/{id}"))
         .bearer_auth(&token)
@@ -630,18 +725,38 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
     // The Prometheus Operator's real ServiceMonitor and PrometheusRule CRDs, so
     // the chart detects the API and the apiserver checks its objects' schemas.
     let crds = tools("crds");
-    let (ok, out, err) = cp.kubectl_run(&["apply", "--server-side", "-f", &crds.display().to_string()], None);
+    let (ok, out, err) = cp.kubectl_run(
+        &["apply", "--server-side", "-f", &crds.display().to_string()],
+        None,
+    );
     assert!(ok, "prometheus-operator CRDs: {out}{err}");
     let (ok, out, err) = cp.kubectl_run(
-        &["wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com", "--timeout=60s"],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+            "--timeout=60s",
+        ],
         None,
     );
     assert!(ok, "{out}{err}");
 
     let objects = helm_install(&cp, RELEASE, NAMESPACE, &[]);
     let installed = kinds(&objects);
-    for kind in ["CustomResourceDefinition", "ServiceMonitor", "PrometheusRule", "Deployment", "ClusterRole", "PodDisruptionBudget", "ConfigMap"] {
-        assert!(installed.contains_key(kind), "{kind} not installed: {installed:?}");
+    for kind in [
+        "CustomResourceDefinition",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "Deployment",
+        "ClusterRole",
+        "PodDisruptionBudget",
+        "ConfigMap",
+    ] {
+        assert!(
+            installed.contains_key(kind),
+            "{kind} not installed: {installed:?}"
+        );
     }
     let crd_names: Vec<String> = objects
         .iter()
@@ -657,7 +772,10 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
 
     // The operator as the chart's ServiceAccount, with nothing but its RBAC.
     let sa_config = service_account_kubeconfig(&cp, NAMESPACE, "idsync-operator");
-    let as_operator = ControlPlane { dir: cp.dir.clone(), kubeconfig: sa_config.clone() };
+    let as_operator = ControlPlane {
+        dir: cp.dir.clone(),
+        kubeconfig: sa_config.clone(),
+    };
     for (verb, resource, allowed) in [
         ("list", "secrets", "yes"),
         ("delete", "secrets", "no"),
@@ -669,7 +787,11 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
         let mut args = vec!["auth", "can-i", verb, "--all-namespaces"];
         args.extend(resource.split(' '));
         let (_, said) = kubectl_as(&cp, &sa_config, &args);
-        assert_eq!(said.lines().next().unwrap_or(""), allowed, "can-i {verb} {resource}: {said}");
+        assert_eq!(
+            said.lines().next().unwrap_or(""),
+            allowed,
+            "can-i {verb} {resource}: {said}"
+        );
     }
 
     let service = ServiceProcess::start(&dir);
@@ -683,14 +805,28 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
         &dir,
         "operator",
         "5s",
-        &["--lease-namespace", NAMESPACE, "--lease-name", "idsync-operator"],
+        &[
+            "--lease-namespace",
+            NAMESPACE,
+            "--lease-name",
+            "idsync-operator",
+        ],
     );
     cp.apply(&examples_yaml(&service, &oidc));
-    for kind in ["identityservices", "workspaces", "ssoconnections", "scimtokens", "rolemappings"] {
+    for kind in [
+        "identityservices",
+        "workspaces",
+        "ssoconnections",
+        "scimtokens",
+        "rolemappings",
+    ] {
         wait_ready(&cp, kind, "idsync-examples", "120s");
     }
     let log = std::fs::read_to_string(&operator.process.log).unwrap_or_default();
-    assert!(!log.contains("403"), "the operator was refused something:\n{log}");
+    assert!(
+        !log.contains("403"),
+        "the operator was refused something:\n{log}"
+    );
 
     // Every metric the alerts and the dashboard use is exported by a running
     // service or operator (after the traffic that creates its series).
@@ -704,18 +840,22 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
     for group in rule["spec"]["groups"].as_array().unwrap() {
         for r in group["rules"].as_array().unwrap() {
             for name in metric_names(r["expr"].as_str().unwrap()) {
-                used.entry(name).or_insert_with(|| r["alert"].as_str().unwrap().to_string());
+                used.entry(name)
+                    .or_insert_with(|| r["alert"].as_str().unwrap().to_string());
             }
         }
     }
     let dashboard: Value = serde_json::from_str(
-        find(&objects, "ConfigMap", "idsync-dashboard")["data"]["idsync.json"].as_str().unwrap(),
+        find(&objects, "ConfigMap", "idsync-dashboard")["data"]["idsync.json"]
+            .as_str()
+            .unwrap(),
     )
     .unwrap();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             for name in metric_names(target["expr"].as_str().unwrap()) {
-                used.entry(name).or_insert_with(|| format!("panel {}", panel["title"]));
+                used.entry(name)
+                    .or_insert_with(|| format!("panel {}", panel["title"]));
             }
         }
     }
@@ -725,38 +865,58 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
         .filter(|(name, _)| !exported.contains(*name))
         .map(|(name, by)| format!("{name} (used by {by})"))
         .collect();
-    assert!(missing.is_empty(), "metrics no running idsync exports: {missing:?}\nexported: {exported:?}");
+    assert!(
+        missing.is_empty(),
+        "metrics no running idsync exports: {missing:?}\nexported: {exported:?}"
+    );
     // Stopped (and gone) before the namespace-scoped release starts, so only
     // that one can reconcile what follows.
     operator.process.signal("-TERM");
-    eventually("the cluster-wide operator to exit", Duration::from_secs(20), || async {
-        (!operator.process.is_running()).then_some(())
-    })
+    eventually(
+        "the cluster-wide operator to exit",
+        Duration::from_secs(20),
+        || async { (!operator.process.is_running()).then_some(()) },
+    )
     .await;
 
     // A second release, watching team-a only: its operator reconciles there and
     // cannot read Secrets anywhere else.
     for ns in ["team-a", "team-b"] {
-        cp.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"));
+        cp.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+        ));
     }
     let scoped = helm_install(
         &cp,
         "idsync-scoped",
         "idsync-scoped",
-        &["--set", "crds.install=false", "--set", "watchNamespaces={team-a}", "--set", "identityService.enabled=false"],
+        &[
+            "--set",
+            "crds.install=false",
+            "--set",
+            "watchNamespaces={team-a}",
+            "--set",
+            "identityService.enabled=false",
+        ],
     );
     assert_all_exist(&cp, &scoped, "idsync-scoped");
     let scoped_config = service_account_kubeconfig(&cp, "idsync-scoped", "idsync-scoped-operator");
-    let as_scoped = ControlPlane { dir: cp.dir.clone(), kubeconfig: scoped_config.clone() };
+    let as_scoped = ControlPlane {
+        dir: cp.dir.clone(),
+        kubeconfig: scoped_config.clone(),
+    };
     let scoped_operator = OperatorProcess::start(
         &as_scoped,
         &dir,
         "operator-scoped",
         "5s",
         &[
-            "--lease-namespace", "idsync-scoped",
-            "--lease-name", "idsync-scoped-operator",
-            "--watch-namespaces", "team-a",
+            "--lease-namespace",
+            "idsync-scoped",
+            "--lease-name",
+            "idsync-scoped-operator",
+            "--watch-namespaces",
+            "team-a",
         ],
     );
     for ns in ["team-a", "team-b"] {
@@ -789,24 +949,62 @@ spec:
     wait_ready(&cp, "workspaces", "team-a", "90s");
     // team-b is not watched: its Workspace gets no status from this operator.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (_, status, _) = cp.kubectl_run(&["get", "workspace", "main", "-n", "team-b", "-o", "jsonpath={.status}"], None);
+    let (_, status, _) = cp.kubectl_run(
+        &[
+            "get",
+            "workspace",
+            "main",
+            "-n",
+            "team-b",
+            "-o",
+            "jsonpath={.status}",
+        ],
+        None,
+    );
     assert!(status.trim().is_empty(), "team-b was reconciled: {status}");
 
     let scoped_client = client_for(&scoped_config).await;
     let inside: Api<Secret> = Api::namespaced(scoped_client.clone(), "team-a");
     assert!(inside.get("idsync-admin").await.is_ok());
     for (what, result) in [
-        ("team-b", Api::<Secret>::namespaced(scoped_client.clone(), "team-b").get("idsync-admin").await.map(|_| ())),
-        ("idsync-examples", Api::<Secret>::namespaced(scoped_client.clone(), "idsync-examples").get("okta-scim-token").await.map(|_| ())),
-        ("all namespaces", Api::<Secret>::all(scoped_client.clone()).list(&Default::default()).await.map(|_| ())),
+        (
+            "team-b",
+            Api::<Secret>::namespaced(scoped_client.clone(), "team-b")
+                .get("idsync-admin")
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "idsync-examples",
+            Api::<Secret>::namespaced(scoped_client.clone(), "idsync-examples")
+                .get("okta-scim-token")
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "all namespaces",
+            Api::<Secret>::all(scoped_client.clone())
+                .list(&Default::default())
+                .await
+                .map(|_| ()),
+        ),
     ] {
         match result {
             Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{what}: {status:?}"),
-            other => panic!("reading Secrets in {what} as the namespace-scoped operator: {other:?}"),
+            other => {
+                panic!("reading Secrets in {what} as the namespace-scoped operator: {other:?}")
+            }
         }
     }
-    let (_, said) = kubectl_as(&cp, &scoped_config, &["auth", "can-i", "list", "secrets", "-n", "team-b"]);
+    let (_, said) = kubectl_as(
+        &cp,
+        &scoped_config,
+        &["auth", "can-i", "list", "secrets", "-n", "team-b"],
+    );
     assert_eq!(said.lines().next().unwrap_or(""), "no", "{said}");
     let log = std::fs::read_to_string(&scoped_operator.process.log).unwrap_or_default();
-    assert!(!log.contains("403"), "the scoped operator was refused something:\n{log}");
+    assert!(
+        !log.contains("403"),
+        "the scoped operator was refused something:\n{log}"
+    );
 }

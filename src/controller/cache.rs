@@ -305,7 +305,10 @@ mod tests {
     #[test]
     fn watch_namespaces_become_one_scope_each_or_the_cluster() {
         assert_eq!(Scope::from_namespaces(&[]), vec![Scope::Cluster]);
-        assert_eq!(Scope::from_namespaces(&[String::new()]), vec![Scope::Cluster]);
+        assert_eq!(
+            Scope::from_namespaces(&[String::new()]),
+            vec![Scope::Cluster]
+        );
         assert_eq!(
             Scope::from_namespaces(&["b".into(), " a ".into(), "b".into(), "".into()]),
             vec![Scope::Namespace("a".into()), Scope::Namespace("b".into())]
