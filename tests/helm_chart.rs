@@ -770,6 +770,38 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
     assert!(ok, "idsync CRDs not Established: {out}{err}");
     assert_all_exist(&cp, &objects, NAMESPACE);
 
+    // An upgrade keeps the generated admin token (the operator's IdentityService
+    // Secrets hold a copy of it).
+    let admin_token = || {
+        cp.kubectl_run(
+            &[
+                "get",
+                "secret",
+                "idsync-admin-token",
+                "-n",
+                NAMESPACE,
+                "-o",
+                "jsonpath={.data.token}",
+            ],
+            None,
+        )
+        .1
+    };
+    let before = admin_token();
+    assert_eq!(before.len(), 64, "a 48-character token, base64: {before}");
+    let mut cmd = helm();
+    cmd.env("KUBECONFIG", &cp.kubeconfig)
+        .args(["upgrade", RELEASE])
+        .arg(chart())
+        .args(["--namespace", NAMESPACE, "--set", "operator.resync=1m"]);
+    let out = run(cmd);
+    assert!(out.status.success(), "helm upgrade:\n{}", text(&out));
+    assert_eq!(
+        admin_token(),
+        before,
+        "helm upgrade replaced the admin token"
+    );
+
     // The operator as the chart's ServiceAccount, with nothing but its RBAC.
     let sa_config = service_account_kubeconfig(&cp, NAMESPACE, "idsync-operator");
     let as_operator = ControlPlane {
@@ -1003,6 +1035,30 @@ spec:
     );
     assert_eq!(said.lines().next().unwrap_or(""), "no", "{said}");
     let log = std::fs::read_to_string(&scoped_operator.process.log).unwrap_or_default();
+
+    // `helm uninstall` keeps the CRDs, and with them every user resource.
+    let mut cmd = helm();
+    cmd.env("KUBECONFIG", &cp.kubeconfig)
+        .args(["uninstall", RELEASE, "--namespace", NAMESPACE]);
+    let out = run(cmd);
+    assert!(out.status.success(), "helm uninstall:\n{}", text(&out));
+    for crd in &crd_names {
+        let (ok, out, err) = cp.kubectl_run(&["get", crd], None);
+        assert!(ok, "{crd} deleted by helm uninstall: {out}{err}");
+    }
+    let (ok, workspaces, err) = cp.kubectl_run(
+        &["get", "workspaces", "-n", "idsync-examples", "-o", "name"],
+        None,
+    );
+    assert!(ok && workspaces.lines().count() == 3, "{workspaces}{err}");
+    let (ok, out, err) = cp.kubectl_run(
+        &["get", "deployment", "idsync-operator", "-n", NAMESPACE],
+        None,
+    );
+    assert!(
+        !ok,
+        "the operator Deployment outlived helm uninstall: {out}{err}"
+    );
     assert!(
         !log.contains("403"),
         "the scoped operator was refused something:\n{log}"

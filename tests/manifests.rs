@@ -48,21 +48,39 @@ fn chart_crds_match_the_code() {
         );
         // The same CRD as crds/ (what `kubectl apply -f crds/` installs), only
         // wrapped in the `crds.install` condition and annotated to be kept.
-        let plain = idsync::crdgen::render(&crd).unwrap();
-        let plain_body = plain.split_once("---\n").unwrap().1;
         let body = have
             .split_once("---\n")
-            .unwrap()
-            .1
-            .replace("    helm.sh/resource-policy: keep\n", "")
-            .replace("{{- end }}\n", "");
+            .and_then(|(_, rest)| rest.strip_suffix("{{- end }}\n"))
+            .expect("a `{{- if .Values.crds.install }}` ... `{{- end }}` template");
         assert!(
-            !plain_body.contains("{{"),
+            !body.contains("{{"),
             "{name} contains `{{{{`, which Helm would read as a template action"
         );
+        let mut chart_crd: serde_json::Value = serde_saphyr::from_str(body).unwrap();
+        let annotations = chart_crd["metadata"]["annotations"]
+            .as_object_mut()
+            .expect("annotations");
         assert_eq!(
-            body.replace("  annotations: {}\n", ""),
-            plain_body.replace("  annotations: {}\n", ""),
+            annotations.remove("helm.sh/resource-policy"),
+            Some("keep".into()),
+            "{name}: `helm uninstall` would delete the CRD and every resource of its kind"
+        );
+        if annotations.is_empty() {
+            chart_crd["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("annotations");
+        }
+        let plain: serde_json::Value = serde_saphyr::from_str(
+            std::fs::read_to_string(repo_root().join("crds").join(&name))
+                .unwrap()
+                .split_once("---\n")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        assert_eq!(
+            chart_crd, plain,
             "{name}: the chart's CRD differs from crds/"
         );
         expected.insert(name);
