@@ -636,33 +636,6 @@ async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
-/// The examples with this stack's service URL, admin token and local IdP (as
-/// tests/e2e.rs applies them).
-fn examples_yaml(service: &ServiceProcess, oidc: &OidcProvider) -> String {
-    let mut yaml = String::new();
-    for file in [
-        "00-identity-service.yaml",
-        "okta-oidc.yaml",
-        "entra-saml.yaml",
-        "google-oidc.yaml",
-    ] {
-        yaml.push_str(&std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap());
-        yaml.push_str("\n---\n");
-    }
-    yaml.replace(
-        "REPLACE-WITH-THE-ADMIN-TOKEN-OF-YOUR-IDENTITY-SERVICE",
-        &service.admin_token,
-    )
-    .replace("http://127.0.0.1:8080", &service.url)
-    .replace("https://octomil.okta.com", &oidc.issuer)
-    .replace("https://accounts.google.com", &oidc.issuer)
-    .replace("0oa8f5j3ecb5w3dF35d7", "octomil-idsync")
-    .replace(
-        "1234567890-brightpath.apps.googleusercontent.com",
-        "brightpath-idsync",
-    )
-}
-
 /// Drives the traffic after which every metric family the alerts and the
 /// dashboard use has a series: a SCIM user created and deactivated, a refused
 /// SCIM token, a failed sign-in.
@@ -827,10 +800,7 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
     }
 
     let service = ServiceProcess::start(&dir);
-    let clients = json!([
-        {"client_id": "octomil-idsync", "client_secret": "okta-example-secret", "redirect_uris": ["http://127.0.0.1/cb"]},
-        {"client_id": "brightpath-idsync", "client_secret": "google-example-secret", "redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "client_secret_post"}
-    ]);
+    let clients = support::cluster::example_oidc_clients();
     let oidc = OidcProvider::start(&dir, clients, json!({}));
     let operator = OperatorProcess::start(
         &as_operator,
@@ -844,7 +814,7 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
             "idsync-operator",
         ],
     );
-    cp.apply(&examples_yaml(&service, &oidc));
+    cp.apply(&support::cluster::examples_yaml(&service, &oidc));
     for kind in [
         "identityservices",
         "workspaces",
@@ -952,29 +922,10 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
         ],
     );
     for ns in ["team-a", "team-b"] {
-        cp.apply(&format!(
-            r#"apiVersion: v1
-kind: Secret
-metadata: {{name: idsync-admin, namespace: {ns}}}
-stringData: {{token: {token}}}
----
-apiVersion: idsync.dev/v1alpha1
-kind: IdentityService
-metadata: {{name: idsync, namespace: {ns}}}
-spec:
-  url: {url}
-  adminTokenSecretRef: {{name: idsync-admin, key: token}}
----
-apiVersion: idsync.dev/v1alpha1
-kind: Workspace
-metadata: {{name: main, namespace: {ns}}}
-spec:
-  serviceRef: {{name: idsync}}
-  workspaceId: scoped-{ns}
-  domains: [{ns}.example.com]
-"#,
-            token = service.admin_token,
-            url = service.url,
+        cp.apply(&support::cluster::tenant_yaml(
+            &service,
+            ns,
+            &format!("scoped-{ns}"),
         ));
     }
     wait_ready(&cp, "identityservices", "team-a", "90s");

@@ -7,45 +7,60 @@ use std::collections::BTreeSet;
 
 use idsync::manifest::{self, Manifest};
 use idsync::roles::CompiledMapping;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use support::repo_root;
 
-#[test]
-fn crds_directory_matches_the_code() {
-    let dir = repo_root().join("crds");
+/// Asserts `dir` holds exactly the files `render` makes of each CRD, byte for byte.
+fn assert_generated(
+    dir: &std::path::Path,
+    shown: &str,
+    command: &str,
+    render: impl Fn(&CustomResourceDefinition) -> String,
+) {
     let mut expected = BTreeSet::new();
     for crd in idsync::crdgen::all() {
         let name = idsync::crdgen::file_name(&crd);
-        let want = idsync::crdgen::render(&crd).unwrap();
         let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
         assert!(
-            have == want,
-            "crds/{name} is stale or missing: run `cargo run -- crd --out crds/` and commit the result"
+            have == render(&crd),
+            "{shown}{name} is stale or missing: run `{command}` and commit the result"
         );
         expected.insert(name);
     }
-    let present: BTreeSet<String> = std::fs::read_dir(&dir)
+    let present: BTreeSet<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(
         present, expected,
-        "crds/ holds files the code does not generate"
+        "{shown} holds files the code does not generate"
     );
 }
 
 #[test]
-fn chart_crds_match_the_code() {
-    let chart = repo_root().join("charts/idsync");
-    let dir = chart.join(idsync::crdgen::CHART_CRD_DIR);
-    let mut expected = BTreeSet::new();
+fn crds_directory_matches_the_code() {
+    assert_generated(
+        &repo_root().join("crds"),
+        "crds/",
+        "cargo run -- crd --out crds/",
+        |crd| idsync::crdgen::render(crd).unwrap(),
+    );
+}
+
+#[test]
+fn chart_crds_match_the_code_and_crds_directory() {
+    let dir = repo_root()
+        .join("charts/idsync")
+        .join(idsync::crdgen::CHART_CRD_DIR);
+    assert_generated(
+        &dir,
+        "charts/idsync/templates/crds/",
+        "cargo run -- crd --chart charts/idsync",
+        |crd| idsync::crdgen::render_chart_template(crd).unwrap(),
+    );
     for crd in idsync::crdgen::all() {
         let name = idsync::crdgen::file_name(&crd);
-        let want = idsync::crdgen::render_chart_template(&crd).unwrap();
-        let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-        assert!(
-            have == want,
-            "charts/idsync/templates/crds/{name} is stale or missing: run `cargo run -- crd --chart charts/idsync` and commit the result"
-        );
+        let have = std::fs::read_to_string(dir.join(&name)).unwrap();
         // The same CRD as crds/ (what `kubectl apply -f crds/` installs), only
         // wrapped in the `crds.install` condition and annotated to be kept.
         let body = have
@@ -83,16 +98,7 @@ fn chart_crds_match_the_code() {
             chart_crd, plain,
             "{name}: the chart's CRD differs from crds/"
         );
-        expected.insert(name);
     }
-    let present: BTreeSet<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        present, expected,
-        "charts/idsync/templates/crds/ holds files the code does not generate"
-    );
 }
 
 fn examples() -> Vec<Manifest> {

@@ -823,15 +823,7 @@ async fn declared_extensions_and_metrics(db: Db) {
             .iter()
             .any(|e| e["schema"] == custom)
     );
-    let metrics = f
-        .http
-        .get(format!("http://{}/metrics", f.service.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_page(&f).await;
     assert!(metrics.contains(r#"idsync_scim_requests_total{operation="create",resource="User",status="201",workspace="acme"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"idsync_scim_requests_total{operation="create",resource="User",status="400",workspace="acme"} 1"#));
     assert!(
@@ -854,15 +846,7 @@ async fn declared_extensions_and_metrics(db: Db) {
             .status();
         assert_eq!(status, 401);
     }
-    let metrics = f
-        .http
-        .get(format!("http://{}/metrics", f.service.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_page(&f).await;
     assert!(
         metrics.contains(r#"idsync_scim_requests_total{operation="list",resource="User",status="401",workspace="acme"} 1"#),
         "{metrics}"
@@ -873,6 +857,18 @@ async fn declared_extensions_and_metrics(db: Db) {
     );
     assert!(!metrics.contains("made-up-workspace"), "{metrics}");
     f.stop().await;
+}
+
+/// The service's /metrics page.
+async fn metrics_page(f: &ScimFixture) -> String {
+    f.http
+        .get(format!("http://{}/metrics", f.service.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 on_both_databases!(
