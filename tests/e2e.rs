@@ -64,26 +64,7 @@ fn tenant_yaml(ns: &str, workspace_id: &str) -> String {
 }
 
 fn wait_ready(kind: &str, ns: &str, name: &str, timeout: &str) {
-    let (ok, out, err) = stack().cp.kubectl_run(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            kind,
-            name,
-            "-n",
-            ns,
-            &format!("--timeout={timeout}"),
-        ],
-        None,
-    );
-    assert!(
-        ok,
-        "{kind}/{name} in {ns} not Ready: {out}{err}\n{}",
-        stack()
-            .cp
-            .kubectl_run(&["get", kind, name, "-n", ns, "-o", "yaml"], None)
-            .1
-    );
+    stack().cp.wait_ready(kind, ns, name, timeout);
 }
 
 async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {

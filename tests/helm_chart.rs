@@ -611,27 +611,6 @@ fn assert_all_exist(cp: &ControlPlane, objects: &[Value], default_namespace: &st
     }
 }
 
-fn wait_ready(cp: &ControlPlane, kind: &str, ns: &str, timeout: &str) {
-    let (ok, out, err) = cp.kubectl_run(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            kind,
-            "--all",
-            "-n",
-            ns,
-            &format!("--timeout={timeout}"),
-        ],
-        None,
-    );
-    assert!(
-        ok,
-        "{kind} in {ns} not Ready: {out}{err}\n{}",
-        cp.kubectl_run(&["get", kind, "-n", ns, "-o", "yaml"], None)
-            .1
-    );
-}
-
 async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
@@ -822,7 +801,7 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
         "scimtokens",
         "rolemappings",
     ] {
-        wait_ready(&cp, kind, "idsync-examples", "120s");
+        cp.wait_ready(kind, "idsync-examples", "--all", "120s");
     }
     let log = std::fs::read_to_string(&operator.process.log).unwrap_or_default();
     assert!(
@@ -928,8 +907,8 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
             &format!("scoped-{ns}"),
         ));
     }
-    wait_ready(&cp, "identityservices", "team-a", "90s");
-    wait_ready(&cp, "workspaces", "team-a", "90s");
+    cp.wait_ready("identityservices", "team-a", "--all", "90s");
+    cp.wait_ready("workspaces", "team-a", "--all", "90s");
     // team-b is not watched: its Workspace gets no status from this operator.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, status, _) = cp.kubectl_run(

@@ -134,6 +134,29 @@ impl ControlPlane {
         assert!(ok, "CRDs not established: {out}{err}");
     }
 
+    /// Waits until `kind` `name` (or `--all`) in `ns` is Ready; on timeout, fails
+    /// with the objects' YAML (their conditions say why).
+    pub fn wait_ready(&self, kind: &str, ns: &str, name: &str, timeout: &str) {
+        let (ok, out, err) = self.kubectl_run(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                kind,
+                name,
+                "-n",
+                ns,
+                &format!("--timeout={timeout}"),
+            ],
+            None,
+        );
+        assert!(
+            ok,
+            "{kind}/{name} in {ns} not Ready: {out}{err}\n{}",
+            self.kubectl_run(&["get", kind, name, "-n", ns, "-o", "yaml"], None)
+                .1
+        );
+    }
+
     pub fn apply(&self, yaml: &str) {
         let (ok, out, err) = self.kubectl_run(&["apply", "-f", "-"], Some(yaml));
         assert!(ok, "kubectl apply failed: {out}{err}");
