@@ -548,17 +548,31 @@ fn kubectl_as(cp: &ControlPlane, kubeconfig: &Path, args: &[&str]) -> (bool, Str
     (out.status.success(), text(&out))
 }
 
+/// Installs the chart into `namespace`, created with the "restricted" Pod
+/// Security Standard enforced and warned about: the apiserver's Pod Security
+/// admission then warns on every Deployment whose pods would be refused, and
+/// helm prints those warnings.
 fn helm_install(cp: &ControlPlane, release: &str, namespace: &str, args: &[&str]) -> Vec<Value> {
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels:\n    \
+         pod-security.kubernetes.io/enforce: restricted\n    \
+         pod-security.kubernetes.io/warn: restricted\n"
+    ));
     let mut cmd = helm();
     cmd.env("KUBECONFIG", &cp.kubeconfig)
         .args(["install", release])
         .arg(chart())
-        .args(["--namespace", namespace, "--create-namespace"])
+        .args(["--namespace", namespace])
         .args(args);
     let out = run(cmd);
     assert!(
         out.status.success(),
         "helm install {release}:\n{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("PodSecurity"),
+        "pods of {release} would violate the restricted Pod Security Standard:\n{}",
         text(&out)
     );
     let mut cmd = helm();
