@@ -24,4 +24,7 @@ fi
 # Build the control plane up front so its first, slow build reports progress here
 # rather than inside a test.
 tests/e2e/control-plane.sh build
+# helm and promtool for the Helm chart's tests (tests/helm_chart.rs), built with
+# `go install` at pinned versions and cached the same way (about 5 minutes cold).
+tests/e2e/tools.sh build
 cargo test --locked "$@"

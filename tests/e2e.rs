@@ -36,13 +36,21 @@ fn stack() -> &'static Stack {
         let cp = ControlPlane::start(&dir.join("cluster"));
         cp.install_crds();
         let service = ServiceProcess::start(&dir);
-        let operator = OperatorProcess::start(&cp, &dir, "operator", "2s", &["--lease-namespace", "default"]);
-        let clients = json!([
-            {"client_id": "octomil-idsync", "client_secret": "okta-example-secret", "redirect_uris": ["http://127.0.0.1/cb"]},
-            {"client_id": "brightpath-idsync", "client_secret": "google-example-secret", "redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "client_secret_post"}
-        ]);
+        let operator = OperatorProcess::start(
+            &cp,
+            &dir,
+            "operator",
+            "2s",
+            &["--lease-namespace", "default"],
+        );
+        let clients = support::cluster::example_oidc_clients();
         let oidc = OidcProvider::start(&dir, clients, json!({}));
-        Stack { cp, service, operator, oidc }
+        Stack {
+            cp,
+            service,
+            operator,
+            oidc,
+        }
     })
 }
 
@@ -52,58 +60,11 @@ async fn client() -> Client {
 
 /// An IdentityService (with its admin token Secret) and a Workspace in `ns`.
 fn tenant_yaml(ns: &str, workspace_id: &str) -> String {
-    let s = stack();
-    format!(
-        r#"apiVersion: v1
-kind: Namespace
-metadata: {{name: {ns}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: idsync-admin, namespace: {ns}}}
-stringData: {{token: {token}}}
----
-apiVersion: idsync.dev/v1alpha1
-kind: IdentityService
-metadata: {{name: idsync, namespace: {ns}}}
-spec:
-  url: {url}
-  adminTokenSecretRef: {{name: idsync-admin, key: token}}
----
-apiVersion: idsync.dev/v1alpha1
-kind: Workspace
-metadata: {{name: main, namespace: {ns}}}
-spec:
-  serviceRef: {{name: idsync}}
-  workspaceId: {workspace_id}
-  domains: [{workspace_id}.example.com]
-"#,
-        token = s.service.admin_token,
-        url = s.service.url,
-    )
+    support::cluster::tenant_yaml(&stack().service, ns, workspace_id)
 }
 
 fn wait_ready(kind: &str, ns: &str, name: &str, timeout: &str) {
-    let (ok, out, err) = stack().cp.kubectl_run(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            kind,
-            name,
-            "-n",
-            ns,
-            &format!("--timeout={timeout}"),
-        ],
-        None,
-    );
-    assert!(
-        ok,
-        "{kind}/{name} in {ns} not Ready: {out}{err}\n{}",
-        stack()
-            .cp
-            .kubectl_run(&["get", kind, name, "-n", ns, "-o", "yaml"], None)
-            .1
-    );
+    stack().cp.wait_ready(kind, ns, name, timeout);
 }
 
 async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
@@ -129,35 +90,7 @@ async fn scim_status(base_url: &str, token: &str) -> u16 {
 async fn examples_become_ready_and_their_scim_tokens_work() {
     let s = stack();
     let client = client().await;
-    // The examples as a platform team would apply them, with the admin token and
-    // service URL of this stack, and the OIDC issuers pointed at the local IdP (the
-    // machine has no internet to reach Okta or Google).
-    let mut yaml = String::new();
-    for file in [
-        "00-identity-service.yaml",
-        "okta-oidc.yaml",
-        "entra-saml.yaml",
-        "google-oidc.yaml",
-    ] {
-        yaml.push_str(
-            &std::fs::read_to_string(support::repo_root().join("examples").join(file)).unwrap(),
-        );
-        yaml.push_str("\n---\n");
-    }
-    let yaml = yaml
-        .replace(
-            "REPLACE-WITH-THE-ADMIN-TOKEN-OF-YOUR-IDENTITY-SERVICE",
-            &s.service.admin_token,
-        )
-        .replace("http://127.0.0.1:8080", &s.service.url)
-        .replace("https://octomil.okta.com", &s.oidc.issuer)
-        .replace("https://accounts.google.com", &s.oidc.issuer)
-        .replace("0oa8f5j3ecb5w3dF35d7", "octomil-idsync")
-        .replace(
-            "1234567890-brightpath.apps.googleusercontent.com",
-            "brightpath-idsync",
-        );
-    s.cp.apply(&yaml);
+    s.cp.apply(&support::cluster::examples_yaml(&s.service, &s.oidc));
 
     for kind in [
         "identityservices",

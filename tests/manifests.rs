@@ -7,30 +7,98 @@ use std::collections::BTreeSet;
 
 use idsync::manifest::{self, Manifest};
 use idsync::roles::CompiledMapping;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use support::repo_root;
 
-#[test]
-fn crds_directory_matches_the_code() {
-    let dir = repo_root().join("crds");
+/// Asserts `dir` holds exactly the files `render` makes of each CRD, byte for byte.
+fn assert_generated(
+    dir: &std::path::Path,
+    shown: &str,
+    command: &str,
+    render: impl Fn(&CustomResourceDefinition) -> String,
+) {
     let mut expected = BTreeSet::new();
     for crd in idsync::crdgen::all() {
         let name = idsync::crdgen::file_name(&crd);
-        let want = idsync::crdgen::render(&crd).unwrap();
         let have = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
         assert!(
-            have == want,
-            "crds/{name} is stale or missing: run `cargo run -- crd --out crds/` and commit the result"
+            have == render(&crd),
+            "{shown}{name} is stale or missing: run `{command}` and commit the result"
         );
         expected.insert(name);
     }
-    let present: BTreeSet<String> = std::fs::read_dir(&dir)
+    let present: BTreeSet<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(
         present, expected,
-        "crds/ holds files the code does not generate"
+        "{shown} holds files the code does not generate"
     );
+}
+
+#[test]
+fn crds_directory_matches_the_code() {
+    assert_generated(
+        &repo_root().join("crds"),
+        "crds/",
+        "cargo run -- crd --out crds/",
+        |crd| idsync::crdgen::render(crd).unwrap(),
+    );
+}
+
+#[test]
+fn chart_crds_match_the_code_and_crds_directory() {
+    let dir = repo_root()
+        .join("charts/idsync")
+        .join(idsync::crdgen::CHART_CRD_DIR);
+    assert_generated(
+        &dir,
+        "charts/idsync/templates/crds/",
+        "cargo run -- crd --chart charts/idsync",
+        |crd| idsync::crdgen::render_chart_template(crd).unwrap(),
+    );
+    for crd in idsync::crdgen::all() {
+        let name = idsync::crdgen::file_name(&crd);
+        let have = std::fs::read_to_string(dir.join(&name)).unwrap();
+        // The same CRD as crds/ (what `kubectl apply -f crds/` installs), only
+        // wrapped in the `crds.install` condition and annotated to be kept.
+        let body = have
+            .split_once("---\n")
+            .and_then(|(_, rest)| rest.strip_suffix("{{- end }}\n"))
+            .expect("a `{{- if .Values.crds.install }}` ... `{{- end }}` template");
+        assert!(
+            !body.contains("{{"),
+            "{name} contains `{{{{`, which Helm would read as a template action"
+        );
+        let mut chart_crd: serde_json::Value = serde_saphyr::from_str(body).unwrap();
+        let annotations = chart_crd["metadata"]["annotations"]
+            .as_object_mut()
+            .expect("annotations");
+        assert_eq!(
+            annotations.remove("helm.sh/resource-policy"),
+            Some("keep".into()),
+            "{name}: `helm uninstall` would delete the CRD and every resource of its kind"
+        );
+        if annotations.is_empty() {
+            chart_crd["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("annotations");
+        }
+        let plain: serde_json::Value = serde_saphyr::from_str(
+            std::fs::read_to_string(repo_root().join("crds").join(&name))
+                .unwrap()
+                .split_once("---\n")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        assert_eq!(
+            chart_crd, plain,
+            "{name}: the chart's CRD differs from crds/"
+        );
+    }
 }
 
 fn examples() -> Vec<Manifest> {

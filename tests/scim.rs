@@ -823,15 +823,7 @@ async fn declared_extensions_and_metrics(db: Db) {
             .iter()
             .any(|e| e["schema"] == custom)
     );
-    let metrics = f
-        .http
-        .get(format!("http://{}/metrics", f.service.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_page(&f).await;
     assert!(metrics.contains(r#"idsync_scim_requests_total{operation="create",resource="User",status="201",workspace="acme"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"idsync_scim_requests_total{operation="create",resource="User",status="400",workspace="acme"} 1"#));
     assert!(
@@ -839,7 +831,44 @@ async fn declared_extensions_and_metrics(db: Db) {
     );
     assert!(metrics.contains(r#"idsync_scim_last_success_timestamp_seconds{workspace="acme"}"#));
     assert!(!metrics.contains(&f.token));
+
+    // A refused token counts under its workspace when the workspace exists (the
+    // "SCIM requests answered 401" alert names it), and never under a made-up
+    // path's name (callers cannot mint label values).
+    for ws in ["acme", "made-up-workspace"] {
+        let status = f
+            .http
+            .get(format!("http://{}/scim/v2/{ws}/Users", f.service.addr))
+            .bearer_auth("idsync_scim_revoked_or_stale_token")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    let metrics = metrics_page(&f).await;
+    assert!(
+        metrics.contains(r#"idsync_scim_requests_total{operation="list",resource="User",status="401",workspace="acme"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"status="401",workspace="unauthenticated"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("made-up-workspace"), "{metrics}");
     f.stop().await;
+}
+
+/// The service's /metrics page.
+async fn metrics_page(f: &ScimFixture) -> String {
+    f.http
+        .get(format!("http://{}/metrics", f.service.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 on_both_databases!(

@@ -51,6 +51,9 @@ pub enum Command {
         /// Directory to write `<plural>.idsync.dev.yaml` files into (default: print to stdout).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Helm chart directory whose `templates/crds/` to write (e.g. charts/idsync).
+        #[arg(long, value_name = "CHART_DIR", conflicts_with = "out")]
+        chart: Option<PathBuf>,
     },
     /// Role mapping tools.
     #[command(subcommand)]
@@ -64,14 +67,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Operator(args) => crate::controller::run(args).await,
-        Command::Crd { out } => {
-            match out {
-                Some(dir) => {
+        Command::Crd { out, chart } => {
+            match (out, chart) {
+                (Some(dir), _) => {
                     for name in crate::crdgen::write_dir(&dir)? {
                         eprintln!("wrote {}", dir.join(name).display());
                     }
                 }
-                None => print!("{}", crate::crdgen::render_all()?),
+                (None, Some(chart)) => {
+                    for name in crate::crdgen::write_chart(&chart)? {
+                        eprintln!("wrote {}", chart.join(name).display());
+                    }
+                }
+                (None, None) => print!("{}", crate::crdgen::render_all()?),
             }
             Ok(())
         }

@@ -5,6 +5,14 @@
 //! Memory: objects enter a store without `metadata.managedFields` and without
 //! kubectl's last-applied annotation (together usually larger than the spec), and
 //! Secrets are watched as metadata only, so no Secret value sits in a store.
+//!
+//! Scope: every watch here covers one [`Scope`], the whole cluster or one
+//! namespace. With `--watch-namespaces a,b` the operator builds one complete set
+//! of stores and controllers per namespace instead of feeding one store from
+//! several namespaced watches: a reflector `Writer` replaces its whole content on
+//! each watch's (re)list (`Init`..`InitDone`), so a second watch would wipe the
+//! first one's objects. Cross-object references never leave a namespace, so
+//! nothing needs a view across them.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,7 +20,7 @@ use std::{
 };
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::{ByteString, NamespaceResourceScope, api::core::v1::Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::PartialObjectMeta,
@@ -29,6 +37,46 @@ use tokio::sync::watch;
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Events a shared watch buffers for a controller that has not taken them yet.
 const SHARED_BUFFER: usize = 1024;
+
+/// What one set of watches covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace (`--watch-namespaces` unset): needs cluster-wide list/watch.
+    Cluster,
+    /// One namespace: needs list/watch in that namespace only.
+    Namespace(String),
+}
+
+impl Scope {
+    /// The scopes of `--watch-namespaces`: the cluster when the list is empty,
+    /// else each distinct namespace once.
+    pub fn from_namespaces(namespaces: &[String]) -> Vec<Scope> {
+        let mut names: Vec<&str> = namespaces
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            return vec![Scope::Cluster];
+        }
+        names
+            .into_iter()
+            .map(|n| Scope::Namespace(n.to_string()))
+            .collect()
+    }
+
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        match self {
+            Scope::Cluster => Api::all(client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+}
 
 /// Drops what no reconciler reads before an object enters a store.
 pub fn slim<K: Resource>(obj: &mut K) {
@@ -57,13 +105,14 @@ where
 /// controller's own trigger).
 pub fn owned<K>(
     client: &Client,
+    scope: &Scope,
     cfg: watcher::Config,
 ) -> (
     Store<K>,
     impl Stream<Item = watcher::Result<K>> + Send + 'static,
 )
 where
-    K: Resource<DynamicType = ()>
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + DeserializeOwned
         + std::fmt::Debug
@@ -72,7 +121,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watch(Api::<K>::all(client.clone()), cfg)
+    let stream = watch(scope.api::<K>(client), cfg)
         .reflect(writer)
         .applied_objects();
     (reader, stream)
@@ -163,22 +212,29 @@ where
 /// The full-object watch of a shared kind.
 pub fn full<K>(
     client: &Client,
+    scope: &Scope,
     cfg: watcher::Config,
 ) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
 {
-    watch(Api::<K>::all(client.clone()), cfg)
+    watch(scope.api::<K>(client), cfg)
 }
 
-/// The metadata-only watch of every Secret (`Api<PartialObjectMeta<_>>` makes
-/// metadata-only list and watch requests).
+/// The metadata-only watch of every Secret in the scope
+/// (`Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests).
 pub fn secret_metadata(
     client: &Client,
+    scope: &Scope,
 ) -> impl Stream<Item = watcher::Result<watcher::Event<PartialObjectMeta<Secret>>>> + Send + 'static
 {
     watch(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        scope.api::<PartialObjectMeta<Secret>>(client),
         watcher::Config::default(),
     )
 }
@@ -329,5 +385,18 @@ mod tests {
                 .expect("waiter task");
         }
         assert_eq!(store.state().len(), 1, "the store is filled when they wake");
+    }
+
+    #[test]
+    fn watch_namespaces_become_one_scope_each_or_the_cluster() {
+        assert_eq!(Scope::from_namespaces(&[]), vec![Scope::Cluster]);
+        assert_eq!(
+            Scope::from_namespaces(&[String::new()]),
+            vec![Scope::Cluster]
+        );
+        assert_eq!(
+            Scope::from_namespaces(&["b".into(), " a ".into(), "b".into(), "".into()]),
+            vec![Scope::Namespace("a".into()), Scope::Namespace("b".into())]
+        );
     }
 }

@@ -18,7 +18,13 @@ pub struct OperatorMetrics {
     pub status_patches: IntCounterVec,
     pub secret_writes: IntCounterVec,
     pub token_rotation_seconds: GaugeVec,
+    /// The same moment as `token_rotation_seconds`, as a Unix time: it stays
+    /// right between reconciles and when a rotation fails, so "overdue" is
+    /// `time() > next rotation` in PromQL.
+    pub token_rotation_timestamp: GaugeVec,
     pub idp_certificate_expiry_seconds: GaugeVec,
+    /// The same moment as `idp_certificate_expiry_seconds`, as a Unix time.
+    pub idp_certificate_expiry_timestamp: GaugeVec,
     pub leader: IntGauge,
 }
 
@@ -86,6 +92,16 @@ impl OperatorMetrics {
                 "Seconds until a SCIMToken's next scheduled rotation (negative when overdue).",
                 &["namespace", "name"],
             ),
+            token_rotation_timestamp: gauge(
+                "idsync_operator_scim_token_next_rotation_timestamp_seconds",
+                "Unix time of a SCIMToken's next scheduled rotation.",
+                &["namespace", "name"],
+            ),
+            idp_certificate_expiry_timestamp: gauge(
+                "idsync_operator_idp_certificate_expiry_timestamp_seconds",
+                "Unix time at which the first-expiring IdP signing certificate of an SSOConnection expires.",
+                &["namespace", "name"],
+            ),
             idp_certificate_expiry_seconds: gauge(
                 "idsync_operator_idp_certificate_expiry_seconds",
                 "Seconds until the first-expiring IdP signing certificate of an SSOConnection expires.",
@@ -108,6 +124,8 @@ impl OperatorMetrics {
             Box::new(m.secret_writes.clone()),
             Box::new(m.token_rotation_seconds.clone()),
             Box::new(m.idp_certificate_expiry_seconds.clone()),
+            Box::new(m.token_rotation_timestamp.clone()),
+            Box::new(m.idp_certificate_expiry_timestamp.clone()),
             Box::new(m.leader.clone()),
         ];
         for c in collectors {

@@ -86,6 +86,17 @@ pub struct OperatorArgs {
     /// apiserver when thousands of resources arrive together.
     #[arg(long, env = "IDSYNC_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+
+    /// Namespaces to watch, comma-separated (default: every namespace). With a
+    /// list, the operator lists and watches only there, so namespaced Roles are
+    /// enough; `--concurrency` then applies to each namespace.
+    #[arg(
+        long,
+        env = "IDSYNC_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS,NS"
+    )]
+    pub watch_namespaces: Vec<String>,
 }
 
 /// Finalizer wrapper shared by every kind: apply or clean up, count, time.
@@ -255,15 +266,27 @@ pub fn controllers(
     resync: Duration,
     concurrency: u16,
 ) -> Operator {
+    controllers_in(client, metrics, resync, concurrency, &cache::Scope::Cluster)
+}
+
+/// Every controller for one [`cache::Scope`] (see the `cache` module for why a
+/// namespace list gets one set per namespace).
+fn controllers_in(
+    client: Client,
+    metrics: OperatorMetrics,
+    resync: Duration,
+    concurrency: u16,
+    scope: &cache::Scope,
+) -> Operator {
     let limits = kube::runtime::controller::Config::default().concurrency(concurrency.max(1));
     let cfg = watcher::Config::default().any_semantic();
 
     let services = cache::Shared::<IdentityService>::new();
     let workspaces = cache::Shared::<Workspace>::new();
     let secrets = cache::Shared::<PartialObjectMeta<Secret>>::new();
-    let (sso_store, sso_stream) = cache::owned::<SsoConnection>(&client, cfg.clone());
-    let (token_store, token_stream) = cache::owned::<ScimToken>(&client, cfg.clone());
-    let (mapping_store, mapping_stream) = cache::owned::<RoleMapping>(&client, cfg.clone());
+    let (sso_store, sso_stream) = cache::owned::<SsoConnection>(&client, scope, cfg.clone());
+    let (token_store, token_stream) = cache::owned::<ScimToken>(&client, scope, cfg.clone());
+    let (mapping_store, mapping_stream) = cache::owned::<RoleMapping>(&client, scope, cfg.clone());
 
     let ctx = Context::new(
         client.clone(),
@@ -379,9 +402,9 @@ pub fn controllers(
         );
 
     let watches = vec![
-        services.run(cache::full(&client, cfg.clone())),
-        workspaces.run(cache::full(&client, cfg)),
-        secrets.run(cache::secret_metadata(&client)),
+        services.run(cache::full(&client, scope, cfg.clone())),
+        workspaces.run(cache::full(&client, scope, cfg)),
+        secrets.run(cache::secret_metadata(&client, scope)),
     ];
     Operator {
         controllers: vec![
@@ -477,12 +500,23 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!(%identity, "became leader; starting controllers");
 
-    let operator = controllers(
-        client,
-        metrics.clone(),
-        args.resync.as_duration(),
-        args.concurrency,
-    );
+    let scopes = cache::Scope::from_namespaces(&args.watch_namespaces);
+    tracing::info!(?scopes, "watching");
+    let mut operator = Operator {
+        controllers: Vec::new(),
+        watches: Vec::new(),
+    };
+    for scope in &scopes {
+        let set = controllers_in(
+            client.clone(),
+            metrics.clone(),
+            args.resync.as_duration(),
+            args.concurrency,
+            scope,
+        );
+        operator.controllers.extend(set.controllers);
+        operator.watches.extend(set.watches);
+    }
     // The shared watches never end on their own; they stop with the controllers.
     let watches = tokio::spawn(futures::future::join_all(operator.watches));
     let controllers = futures::future::join_all(operator.controllers);

@@ -419,12 +419,20 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
                         .token_rotation_seconds
                         .with_label_values(&[&ns, &name])
                         .set(until.as_secs_f64());
+                    ctx.metrics
+                        .token_rotation_timestamp
+                        .with_label_values(&[&ns, &name])
+                        .set(n.as_millisecond() as f64 / 1000.0);
                     requeue = requeue.min(until.unsigned_abs().max(Duration::from_secs(1)));
                 }
                 None => {
                     let _ = ctx
                         .metrics
                         .token_rotation_seconds
+                        .remove_label_values(&[&ns, &name]);
+                    let _ = ctx
+                        .metrics
+                        .token_rotation_timestamp
                         .remove_label_values(&[&ns, &name]);
                 }
             }
@@ -477,6 +485,10 @@ pub async fn cleanup(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
     let _ = ctx
         .metrics
         .token_rotation_seconds
+        .remove_label_values(&[&ns, &t.name_any()]);
+    let _ = ctx
+        .metrics
+        .token_rotation_timestamp
         .remove_label_values(&[&ns, &t.name_any()]);
     if t.spec.deletion_policy == Some(DeletionPolicy::Retain) {
         return Ok(Action::await_change());

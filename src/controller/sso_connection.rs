@@ -137,15 +137,24 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
                 new.last_synced_at = Some(status::now_rfc3339());
             }
             match info.certificate_expires_at {
-                Some(t) => ctx
-                    .metrics
-                    .idp_certificate_expiry_seconds
-                    .with_label_values(&[&ns, &name])
-                    .set(t.duration_since(jiff::Timestamp::now()).as_secs_f64()),
+                Some(t) => {
+                    ctx.metrics
+                        .idp_certificate_expiry_seconds
+                        .with_label_values(&[&ns, &name])
+                        .set(t.duration_since(jiff::Timestamp::now()).as_secs_f64());
+                    ctx.metrics
+                        .idp_certificate_expiry_timestamp
+                        .with_label_values(&[&ns, &name])
+                        .set(t.as_millisecond() as f64 / 1000.0);
+                }
                 None => {
                     let _ = ctx
                         .metrics
                         .idp_certificate_expiry_seconds
+                        .remove_label_values(&[&ns, &name]);
+                    let _ = ctx
+                        .metrics
+                        .idp_certificate_expiry_timestamp
                         .remove_label_values(&[&ns, &name]);
                 }
             }
@@ -245,6 +254,10 @@ pub async fn cleanup(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Acti
     let _ = ctx
         .metrics
         .idp_certificate_expiry_seconds
+        .remove_label_values(&[&ns, &name]);
+    let _ = ctx
+        .metrics
+        .idp_certificate_expiry_timestamp
         .remove_label_values(&[&ns, &name]);
     if conn.spec.deletion_policy == Some(DeletionPolicy::Retain) {
         return Ok(Action::await_change());

@@ -134,6 +134,29 @@ impl ControlPlane {
         assert!(ok, "CRDs not established: {out}{err}");
     }
 
+    /// Waits until `kind` `name` (or `--all`) in `ns` is Ready; on timeout, fails
+    /// with the objects' YAML (their conditions say why).
+    pub fn wait_ready(&self, kind: &str, ns: &str, name: &str, timeout: &str) {
+        let (ok, out, err) = self.kubectl_run(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                kind,
+                name,
+                "-n",
+                ns,
+                &format!("--timeout={timeout}"),
+            ],
+            None,
+        );
+        assert!(
+            ok,
+            "{kind}/{name} in {ns} not Ready: {out}{err}\n{}",
+            self.kubectl_run(&["get", kind, name, "-n", ns, "-o", "yaml"], None)
+                .1
+        );
+    }
+
     pub fn apply(&self, yaml: &str) {
         let (ok, out, err) = self.kubectl_run(&["apply", "-f", "-"], Some(yaml));
         assert!(ok, "kubectl apply failed: {out}{err}");
@@ -326,4 +349,73 @@ impl OidcProvider {
         );
         Self { issuer, process }
     }
+}
+
+/// The OIDC clients the examples name, as the local OpenID Provider registers them.
+pub fn example_oidc_clients() -> serde_json::Value {
+    serde_json::json!([
+        {"client_id": "octomil-idsync", "client_secret": "okta-example-secret", "redirect_uris": ["http://127.0.0.1/cb"]},
+        {"client_id": "brightpath-idsync", "client_secret": "google-example-secret", "redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "client_secret_post"}
+    ])
+}
+
+/// The examples as a platform team would apply them, with the admin token and
+/// service URL of this stack, and the OIDC issuers pointed at the local IdP (the
+/// machine has no internet to reach Okta or Google).
+pub fn examples_yaml(service: &ServiceProcess, oidc: &OidcProvider) -> String {
+    let mut yaml = String::new();
+    for file in [
+        "00-identity-service.yaml",
+        "okta-oidc.yaml",
+        "entra-saml.yaml",
+        "google-oidc.yaml",
+    ] {
+        yaml.push_str(&std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap());
+        yaml.push_str("\n---\n");
+    }
+    yaml.replace(
+        "REPLACE-WITH-THE-ADMIN-TOKEN-OF-YOUR-IDENTITY-SERVICE",
+        &service.admin_token,
+    )
+    .replace("http://127.0.0.1:8080", &service.url)
+    .replace("https://octomil.okta.com", &oidc.issuer)
+    .replace("https://accounts.google.com", &oidc.issuer)
+    .replace("0oa8f5j3ecb5w3dF35d7", "octomil-idsync")
+    .replace(
+        "1234567890-brightpath.apps.googleusercontent.com",
+        "brightpath-idsync",
+    )
+}
+
+/// A namespace `ns` with an IdentityService (and its admin token Secret) for
+/// `service`, and a Workspace `main` with id `workspace_id`.
+pub fn tenant_yaml(service: &ServiceProcess, ns: &str, workspace_id: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: idsync-admin, namespace: {ns}}}
+stringData: {{token: {token}}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: IdentityService
+metadata: {{name: idsync, namespace: {ns}}}
+spec:
+  url: {url}
+  adminTokenSecretRef: {{name: idsync-admin, key: token}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: Workspace
+metadata: {{name: main, namespace: {ns}}}
+spec:
+  serviceRef: {{name: idsync}}
+  workspaceId: {workspace_id}
+  domains: [{workspace_id}.example.com]
+"#,
+        token = service.admin_token,
+        url = service.url,
+    )
 }

@@ -31,6 +31,7 @@ use self::{
     service::{Answer, ListParams, Preconditions},
 };
 use super::http::SharedState;
+use super::store::ObjectKind;
 use crate::scim::{ScimProblem, schema::ResourceKind};
 
 /// Media type of SCIM answers (RFC 7644 §3.1).
@@ -127,6 +128,22 @@ fn method_not_allowed(allowed: &str) -> ScimError {
     )
 }
 
+/// The workspace label of a refused request: the path's workspace when it
+/// exists, so "this workspace's IdP lost its token" can be alerted on by name;
+/// `unauthenticated` otherwise, so callers cannot mint label values with made-up
+/// paths. The response never says which it was.
+async fn refused_label(state: &SharedState, ws: &str) -> String {
+    match state
+        .scim
+        .store()
+        .get_object(ObjectKind::Workspace, ws, ws)
+        .await
+    {
+        Ok(Some(_)) => ws.to_string(),
+        _ => "unauthenticated".to_string(),
+    }
+}
+
 async fn dispatch_root(
     state: State<SharedState>,
     Path(ws): Path<String>,
@@ -162,9 +179,7 @@ async fn dispatch(
             };
             (ctx.name, result)
         }
-        // The path's workspace is not a label until a token vouched for it:
-        // unauthenticated callers could otherwise mint label values.
-        Err(e) => ("unauthenticated".to_string(), Err(e)),
+        Err(e) => (refused_label(&state, &ws).await, Err(e)),
     };
     let response = match result {
         Ok(answer) => answer_response(answer),
