@@ -403,12 +403,26 @@ spec:
     }
     // Let the reconciles that follow the first sync (status, Secret) settle.
     tokio::time::sleep(RESYNC * 2).await;
+    let reconciles = || async {
+        s.operator
+            .metric_sum(
+                "idsync_operator_reconciles_total",
+                &["kind=\"RoleMapping\"", "result=\"ok\""],
+            )
+            .await
+    };
     let before = write_marks(&client, ns, "quiet").await;
+    let reconciled_before = reconciles().await;
     tokio::time::sleep(RESYNC * 3 + Duration::from_secs(1)).await;
     let after = write_marks(&client, ns, "quiet").await;
     assert_eq!(
         before, after,
         "an idle resync wrote something (resourceVersions, audit entries)"
+    );
+    // The resyncs did run: every RoleMapping of the stack was compared again.
+    assert!(
+        reconciles().await >= reconciled_before + 2.0,
+        "no resync ran in three periods"
     );
 }
 

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use k8s_openapi::{
@@ -36,7 +36,8 @@ pub struct Context {
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Resync pacing per kind.
-    pacers: Mutex<HashMap<&'static str, Pacer>>,
+    /// Running mean of reconcile durations per kind, in seconds.
+    mean_durations: Mutex<HashMap<&'static str, f64>>,
 }
 
 /// Share of a controller's reconcile slots resyncs may fill. The rest stays free
@@ -44,23 +45,8 @@ pub struct Context {
 const RESYNC_SHARE: f64 = 0.5;
 /// Weight of the latest reconcile in the running mean of reconcile durations.
 const DURATION_WEIGHT: f64 = 0.05;
-
-/// Hands out resync times for one kind.
-///
-/// kube-runtime's runner, once every slot is busy, parks due objects in a hash
-/// set and takes them back in hash order, so under a resync load above its
-/// capacity some objects (new ones included) wait indefinitely. Two things
-/// prevent that: each resync is jittered (±20 %) so objects created together do
-/// not come due together, and resyncs are spaced at least
-/// `mean reconcile time / (concurrency × RESYNC_SHARE)` apart, so resyncs alone
-/// never fill more than half the slots. When a period is too short for the
-/// number of objects, resyncs stretch rather than starve anything.
-struct Pacer {
-    /// Earliest time the next resync may be scheduled for.
-    next: Instant,
-    /// Running mean of reconcile durations, in seconds.
-    mean: f64,
-}
+/// Longest gap between two resyncs of one kind.
+const MAX_RESYNC_GAP: Duration = Duration::from_secs(60);
 
 /// `reportingController` of every Event.
 const REPORTING_CONTROLLER: &str = "idsync-operator";
@@ -93,39 +79,43 @@ impl Context {
             resync,
             concurrency: concurrency.max(1),
             failures: Mutex::new(HashMap::new()),
-            pacers: Mutex::new(HashMap::new()),
+            mean_durations: Mutex::new(HashMap::new()),
         })
     }
 
     /// Notes how long a reconcile of `kind` took, for resync pacing.
     pub fn record_duration(&self, kind: &'static str, took: Duration) {
-        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
         let took = took.as_secs_f64();
-        pacers
+        self.mean_durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .entry(kind)
-            .and_modify(|p| p.mean += DURATION_WEIGHT * (took - p.mean))
-            .or_insert(Pacer {
-                next: Instant::now(),
-                mean: took,
-            });
+            .and_modify(|mean| *mean += DURATION_WEIGHT * (took - *mean))
+            .or_insert(took);
     }
 
-    /// When an object of `kind` that just reconciled is due again: about one
-    /// resync period from now, jittered and paced (see [`Pacer`]).
-    pub fn next_resync(&self, kind: &'static str) -> Duration {
-        let now = Instant::now();
-        let jittered = self.resync.mul_f64(0.8 + 0.4 * random_fraction());
-        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
-        let pacer = pacers.entry(kind).or_insert(Pacer {
-            next: now,
-            mean: 0.0,
-        });
-        let spacing = Duration::from_secs_f64(
-            (pacer.mean / (f64::from(self.concurrency) * RESYNC_SHARE)).clamp(0.0, 60.0),
-        );
-        let at = (now + jittered).max(pacer.next);
-        pacer.next = at + spacing;
-        at - now
+    /// Time between two resyncs of `kind` when a pass covers `objects`: the
+    /// period spread evenly, but at least `mean reconcile time / (concurrency ×
+    /// RESYNC_SHARE)`, so resyncs alone never fill more than half the
+    /// controller's slots; when a period is too short for the number of
+    /// objects, the pass stretches rather than starve new work.
+    pub fn resync_gap(&self, kind: &'static str, objects: usize) -> Duration {
+        let even = self.resync.div_f64(objects.max(1) as f64);
+        let mean = self
+            .mean_durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kind)
+            .copied()
+            .unwrap_or(0.0);
+        let paced = Duration::from_secs_f64(mean / (f64::from(self.concurrency) * RESYNC_SHARE));
+        even.max(paced.min(MAX_RESYNC_GAP))
+    }
+
+    /// Whether something due in `until` must be scheduled for the object, or
+    /// the next resync pass comes soon enough.
+    pub fn due_before_resync(&self, until: Duration) -> bool {
+        until < self.resync.mul_f64(1.2)
     }
 
     /// Publishes an Event about `obj`. Failures to publish are logged, never fatal.

@@ -64,5 +64,6 @@ pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Actio
                 .await;
         }
     }
-    outcome.map(|_| Action::requeue(ctx.next_resync("IdentityService")))
+    // The periodic resync comes from the resync walk (super::resync).
+    outcome.map(|_| Action::await_change())
 }

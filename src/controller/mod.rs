@@ -7,6 +7,7 @@ mod error;
 mod identity_service;
 mod keyring;
 mod metrics;
+mod resync;
 mod role_mapping;
 mod scim_token;
 mod sso_connection;
@@ -169,20 +170,19 @@ fn error_policy<K: Resource<DynamicType = ()> + ResourceExt>(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let delay = if err.is_transient() {
-        ctx.backoff(&ObjectRef::from_obj(obj.as_ref()))
-    } else {
-        ctx.next_resync(static_kind(&K::kind(&())))
-    };
+    // A configuration problem waits for a change or the next resync pass.
+    let retry = err
+        .is_transient()
+        .then(|| ctx.backoff(&ObjectRef::from_obj(obj.as_ref())));
     tracing::warn!(
         kind = %K::kind(&()),
         object = %context::obj_key(obj.as_ref()),
         reason = err.reason(),
         error = %err,
-        retry_in = ?delay,
+        retry_in = ?retry,
         "reconcile failed"
     );
-    Action::requeue(delay)
+    retry.map_or_else(Action::await_change, Action::requeue)
 }
 
 /// Maps a Secret (metadata) to the objects of a store that name it.
@@ -304,6 +304,11 @@ fn controllers_in(
                 vec![s.spec.admin_token_secret_ref.name.clone()]
             }),
         )
+        .reconcile_on(resync::paced(
+            services.store.clone(),
+            ctx.clone(),
+            "IdentityService",
+        ))
         .shutdown_on_signal()
         .run(
             |o, c| {
@@ -329,6 +334,11 @@ fn controllers_in(
                     .map(|w| ObjectRef::from_obj(w.as_ref()))
                     .collect::<Vec<_>>()
             })
+            .reconcile_on(resync::paced(
+                workspaces.store.clone(),
+                ctx.clone(),
+                "Workspace",
+            ))
             .shutdown_on_signal()
             .run(
                 |o, c| reconcile(o, c, workspace::apply, workspace::cleanup),
@@ -357,10 +367,11 @@ fn controllers_in(
         )
         .watches_shared_stream(
             workspaces.subscribe(),
-            workspace_dependents(sso_store, |c: &SsoConnection| {
+            workspace_dependents(sso_store.clone(), |c: &SsoConnection| {
                 c.spec.workspace_ref.name.clone()
             }),
         )
+        .reconcile_on(resync::paced(sso_store, ctx.clone(), "SSOConnection"))
         .shutdown_on_signal()
         .run(
             |o, c| reconcile(o, c, sso_connection::apply, sso_connection::cleanup),
@@ -375,10 +386,11 @@ fn controllers_in(
         .owns_shared_stream(secrets.subscribe())
         .watches_shared_stream(
             workspaces.subscribe(),
-            workspace_dependents(token_store, |t: &ScimToken| {
+            workspace_dependents(token_store.clone(), |t: &ScimToken| {
                 t.spec.workspace_ref.name.clone()
             }),
         )
+        .reconcile_on(resync::paced(token_store, ctx.clone(), "SCIMToken"))
         .shutdown_on_signal()
         .run(
             |o, c| reconcile(o, c, scim_token::apply, scim_token::cleanup),
@@ -390,10 +402,11 @@ fn controllers_in(
         .with_config(limits)
         .watches_shared_stream(
             workspaces.subscribe(),
-            workspace_dependents(mapping_store, |r: &RoleMapping| {
+            workspace_dependents(mapping_store.clone(), |r: &RoleMapping| {
                 r.spec.workspace_ref.name.clone()
             }),
         )
+        .reconcile_on(resync::paced(mapping_store, ctx.clone(), "RoleMapping"))
         .shutdown_on_signal()
         .run(
             |o, c| reconcile(o, c, role_mapping::apply, role_mapping::cleanup),

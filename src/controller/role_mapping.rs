@@ -123,7 +123,7 @@ pub async fn apply(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> {
     match outcome {
         Ok(synced) => {
             sync::announce(&ctx, rm.as_ref(), &synced, "role mapping").await;
-            Ok(Action::requeue(ctx.next_resync("RoleMapping")))
+            Ok(Action::await_change())
         }
         Err(e) => {
             if tests.is_err() && new.conditions != current.conditions {

@@ -380,7 +380,9 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
         secret_name: Some(t.secret_name()),
         ..current.clone()
     };
-    let mut requeue = ctx.next_resync("SCIMToken");
+    // Something due before the next resync pass gets its own timer.
+    let mut requeue: Option<Duration> = None;
+    let mut due_in = |d: Duration| requeue = Some(requeue.map_or(d, |r| r.min(d)));
     match &outcome {
         Ok(c) => {
             let issued_at = if c.issued.is_some()
@@ -423,7 +425,11 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
                         .token_rotation_timestamp
                         .with_label_values(&[&ns, &name])
                         .set(n.as_millisecond() as f64 / 1000.0);
-                    requeue = requeue.min(until.unsigned_abs().max(Duration::from_secs(1)));
+                    due_in(if until.is_negative() {
+                        Duration::from_secs(1)
+                    } else {
+                        until.unsigned_abs().max(Duration::from_secs(1))
+                    });
                 }
                 None => {
                     let _ = ctx
@@ -438,7 +444,7 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
             }
             if let Some((_, expires)) = &c.previous {
                 let until = expires.duration_since(now).unsigned_abs();
-                requeue = requeue.min(until + Duration::from_secs(1));
+                due_in(until + Duration::from_secs(1));
             }
             let rotated = match (&c.issued, &new.next_rotation_at) {
                 (Some(r), _) => Cond::ok(ROTATED, r.event().0, r.event().1),
@@ -477,7 +483,10 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     status::patch_if_changed(&ctx, t.as_ref(), t.status.as_ref(), &new).await?;
-    outcome.map(|_| Action::requeue(requeue))
+    outcome.map(|_| match requeue {
+        Some(d) if ctx.due_before_resync(d) => Action::requeue(d),
+        _ => Action::await_change(),
+    })
 }
 
 pub async fn cleanup(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {

@@ -242,7 +242,7 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
                 &format!("connection ({})", info.summary),
             )
             .await;
-            Ok(Action::requeue(ctx.next_resync("SSOConnection")))
+            Ok(Action::await_change())
         }
         Err(e) => Err(e),
     }

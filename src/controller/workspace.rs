@@ -84,7 +84,7 @@ pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     match outcome {
         Ok((synced, _)) => {
             sync::announce(&ctx, ws.as_ref(), &synced, &format!("workspace {id}")).await;
-            Ok(Action::requeue(ctx.next_resync("Workspace")))
+            Ok(Action::await_change())
         }
         Err(e) => Err(e),
     }
