@@ -174,6 +174,36 @@ impl ServiceProcess {
     pub fn start(dir: &Path) -> Self {
         let port = free_port();
         let token = format!("e2e-admin-{}", idsync::token::random_id().unwrap());
+        Self::start_on(dir, port, token)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the service URL ends with its port")
+    }
+
+    /// Kills the service and waits until its port is closed.
+    pub fn kill(self) {
+        self.process.signal("-KILL");
+        let ready = format!("{}/readyz", self.url);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", &ready])
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts the service on `port` with `token` (again, after [`Self::kill`]:
+    /// the same database under `dir`).
+    pub fn start_on(dir: &Path, port: u16, token: String) -> Self {
         let token_file = dir.join("admin-token");
         std::fs::write(&token_file, &token).unwrap();
         let url = format!("http://127.0.0.1:{port}");

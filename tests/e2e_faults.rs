@@ -1,0 +1,365 @@
+//! Faults on a real control plane with the real identity service: what the
+//! operator does when the service goes away, when it rejects the operator's
+//! credentials, and when a SCIMToken rotation is cut off between registering a
+//! token and writing its Secret. Each test runs its own control plane, service
+//! and operator, so a fault in one touches no other.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use serde_json::Value;
+use support::cluster::{ControlPlane, OperatorProcess, ServiceProcess, eventually};
+
+/// Operator resync period in these tests.
+const RESYNC: &str = "2s";
+
+struct Stack {
+    dir: std::path::PathBuf,
+    cp: ControlPlane,
+    service: Option<ServiceProcess>,
+    operator: OperatorProcess,
+}
+
+fn stack(name: &str) -> Stack {
+    let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), name);
+    let cp = ControlPlane::start(&dir.join("cluster"));
+    cp.install_crds();
+    let service = ServiceProcess::start(&dir);
+    let operator = OperatorProcess::start(
+        &cp,
+        &dir,
+        "operator",
+        RESYNC,
+        &["--lease-namespace", "default"],
+    );
+    Stack {
+        dir,
+        cp,
+        service: Some(service),
+        operator,
+    }
+}
+
+impl Stack {
+    fn service(&self) -> &ServiceProcess {
+        self.service.as_ref().expect("the service is running")
+    }
+
+    /// `status.conditions[type=Ready]` of an object, as (status, reason, message).
+    fn ready(&self, kind: &str, ns: &str, name: &str) -> Option<(String, String, String)> {
+        let (ok, out, _) = self
+            .cp
+            .kubectl_run(&["get", kind, name, "-n", ns, "-o", "json"], None);
+        if !ok {
+            return None;
+        }
+        let obj: Value = serde_json::from_str(&out).ok()?;
+        let cond = obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?
+            .clone();
+        let field = |k: &str| cond[k].as_str().unwrap_or_default().to_string();
+        Some((field("status"), field("reason"), field("message")))
+    }
+
+    async fn reconcile_results(&self, kind: &str, result: &str) -> f64 {
+        self.operator
+            .metric_sum(
+                "idsync_operator_reconciles_total",
+                &[&format!("kind=\"{kind}\""), &format!("result=\"{result}\"")],
+            )
+            .await
+    }
+}
+
+async fn secret_token(client: &Client, ns: &str, name: &str) -> Option<String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = api.get_opt(name).await.ok()??;
+    let bytes = secret.data?.get("token")?.0.clone();
+    String::from_utf8(bytes).ok()
+}
+
+async fn scim_status(service: &ServiceProcess, workspace: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}/scim/v2/{workspace}/Users", service.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// The identity service dies: the operator says so in status (Ready=False,
+/// ServiceUnavailable), counts it, retries with backoff rather than in a hot
+/// loop, and recovers by itself when the service is back.
+#[tokio::test]
+async fn an_unreachable_service_is_reported_retried_with_backoff_and_recovered() {
+    let mut s = stack("e2e-faults-down");
+    s.cp.apply(&support::cluster::tenant_yaml(s.service(), "down", "down"));
+    s.cp.wait_ready("workspaces", "down", "main", "60s");
+
+    let (port, token) = (s.service().port(), s.service().admin_token.clone());
+    s.service.take().expect("running").kill();
+    let (_, reason, message) = eventually(
+        "Workspace Ready=False after the service died",
+        Duration::from_secs(30),
+        || async {
+            s.ready("workspaces", "down", "main")
+                .filter(|(status, _, _)| status == "False")
+        },
+    )
+    .await;
+    assert_eq!(reason, "ServiceUnavailable", "{message}");
+    assert!(!message.is_empty(), "the condition says what failed");
+
+    // Ten seconds of outage: exponential backoff (0.5 s doubling, jittered)
+    // makes a handful of attempts per object, not hundreds.
+    let before = s
+        .reconcile_results("Workspace", "service_unavailable")
+        .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let attempts = s
+        .reconcile_results("Workspace", "service_unavailable")
+        .await
+        - before;
+    assert!(
+        (1.0..=12.0).contains(&attempts),
+        "{attempts} Workspace attempts in 10 s of outage"
+    );
+
+    s.service = Some(ServiceProcess::start_on(&s.dir, port, token));
+    eventually("Workspace Ready again", Duration::from_secs(60), || async {
+        s.ready("workspaces", "down", "main")
+            .filter(|(status, _, _)| status == "True")
+    })
+    .await;
+}
+
+/// The service rejects the operator's admin token (a 4xx, a configuration
+/// problem): a clear condition, and no retry loop — the object is retried on
+/// the next resync pass or when its Secret changes, and fixing the Secret
+/// fixes the status.
+#[tokio::test]
+async fn a_rejected_admin_token_is_a_clear_condition_without_a_retry_loop() {
+    let s = stack("e2e-faults-4xx");
+    let yaml = support::cluster::tenant_yaml(s.service(), "rejected", "rejected");
+    let wrong = yaml.replace(&s.service().admin_token, "not-the-admin-token");
+    assert_ne!(yaml, wrong);
+    s.cp.apply(&wrong);
+    let (_, reason, message) = eventually(
+        "IdentityService Ready=False",
+        Duration::from_secs(30),
+        || async {
+            s.ready("identityservices", "rejected", "idsync")
+                .filter(|(status, _, _)| status == "False")
+        },
+    )
+    .await;
+    assert_eq!(reason, "ServiceUnauthorized", "{message}");
+    assert!(
+        !message.contains("not-the-admin-token"),
+        "the token never reaches status: {message}"
+    );
+
+    // Over 10 s (five resync periods) the IdentityService is tried about once
+    // per pass: no backoff loop of its own.
+    let before = s
+        .reconcile_results("IdentityService", "service_rejected")
+        .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let attempts = s
+        .reconcile_results("IdentityService", "service_rejected")
+        .await
+        - before;
+    assert!(
+        (1.0..=8.0).contains(&attempts),
+        "{attempts} attempts in 10 s with a 2 s resync"
+    );
+
+    // The platform team fixes the Secret: the watch on it re-queues at once.
+    s.cp.apply(&yaml);
+    s.cp.wait_ready("identityservices", "rejected", "idsync", "30s");
+}
+
+const FREEZE_POLICY: &str = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: freeze-secrets}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [""]
+        apiVersions: [v1]
+        operations: [UPDATE]
+        resources: [secrets]
+  validations:
+    - expression: "false"
+      message: frozen by the rotation fault test
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: freeze-secrets}
+spec:
+  policyName: freeze-secrets
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: rotation}
+"#;
+
+/// A rotation cut off between its steps — the new token registered with the
+/// service, but the Secret write refused by the apiserver (an admission policy
+/// stands in for any API error or a crash at that point) — never breaks the
+/// client: the token in the Secret stays accepted throughout, the token that
+/// never reached the Secret expires by itself within the overlap, and the
+/// rotation completes once writes go through again.
+#[tokio::test]
+async fn a_rotation_cut_off_before_the_secret_write_never_breaks_the_client() {
+    let s = stack("e2e-faults-rotation");
+    let client = s.cp.client().await;
+    s.cp.apply(&support::cluster::tenant_yaml(
+        s.service(),
+        "rotation",
+        "rotation",
+    ));
+    s.cp.apply(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {name: scim, namespace: rotation}
+spec:
+  workspaceRef: {name: main}
+  rotation: {every: 30d, overlap: 1h}
+"#,
+    );
+    s.cp.wait_ready("scimtokens", "rotation", "scim", "60s");
+    let before = secret_token(&client, "rotation", "scim-scim-token")
+        .await
+        .expect("the token Secret");
+    assert_eq!(scim_status(s.service(), "rotation", &before).await, 200);
+
+    s.cp.apply(FREEZE_POLICY);
+    // Policies take effect once the apiserver has loaded them.
+    eventually(
+        "the freeze policy in force",
+        Duration::from_secs(30),
+        || async {
+            let (ok, _, err) = s.cp.kubectl_run(
+                &[
+                    "annotate",
+                    "secret",
+                    "idsync-admin",
+                    "-n",
+                    "rotation",
+                    "probe=1",
+                    "--overwrite",
+                ],
+                None,
+            );
+            (!ok && err.contains("frozen")).then_some(())
+        },
+    )
+    .await;
+
+    s.cp.apply(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata:
+  name: scim
+  namespace: rotation
+  annotations: {idsync.dev/rotate-requested-at: "2026-11-29T10:00:00Z"}
+spec:
+  workspaceRef: {name: main}
+  rotation: {every: 30d, overlap: 1h}
+"#,
+    );
+    let admin = s.service().admin();
+    let tokens_named_scim = || async {
+        admin
+            .list_tokens("rotation")
+            .await
+            .expect("tokens")
+            .into_iter()
+            .filter(|t| t.name == "rotation.scim")
+            .collect::<Vec<_>>()
+    };
+    // The operator got as far as registering a new token, then the Secret
+    // write was refused.
+    eventually(
+        "a new token registered but not in the Secret",
+        Duration::from_secs(30),
+        || async { (tokens_named_scim().await.len() >= 2).then_some(()) },
+    )
+    .await;
+    let (status, reason, message) = eventually(
+        "SCIMToken reports the refused write",
+        Duration::from_secs(30),
+        || async {
+            s.ready("scimtokens", "rotation", "scim")
+                .filter(|(status, _, _)| status == "False")
+        },
+    )
+    .await;
+    assert_eq!(status, "False");
+    assert!(message.contains("frozen"), "{reason}: {message}");
+
+    // Meanwhile the client's token, still the one in the Secret, works, and
+    // every token that never reached the Secret expires within the overlap.
+    for _ in 0..5 {
+        let in_secret = secret_token(&client, "rotation", "scim-scim-token")
+            .await
+            .unwrap();
+        assert_eq!(in_secret, before, "the Secret was not written");
+        assert_eq!(scim_status(s.service(), "rotation", &before).await, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let in_secret_id = idsync::token::parse_id(&before).unwrap().to_string();
+    let horizon = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    for t in tokens_named_scim().await {
+        if t.id == in_secret_id || !t.valid {
+            continue;
+        }
+        let expires = t
+            .expires_at
+            .as_deref()
+            .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+            .unwrap_or_else(|| panic!("orphan token {} never expires", t.id));
+        assert!(
+            expires <= horizon,
+            "orphan token {} outlives the overlap",
+            t.id
+        );
+    }
+
+    // Writes go through again: the rotation completes, and the client reading
+    // the Secret is never refused.
+    let (ok, out, err) = s.cp.kubectl_run(
+        &[
+            "delete",
+            "validatingadmissionpolicybinding",
+            "freeze-secrets",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let after = eventually(
+        "the rotated token in the Secret",
+        Duration::from_secs(60),
+        || async {
+            secret_token(&client, "rotation", "scim-scim-token")
+                .await
+                .filter(|t| *t != before)
+        },
+    )
+    .await;
+    assert_eq!(scim_status(s.service(), "rotation", &after).await, 200);
+    assert_eq!(
+        scim_status(s.service(), "rotation", &before).await,
+        200,
+        "the previous token stays valid for the overlap"
+    );
+    s.cp.wait_ready("scimtokens", "rotation", "scim", "30s");
+}
