@@ -903,7 +903,62 @@ async fn revocation_and_policy_changes_apply_at_once(db: Db) {
     f.stop().await;
 }
 
+/// A group's members come back in id order, each with the display the IdP
+/// sent, else the user's displayName, else their userName; an empty group has
+/// an empty list.
+async fn group_members_carry_display_names(db: Db) {
+    let f = ScimFixture::start(db, json!({"domains": ["acme.com"]})).await;
+    let plain = f.create_user("Plain.User@acme.com").await;
+    let named = f
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "named@acme.com", "displayName": "Ada L."}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = f.create_user("sent@acme.com").await;
+    let r = f
+        .post(
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G",
+                   "members": [{"value": plain}, {"value": named}, {"value": sent, "display": "From IdP"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let g = f
+        .get(&format!("/Groups/{}", r.body["id"].as_str().unwrap()))
+        .await
+        .body;
+    let mut want = vec![
+        (plain.clone(), "Plain.User@acme.com"),
+        (named.clone(), "Ada L."),
+        (sent.clone(), "From IdP"),
+    ];
+    want.sort();
+    let got: Vec<(String, &str)> = g["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["type"], "User");
+            (
+                m["value"].as_str().unwrap().to_string(),
+                m["display"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let empty = f.create_group("Empty", &[]).await;
+    let e = f.get(&format!("/Groups/{empty}")).await.body;
+    assert!(e["members"].as_array().is_none_or(|m| m.is_empty()), "{e}");
+    f.stop().await;
+}
+
 on_both_databases!(
+    group_members_carry_display_names,
     revocation_and_policy_changes_apply_at_once,
     okta_test_plan,
     entra_quirks,
