@@ -132,12 +132,22 @@ pub async fn recompute(
     user_ids: &[String],
     now: i64,
 ) -> Result<()> {
+    // Read every user's role and (when a mapping looks at them) groups in a
+    // few statements, not two per user.
+    let mut roles = tx.user_roles(&ctx.name, user_ids).await?;
+    let groups_of = match mapping {
+        Some(_) => tx.group_names_of(&ctx.name, user_ids).await?,
+        None => Default::default(),
+    };
     for user_id in user_ids {
-        let Some((pk, role, pending)) = tx.user_role(&ctx.name, user_id).await? else {
+        let Some((pk, role, pending)) = roles.remove(user_id) else {
             continue; // a group member that is a group, or gone
         };
-        let groups = tx.group_names_of(&ctx.name, user_id).await?;
-        let decision = decide(mapping, ctx, &groups, role.as_deref());
+        let groups = groups_of
+            .get(user_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let decision = decide(mapping, ctx, groups, role.as_deref());
         if decision.role == role && decision.pending == pending {
             continue;
         }

@@ -707,27 +707,33 @@ impl ScimTx {
     }
 
     /// Adds members (ignoring ones already there): (id, type, display the IdP
-    /// sent). Returns the ids newly added.
+    /// sent). Returns the ids newly added. One statement per 500 members: every
+    /// statement of a write is a round trip on the one writer connection.
     pub async fn add_members(
         &mut self,
         group_pk: i64,
         members: &[(String, ResourceKind, Option<String>)],
     ) -> Result<Vec<String>> {
         let mut added = Vec::new();
-        for (id, kind, display) in members {
-            let n = sqlx::query(
-                "INSERT INTO scim_members (group_pk, member_id, member_type, display) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(group_pk)
-            .bind(id.as_str())
-            .bind(kind.as_str())
-            .bind(display.as_deref())
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-            if n > 0 {
-                added.push(id.clone());
+        for chunk in members.chunks(MEMBER_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+                .collect();
+            let sql = format!(
+                "INSERT INTO scim_members (group_pk, member_id, member_type, display) VALUES {} \
+                 ON CONFLICT DO NOTHING RETURNING member_id",
+                rows.join(", ")
+            );
+            // Only placeholders are formatted in; values are bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_pk);
+            for (id, kind, display) in chunk {
+                q = q
+                    .bind(id.as_str())
+                    .bind(kind.as_str())
+                    .bind(display.as_deref());
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                added.push(row.try_get("member_id")?);
             }
         }
         Ok(added)
@@ -736,15 +742,17 @@ impl ScimTx {
     /// Removes members; returns the ids that were members.
     pub async fn remove_members(&mut self, group_pk: i64, ids: &[String]) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        for id in ids {
-            let n = sqlx::query("DELETE FROM scim_members WHERE group_pk = $1 AND member_id = $2")
-                .bind(group_pk)
-                .bind(id.as_str())
-                .execute(&mut *self.tx)
-                .await?
-                .rows_affected();
-            if n > 0 {
-                removed.push(id.clone());
+        for chunk in ids.chunks(MEMBER_CHUNK) {
+            let sql = format!(
+                "DELETE FROM scim_members WHERE group_pk = $1 AND member_id IN ({}) RETURNING member_id",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_pk);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                removed.push(row.try_get("member_id")?);
             }
         }
         Ok(removed)
@@ -801,31 +809,72 @@ impl ScimTx {
 
     /// The names a role mapping sees for each user's groups: every group's
     /// displayName and, when set, its externalId (the IdP's group object id).
-    pub async fn group_names_of(&mut self, workspace: &str, user_id: &str) -> Result<Vec<String>> {
-        group_names(&mut *self.tx, workspace, user_id).await
-    }
-
-    pub async fn user_role(
+    /// The groups (displayName and externalId) of each of `user_ids` that is in
+    /// a group.
+    pub async fn group_names_of(
         &mut self,
         workspace: &str,
-        user_id: &str,
-    ) -> Result<Option<(i64, Option<String>, Option<String>)>> {
-        let row = sqlx::query(
-            "SELECT pk, role, pending_role FROM scim_resources WHERE workspace = $1 AND id = $2 \
-             AND kind = 'User' AND deleted_at IS NULL",
-        )
-        .bind(workspace)
-        .bind(user_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.map(|r| {
-            Ok((
-                r.try_get("pk")?,
-                r.try_get("role")?,
-                r.try_get("pending_role")?,
-            ))
-        })
-        .transpose()
+        user_ids: &[String],
+    ) -> Result<HashMap<String, Vec<String>>> {
+        let mut names: HashMap<String, Vec<String>> = HashMap::new();
+        for chunk in user_ids.chunks(MEMBER_CHUNK) {
+            let sql = format!(
+                // CROSS JOIN keeps SQLite's planner starting from the members' rows
+                // (indexed by member_id) instead of walking every group.
+                "SELECT m.member_id, g.display_name, g.external_id FROM scim_members m \
+                 CROSS JOIN scim_resources g \
+                 WHERE g.pk = m.group_pk AND m.member_id IN ({}) AND g.workspace = $1 \
+                 AND g.deleted_at IS NULL",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                let entry = names.entry(r.try_get("member_id")?).or_default();
+                entry.extend(r.try_get::<Option<String>, _>("display_name")?);
+                entry.extend(r.try_get::<Option<String>, _>("external_id")?);
+            }
+        }
+        Ok(names)
+    }
+
+    /// (pk, role, pending role) of each of `user_ids` that is a live user.
+    pub async fn user_roles(
+        &mut self,
+        workspace: &str,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, (i64, Option<String>, Option<String>)>> {
+        let mut found = HashMap::new();
+        for chunk in user_ids.chunks(MEMBER_CHUNK) {
+            // The kind is checked here, not in SQL: with `kind = 'User'` beside an
+            // IN list, SQLite (no statistics) preferred the (workspace, kind, …)
+            // index and walked every user of the workspace per statement.
+            let sql = format!(
+                "SELECT id, kind, pk, role, pending_role FROM scim_resources WHERE workspace = $1 \
+                 AND id IN ({}) AND deleted_at IS NULL",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(&mut *self.tx).await? {
+                if r.try_get::<String, _>("kind")? != ResourceKind::User.as_str() {
+                    continue;
+                }
+                found.insert(
+                    r.try_get("id")?,
+                    (
+                        r.try_get("pk")?,
+                        r.try_get("role")?,
+                        r.try_get("pending_role")?,
+                    ),
+                );
+            }
+        }
+        Ok(found)
     }
 
     pub async fn set_role(
@@ -868,6 +917,18 @@ impl ScimTx {
 
 /// The names a role mapping sees for a user's groups: every group's
 /// displayName and, when set, its externalId (the IdP's group object id).
+/// Ids per statement when a statement lists them (3 bound values per member
+/// stays far below SQLite's and PostgreSQL's parameter limits).
+const MEMBER_CHUNK: usize = 500;
+
+/// `$first, $first+1, …` for `n` bound values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) async fn group_names<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
     workspace: &str,
