@@ -117,7 +117,7 @@ async fn an_unreachable_service_is_reported_retried_with_backoff_and_recovered()
     assert!(!message.is_empty(), "the condition says what failed");
 
     // Ten seconds of outage: exponential backoff (0.5 s doubling, jittered)
-    // makes a handful of attempts per object, not hundreds.
+    // plus one resync pass every 2 s make a handful of attempts, not hundreds.
     let before = s
         .reconcile_results("Workspace", "service_unavailable")
         .await;
@@ -126,8 +126,9 @@ async fn an_unreachable_service_is_reported_retried_with_backoff_and_recovered()
         .reconcile_results("Workspace", "service_unavailable")
         .await
         - before;
+    eprintln!("{attempts} Workspace attempts in 10 s of outage");
     assert!(
-        (1.0..=12.0).contains(&attempts),
+        (1.0..=15.0).contains(&attempts),
         "{attempts} Workspace attempts in 10 s of outage"
     );
 
@@ -175,6 +176,7 @@ async fn a_rejected_admin_token_is_a_clear_condition_without_a_retry_loop() {
         .reconcile_results("IdentityService", "service_rejected")
         .await
         - before;
+    eprintln!("{attempts} IdentityService attempts in 10 s with a rejected token");
     assert!(
         (1.0..=8.0).contains(&attempts),
         "{attempts} attempts in 10 s with a 2 s resync"
