@@ -7,9 +7,11 @@
 //!
 //! - a write takes the connection (a FIFO lock), opens its own `SAVEPOINT` in
 //!   the connection's open transaction (the first write of a batch opens it
-//!   with `BEGIN IMMEDIATE`), runs, and `RELEASE`s the savepoint. A write that
-//!   fails or is abandoned is rolled back to its savepoint: it takes nothing of
-//!   the other writes in the batch with it;
+//!   with `BEGIN IMMEDIATE`), runs, and is released into the batch (its
+//!   `RELEASE` is sent with the next write's `SAVEPOINT`, or made by the
+//!   `COMMIT`: one round trip less per write). A write that fails or is
+//!   abandoned is rolled back to its savepoint: it takes nothing of the other
+//!   writes in the batch with it;
 //! - a committer task takes the connection after the writes queued before it
 //!   and commits once. [`WriteSlot::commit`] returns only when the transaction
 //!   holding its write is committed, so one fsync covers every write that was
@@ -35,6 +37,9 @@ use super::{Result, StoreError};
 const SAVEPOINT: &str = "SAVEPOINT write_op";
 const RELEASE: &str = "RELEASE SAVEPOINT write_op";
 const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT write_op";
+/// The previous write's deferred release and the next write's savepoint, in
+/// one round trip to the driver's worker thread.
+const RELEASE_THEN_SAVEPOINT: &str = "RELEASE SAVEPOINT write_op; SAVEPOINT write_op";
 
 /// How a batch ended: `None` while it is open, then committed or why not.
 type Outcome = Option<std::result::Result<(), String>>;
@@ -63,6 +68,11 @@ struct Writer {
     open_op: bool,
     /// Writes released into the open transaction, waiting for its commit.
     released: usize,
+    /// The last released write's savepoint is still open: its `RELEASE` goes
+    /// with the next write's `SAVEPOINT`, or `COMMIT` releases it (every
+    /// statement is a round trip to sqlx's worker thread, and a write that
+    /// succeeded has nothing to undo).
+    release_pending: bool,
     /// Where the open batch's outcome is published.
     outcome: watch::Sender<Outcome>,
     /// Batches committed so far.
@@ -85,6 +95,7 @@ impl GroupCommit {
             in_tx: false,
             open_op: false,
             released: 0,
+            release_pending: false,
             outcome: watch::channel(None).0,
         }));
         let (wake, woken) = mpsc::channel(1);
@@ -140,7 +151,14 @@ impl Writer {
             self.conn.execute("BEGIN IMMEDIATE").await?;
             self.in_tx = true;
         }
-        self.conn.execute(SAVEPOINT).await?;
+        if self.release_pending {
+            // Cleared first: if this fails, no savepoint of a released write is
+            // left for a later RELEASE to trip on (COMMIT ends any that is).
+            self.release_pending = false;
+            self.conn.execute(RELEASE_THEN_SAVEPOINT).await?;
+        } else {
+            self.conn.execute(SAVEPOINT).await?;
+        }
         self.open_op = true;
         Ok(())
     }
@@ -199,6 +217,8 @@ impl Writer {
     fn end_batch(&mut self, outcome: std::result::Result<(), String>) {
         self.in_tx = false;
         self.released = 0;
+        // COMMIT and ROLLBACK end every savepoint.
+        self.release_pending = false;
         self.outcome.send_replace(Some(outcome));
         self.outcome = watch::channel(None).0;
     }
@@ -215,8 +235,9 @@ impl WriteSlot {
     /// Releases the write into the batch, lets the next write in, and returns
     /// once the batch is committed (durable) or failed.
     pub(super) async fn commit(mut self) -> Result<()> {
-        self.writer.conn.execute(RELEASE).await?;
+        // The savepoint is released by the next write or the batch's COMMIT.
         self.writer.open_op = false;
+        self.writer.release_pending = true;
         self.writer.released += 1;
         let mut outcome = self.writer.outcome.subscribe();
         if self.wake.is_closed() {
