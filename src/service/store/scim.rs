@@ -915,8 +915,6 @@ impl ScimTx {
     }
 }
 
-/// The names a role mapping sees for a user's groups: every group's
-/// displayName and, when set, its externalId (the IdP's group object id).
 /// Ids per statement when a statement lists them (3 bound values per member
 /// stays far below SQLite's and PostgreSQL's parameter limits).
 const MEMBER_CHUNK: usize = 500;
@@ -929,6 +927,8 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The names a role mapping sees for a user's groups: every group's
+/// displayName and, when set, its externalId (the IdP's group object id).
 pub(super) async fn group_names<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
     workspace: &str,
