@@ -114,6 +114,15 @@ pub fn parse(private_key_pem: &str, certificate_pem: &str) -> Result<SigningKey,
     })
 }
 
+/// The base64 body of a PEM block (what XML signatures and SAML metadata carry
+/// in `X509Certificate`), without its armour lines or whitespace.
+pub fn pem_body(pem: &str) -> String {
+    pem.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----") && !l.is_empty())
+        .collect()
+}
+
 /// Which of the keys (newest first, by creation time in ms) signs at `now_ms`:
 /// the newest published at least [`PUBLISH_AHEAD_MS`] ago, else the oldest
 /// (a new service's only key signs at once).

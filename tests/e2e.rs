@@ -14,7 +14,10 @@ use idsync::service::store::ObjectKind;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{Api, Client, api::Patch, api::PatchParams};
 use serde_json::json;
-use support::cluster::{ControlPlane, OidcProvider, OperatorProcess, ServiceProcess, eventually};
+use support::cluster::{
+    ControlPlane, OidcProvider, OperatorProcess, ServiceProcess, eventually, scim_status,
+    secret_value,
+};
 
 /// One control plane, identity service, operator and IdP for this test binary;
 /// each test works in namespaces of its own.
@@ -65,25 +68,6 @@ fn tenant_yaml(ns: &str, workspace_id: &str) -> String {
 
 fn wait_ready(kind: &str, ns: &str, name: &str, timeout: &str) {
     stack().cp.wait_ready(kind, ns, name, timeout);
-}
-
-async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = api.get_opt(name).await.ok()??;
-    secret
-        .data?
-        .get(key)
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-}
-
-async fn scim_status(base_url: &str, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("{base_url}/ServiceProviderConfig"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -195,7 +179,7 @@ async fn examples_become_ready_and_their_scim_tokens_work() {
     .expect("a key list");
     assert_eq!(saml_keys.len(), 1, "one SAML signing key to start with");
     let pem = saml_keys[0]["certificate"].as_str().expect("a certificate");
-    let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der_b64 = idsync::saml_signing::pem_body(pem);
     let metadata_url = entra
         .sp_metadata_url
         .clone()

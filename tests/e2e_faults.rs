@@ -8,8 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
+use kube::Client;
 use serde_json::Value;
 use support::cluster::{ControlPlane, OperatorProcess, ServiceProcess, eventually};
 
@@ -77,20 +76,11 @@ impl Stack {
 }
 
 async fn secret_token(client: &Client, ns: &str, name: &str) -> Option<String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = api.get_opt(name).await.ok()??;
-    let bytes = secret.data?.get("token")?.0.clone();
-    String::from_utf8(bytes).ok()
+    support::cluster::secret_value(client, ns, name, "token").await
 }
 
 async fn scim_status(service: &ServiceProcess, workspace: &str, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("{}/scim/v2/{workspace}/Users", service.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    support::cluster::scim_status(&format!("{}/scim/v2/{workspace}", service.url), token).await
 }
 
 /// The identity service dies: the operator says so in status (Ready=False,

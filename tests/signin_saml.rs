@@ -160,11 +160,7 @@ async fn an_idp_requiring_signed_requests_verifies_ours_against_the_sp_metadata(
         metadata.contains(r#"AuthnRequestsSigned="true""#),
         "{metadata}"
     );
-    let der: String = made
-        .certificate_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let der = idsync::saml_signing::pem_body(&made.certificate_pem);
     assert!(metadata.contains(&der), "the certificate is published");
 
     let redirect = reqwest::Client::builder()

@@ -207,11 +207,7 @@ pub async fn saml(doc: &SamlDoc) -> Result<IdpInfo> {
 }
 
 fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with("-----") && !l.is_empty())
-        .collect();
+    let body = crate::saml_signing::pem_body(pem);
     STANDARD.decode(body.as_bytes()).map_err(|e| {
         invalid(
             "InvalidCertificate",
@@ -306,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn saml_metadata_yields_entity_and_certificate_expiry() {
-        let body: String = CERT.lines().filter(|l| !l.starts_with("-----")).collect();
+        let body = crate::saml_signing::pem_body(CERT);
         let xml = format!(
             r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.example.com">
             <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">

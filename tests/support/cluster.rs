@@ -449,3 +449,26 @@ spec:
         url = service.url,
     )
 }
+
+/// One key of a Secret, as text (None when the Secret or the key is missing).
+pub async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), ns);
+    let secret = api.get_opt(name).await.ok()??;
+    secret
+        .data?
+        .get(key)
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+}
+
+/// The status a SCIM client gets with `token` at a SCIM base URL (0 when the
+/// service does not answer).
+pub async fn scim_status(base_url: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base_url}/ServiceProviderConfig"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}

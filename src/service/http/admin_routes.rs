@@ -64,6 +64,15 @@ fn check_key_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A key in a list answer: its id and times, never its material.
+fn key_item(id: &str, created_at: i64, expires_at: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "createdAt": crate::service::store::format_millis(created_at),
+        "expiresAt": crate::service::store::format_millis(expires_at),
+    })
+}
+
 fn rfc3339_millis(what: &str, t: &str) -> Result<i64, ApiError> {
     t.parse::<jiff::Timestamp>()
         .map(|t| t.as_millisecond())
@@ -80,12 +89,9 @@ async fn list_saml_signing_keys(State(state): State<SharedState>) -> Result<Resp
     let items: Vec<serde_json::Value> = keys
         .iter()
         .map(|k| {
-            serde_json::json!({
-                "id": k.id,
-                "certificate": k.certificate_pem,
-                "createdAt": crate::service::store::format_millis(k.created_at),
-                "expiresAt": crate::service::store::format_millis(k.expires_at),
-            })
+            let mut item = key_item(&k.id, k.created_at, k.expires_at);
+            item["certificate"] = k.certificate_pem.clone().into();
+            item
         })
         .collect();
     Ok(Json(ListView { items }).into_response())
@@ -126,13 +132,7 @@ async fn list_session_keys(State(state): State<SharedState>) -> Result<Response,
         .await?;
     let items: Vec<serde_json::Value> = keys
         .iter()
-        .map(|k| {
-            serde_json::json!({
-                "id": k.id,
-                "createdAt": crate::service::store::format_millis(k.created_at),
-                "expiresAt": crate::service::store::format_millis(k.expires_at),
-            })
-        })
+        .map(|k| key_item(&k.id, k.created_at, k.expires_at))
         .collect();
     Ok(Json(ListView { items }).into_response())
 }

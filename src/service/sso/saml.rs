@@ -450,11 +450,7 @@ fn metadata_from_parts(entity_id: &str, sso_url: &str, certificates: &[String]) 
     let keys: String = certificates
         .iter()
         .map(|pem| {
-            let body: String = pem
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect::<Vec<_>>()
-                .join("");
+            let body = crate::saml_signing::pem_body(pem);
             format!(
                 "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
                 esc(&body)

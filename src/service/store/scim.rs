@@ -686,12 +686,10 @@ impl ScimTx {
         ids: &[String],
     ) -> Result<HashMap<String, ResourceKind>> {
         let mut found = HashMap::new();
-        for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        for chunk in ids.chunks(MEMBER_CHUNK) {
             let sql = format!(
                 "SELECT id, kind FROM scim_resources WHERE workspace = $1 AND deleted_at IS NULL AND id IN ({})",
-                placeholders.join(", ")
+                placeholders(2, chunk.len())
             );
             // Only placeholders are formatted in; values are bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace);
