@@ -1,5 +1,6 @@
 //! SCIM 2.0 against the real service over HTTP, on SQLite and PostgreSQL: the
-//! Okta test plan, Entra ID's quirks replayed as Entra sends them, filters,
+//! Okta test plan, Entra ID's quirks replayed as Entra sends them, OneLogin's
+//! and Google Workspace's documented request shapes, filters,
 //! memberships driving roles, deprovisioning, bulk and errors.
 
 mod support;
@@ -957,7 +958,107 @@ async fn group_members_carry_display_names(db: Db) {
     f.stop().await;
 }
 
+/// OneLogin's documented SCIM JSON templates (its 1.x "Core" and "Enterprise"
+/// user schemas, filled in as OneLogin fills them) and Google Workspace's
+/// connection probe and mixed `schemas`.
+async fn onelogin_and_google_quirks(db: Db) {
+    let f = ScimFixture::start(db, json!({})).await;
+    // OneLogin's connection check: a userName it knows does not exist; an empty
+    // list (not an error) means the endpoint works.
+    let r = f
+        .get(&format!(
+            "/Users?filter={}",
+            enc("userName eq \"onelogin-probe@nowhere.invalid\"")
+        ))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["totalResults"].clone()),
+        (200, json!(0))
+    );
+    // "OneLogin Core User Schema": only the 1.0 URN in `schemas`.
+    let core = f
+        .post(
+            "/Users",
+            json!({
+                "schemas": ["urn:scim:schemas:core:1.0"],
+                "userName": "ada@example.com",
+                "name": {"givenName": "Ada", "familyName": "Lovelace", "formatted": "Ada Lovelace"}
+            }),
+        )
+        .await;
+    assert_eq!(core.status.as_u16(), 201, "{}", core.body);
+    assert_eq!(core.body["schemas"], json!([USER]));
+    assert_eq!(core.body["name"]["formatted"], "Ada Lovelace");
+    // "OneLogin Enterprise User Schema": `emails` as one object, the
+    // enterprise attributes under the 1.0 extension URN, the manager's id as
+    // `managerId`.
+    let ent = f
+        .post(
+            "/Users",
+            json!({
+                "schemas": ["urn:scim:schemas:core:1.0", "urn:scim:schemas:extension:enterprise:1.0"],
+                "userName": "grace@example.com",
+                "name": {"familyName": "Hopper", "givenName": "Grace", "formatted": "Grace Hopper"},
+                "emails": {"value": "grace@example.com", "type": "work", "primary": true},
+                "title": "Rear Admiral",
+                "urn:scim:schemas:extension:enterprise:1.0": {
+                    "department": "Navy",
+                    "manager": {"managerId": core.body["id"], "displayName": "Ada Lovelace"}
+                }
+            }),
+        )
+        .await;
+    assert_eq!(ent.status.as_u16(), 201, "{}", ent.body);
+    let id = ent.body["id"].as_str().unwrap().to_string();
+    // Stored as the 2.0 attributes, so 2.0 filters and paths find them.
+    let r = f
+        .get(&format!(
+            "/Users?filter={}",
+            enc(&format!(
+                "emails.value eq \"grace@example.com\" and {ENTERPRISE}:department eq \"Navy\""
+            ))
+        ))
+        .await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.body);
+    let user = &r.body["Resources"][0];
+    assert_eq!(user["id"], id.as_str());
+    assert_eq!(user["schemas"], json!([USER, ENTERPRISE]));
+    assert_eq!(
+        user["emails"],
+        json!([{"value": "grace@example.com", "type": "work", "primary": true}])
+    );
+    assert_eq!(user[ENTERPRISE]["manager"]["value"], core.body["id"]);
+    assert!(
+        user.get("urn:scim:schemas:extension:enterprise:1.0")
+            .is_none(),
+        "{user}"
+    );
+    // Google Workspace's connection probe: the first page of one user.
+    let r = f.get("/Users?count=1").await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(
+        (
+            r.body["totalResults"].clone(),
+            r.body["itemsPerPage"].clone()
+        ),
+        (json!(2), json!(1))
+    );
+    // Google's borrowed connectors: 1.0 core URN beside the 2.0 one.
+    let r = f
+        .post(
+            "/Users",
+            json!({
+                "schemas": [USER, "urn:scim:schemas:core:1.0"],
+                "userName": "alan@example.com", "active": true
+            }),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    f.stop().await;
+}
+
 on_both_databases!(
+    onelogin_and_google_quirks,
     group_members_carry_display_names,
     revocation_and_policy_changes_apply_at_once,
     okta_test_plan,

@@ -170,6 +170,9 @@ pub fn apply(
     let mut members = Vec::new();
     for op in ops {
         match &op.path {
+            Some(path) if filter::is_urn(path) && set.extension(path).is_some() => {
+                apply_to_extension(set, doc, op, path, &mut members)?;
+            }
             Some(path) => {
                 let pp = parse_path(path)?;
                 apply_one(set, doc, op.op, &pp, op.value.clone(), true, &mut members)?;
@@ -188,6 +191,29 @@ pub fn apply(
         }
     }
     Ok(members)
+}
+
+/// An operation whose path is a whole extension (`urn:…:enterprise:2.0:User`):
+/// `remove` drops the extension; `add`/`replace` take an object of its
+/// attributes and merge them, as for any complex attribute (RFC 7644 §3.5.2.1/3).
+fn apply_to_extension(
+    set: &SchemaSet,
+    doc: &mut Map<String, Value>,
+    op: &Operation,
+    urn: &str,
+    members: &mut Vec<MemberChange>,
+) -> Result<(), ScimProblem> {
+    if op.op == Op::Remove {
+        doc.retain(|k, _| !k.eq_ignore_ascii_case(urn));
+        return Ok(());
+    }
+    let Some(value @ Value::Object(_)) = &op.value else {
+        return Err(ScimProblem::invalid_value(format!(
+            "{urn} takes an object of its attributes as the value"
+        )));
+    };
+    let wrapped = Map::from_iter([(urn.to_string(), value.clone())]);
+    apply_pathless(set, doc, op.op, &wrapped, members)
 }
 
 /// A path-less add/replace: each key of the value is a path (`displayName`,
@@ -211,7 +237,12 @@ fn apply_pathless(
                 continue;
             }
             if set.extension(key).is_some() {
-                for (attr, v) in inner {
+                // Clients serialising the extension as a model (scim2-cli)
+                // put its `schemas` inside it: not an attribute, skipped.
+                for (attr, v) in inner
+                    .iter()
+                    .filter(|(a, _)| !a.eq_ignore_ascii_case("schemas"))
+                {
                     let pp = parse_path(&format!("{key}:{attr}"))?;
                     apply_one(set, doc, op, &pp, Some(v.clone()), false, members)?;
                 }
@@ -713,6 +744,38 @@ mod tests {
                 ENTERPRISE_USER_SCHEMA: {"employeeNumber": "7", "manager": {"value": "boss"}}
             })
         );
+    }
+
+    #[test]
+    fn a_whole_extension_as_the_path_merges_its_attributes_or_removes_it() {
+        let start = json!({"userName": "a", ENTERPRISE_USER_SCHEMA: {"employeeNumber": "7", "department": "R&D"}});
+        let (doc, _) = patch(&users(), start.clone(), ops(json!([
+            {"op": "replace", "path": "URN:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+             "value": {"department": "Ops", "costCenter": "42"}},
+        ])))
+        .unwrap();
+        assert_eq!(
+            doc[ENTERPRISE_USER_SCHEMA],
+            json!({"employeeNumber": "7", "department": "Ops", "costCenter": "42"})
+        );
+        let (doc, _) = patch(
+            &users(),
+            start.clone(),
+            ops(json!([
+                {"op": "remove", "path": ENTERPRISE_USER_SCHEMA},
+            ])),
+        )
+        .unwrap();
+        assert_eq!(doc, json!({"userName": "a"}));
+        let e = patch(
+            &users(),
+            start,
+            ops(json!([
+                {"op": "add", "path": ENTERPRISE_USER_SCHEMA, "value": "7"},
+            ])),
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, "invalidValue", "{e:?}");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 use serde_json::{Map, Value};
 
 use super::ScimProblem;
-use super::schema::{Attr, AttrType, Mutability, Namespace, ResourceKind, SchemaSet};
+use super::schema::{
+    Attr, AttrType, ENTERPRISE_USER_SCHEMA, Mutability, Namespace, ResourceKind, SchemaSet,
+};
 
 /// Coerces a value to an attribute's type. `Ok(None)` means "no value" (null).
 pub fn coerce(def: &Attr, value: Value, path: &str) -> Result<Option<Value>, ScimProblem> {
@@ -126,6 +128,50 @@ fn is_legacy_urn(urn: &str) -> bool {
     urn.to_ascii_lowercase().starts_with("urn:scim:schemas:")
 }
 
+/// OneLogin's "Enterprise User Schema" template (its SCIM 1.x connector) sends
+/// the enterprise attributes under `urn:scim:schemas:extension:enterprise:1.0`,
+/// with the manager's id as `managerId`. They are the 2.0 extension's
+/// attributes (RFC 7643 §4.3 kept them), so they are stored as those rather
+/// than dropped with the other 1.x URNs.
+fn legacy_enterprise_extension(
+    set: &SchemaSet,
+    key: &str,
+    value: &Value,
+) -> Result<Option<Map<String, Value>>, ScimProblem> {
+    const ENTERPRISE_1_0: &str = "urn:scim:schemas:extension:enterprise:1.0";
+    if set.kind != ResourceKind::User || !key.eq_ignore_ascii_case(ENTERPRISE_1_0) {
+        return Ok(None);
+    }
+    let mut value = value.clone();
+    if let Some(manager) = value
+        .as_object_mut()
+        .and_then(|ext| {
+            let key = ext
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case("manager"))?
+                .clone();
+            ext.get_mut(&key)
+        })
+        .and_then(Value::as_object_mut)
+        && let Some(id_key) = manager
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case("managerId"))
+            .cloned()
+        && let Some(id) = manager.remove(&id_key)
+    {
+        manager.entry("value").or_insert(id);
+    }
+    let ns = Namespace::Extension(ENTERPRISE_USER_SCHEMA);
+    Ok(Some(
+        normalize_extension(set, &ns, value)?
+            .and_then(|v| match v {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .unwrap_or_default(),
+    ))
+}
+
 /// Normalises a POST/PUT body. `id`, `meta`, `groups`, `password` and unknown
 /// attributes are dropped; extension objects are kept under their canonical URN.
 pub fn normalize(set: &SchemaSet, input: Value) -> Result<Map<String, Value>, ScimProblem> {
@@ -141,6 +187,21 @@ pub fn normalize(set: &SchemaSet, input: Value) -> Result<Map<String, Value>, Sc
             continue;
         }
         if super::filter::is_urn(&key) {
+            if let Some(ext) = legacy_enterprise_extension(set, &key, &value)? {
+                // Attributes the request also sends under the 2.0 URN win.
+                let urn = ENTERPRISE_USER_SCHEMA.to_string();
+                match out.get_mut(&urn) {
+                    Some(Value::Object(current)) => {
+                        let mut merged = ext;
+                        merged.extend(std::mem::take(current));
+                        *current = merged;
+                    }
+                    _ => {
+                        out.insert(urn, Value::Object(ext));
+                    }
+                }
+                continue;
+            }
             if is_legacy_urn(&key) {
                 continue;
             }
@@ -370,6 +431,36 @@ mod tests {
         assert_eq!(
             doc[ENTERPRISE_USER_SCHEMA],
             json!({"employeeNumber": "42", "manager": {"value": "m1"}})
+        );
+    }
+
+    #[test]
+    fn onelogin_scim_1_0_templates_are_understood() {
+        // OneLogin's documented "Enterprise User Schema" template, filled in.
+        let doc = normalize(
+            &users(),
+            json!({
+                "schemas": ["urn:scim:schemas:core:1.0", "urn:scim:schemas:extension:enterprise:1.0"],
+                "userName": "ada@example.com",
+                "name": {"familyName": "Lovelace", "givenName": "Ada", "formatted": "Ada Lovelace"},
+                "emails": {"value": "ada@example.com", "type": "work", "primary": true},
+                "title": "Engineer",
+                "urn:scim:schemas:extension:enterprise:1.0": {
+                    "department": "R&D",
+                    "manager": {"managerId": "m-1", "displayName": "Grace Hopper"}
+                }
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(doc),
+            json!({
+                "userName": "ada@example.com",
+                "name": {"familyName": "Lovelace", "givenName": "Ada", "formatted": "Ada Lovelace"},
+                "emails": [{"value": "ada@example.com", "type": "work", "primary": true}],
+                "title": "Engineer",
+                ENTERPRISE_USER_SCHEMA: {"department": "R&D", "manager": {"value": "m-1"}}
+            })
         );
     }
 

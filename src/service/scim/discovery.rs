@@ -4,11 +4,12 @@
 use serde_json::{Value, json};
 
 use super::{bulk, service::MAX_RESULTS};
-use crate::scim::{
-    patch,
-    schema::{self, LIST_RESPONSE},
-};
+use crate::scim::schema::{self, LIST_RESPONSE};
 
+/// Only the attributes RFC 7643 §5 defines: strict clients (scim2-cli's
+/// pydantic models) refuse the whole document over one extra key. The PATCH
+/// operation limit (`patch::MAX_OPERATIONS`) is stated in the `tooMany`
+/// error a longer PATCH gets instead.
 pub fn service_provider_config(base_url: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
@@ -34,7 +35,6 @@ pub fn service_provider_config(base_url: &str) -> Value {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{base_url}/ServiceProviderConfig"),
         },
-        "x-idsync": {"maxPatchOperations": patch::MAX_OPERATIONS},
     })
 }
 

@@ -234,7 +234,12 @@ pub fn resource(
     out.insert("schemas".into(), Value::Array(schemas));
     out.insert("id".into(), rec.id.clone().into());
     if rec.kind == ResourceKind::User {
-        out.insert("active".into(), rec.active.into());
+        // The stored flag wins over the document (DELETE deactivates without
+        // editing it); a user whose `active` was never sent or was removed by
+        // a PATCH shows none, and counts as active.
+        if !rec.active || out.contains_key("active") {
+            out.insert("active".into(), rec.active.into());
+        }
         if let Some(groups) = groups {
             let list: Vec<Value> = groups
                 .iter()
