@@ -2,7 +2,7 @@
 //! clients on loopback, on whatever cores the machine has.
 //!
 //! 1. user creates/s (POST /Users), with p50/p99 latency;
-//! 2. filtered `userName eq` lookups/s;
+//! 2. filtered `userName eq` lookups/s, and pages of 100 users;
 //! 3. PATCH add-member/s on a group that already has 10,000 members (answer
 //!    without members, as `excludedAttributes=members` asks, and with them);
 //! 4. time to provision 100,000 users and 10,000 groups of 10 members;
@@ -18,6 +18,11 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+/// The allocator `idsync serve` runs with (src/main.rs), so the numbers are
+/// the shipped binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::{
     path::PathBuf,
@@ -56,8 +61,26 @@ struct Run {
     label: String,
     count: usize,
     elapsed: Duration,
+    /// CPU time this process spent meanwhile: idsync's service and the
+    /// clients for idsync runs, the clients alone for peers (which run in
+    /// processes of their own). Steadier than ops/s on a shared machine.
+    cpu: Duration,
     latencies: Vec<Duration>,
     failures: usize,
+}
+
+/// CPU time (user + system) this process has used, from /proc/self/stat
+/// (clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11) // state … cmajflt; then utime, stime
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 impl Run {
@@ -76,12 +99,13 @@ impl Run {
                 .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
         };
         println!(
-            "{:<48} {:>8} ops {:>9.0} ops/s   p50 {:>6.2} ms   p99 {:>6.2} ms   failures {}",
+            "{:<48} {:>8} ops {:>9.0} ops/s   p50 {:>6.2} ms   p99 {:>6.2} ms   cpu {:>5.0} us/op   failures {}",
             self.label,
             self.count,
             self.rate(),
             pct(0.50),
             pct(0.99),
+            self.cpu.as_secs_f64() * 1e6 / self.count.max(1) as f64,
             self.failures
         );
     }
@@ -96,6 +120,7 @@ where
     let make = Arc::new(make);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
         let (target, make, next) = (target.clone(), make.clone(), next.clone());
@@ -131,6 +156,7 @@ where
         label: label.to_string(),
         count,
         elapsed: Duration::ZERO,
+        cpu: Duration::ZERO,
         latencies: Vec::with_capacity(count),
         failures: 0,
     };
@@ -140,6 +166,7 @@ where
         run.failures += fails;
     }
     run.elapsed = started.elapsed();
+    run.cpu = process_cpu().saturating_sub(cpu_before);
     run
 }
 
@@ -258,6 +285,23 @@ async fn bench() {
     )
     .await;
     looked_up.print();
+
+    // 2b. Pages of 100 users, as Okta and Entra list them (each user with
+    // its groups).
+    let mut paged = drive(
+        &idsync,
+        "GET /Users?startIndex=…&count=100 (page)",
+        2_000,
+        |i| {
+            (
+                Method::GET,
+                format!("/Users?startIndex={}&count=100", 1 + (i * 100) % 9_900),
+                None,
+            )
+        },
+    )
+    .await;
+    paged.print();
 
     // 3. PATCH add-member on a 10k-member group.
     let members = ids_of(&f, "c", 10_000).await;

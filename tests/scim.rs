@@ -265,6 +265,36 @@ async fn entra_quirks(db: Db) {
     let r = f.get(&format!("/Users/{id}")).await;
     assert_eq!(r.body["groups"][0]["value"], group.as_str());
     assert_eq!(r.body["groups"][0]["display"], "Engineering");
+    // A listing carries each user's groups too (read with the page), in the
+    // order the groups were created, without deleted groups.
+    let second = f.create_group("Oncall", &[&id]).await;
+    let gone = f.create_group("Old", &[&id]).await;
+    assert_eq!(
+        f.call(Method::DELETE, &format!("/Groups/{gone}"), None)
+            .await
+            .status,
+        204
+    );
+    let r = f
+        .get(&format!(
+            "/Users?filter={}",
+            enc("userName eq \"grace@contoso.com\"")
+        ))
+        .await;
+    let groups: Vec<(&str, &str)> = r.body["Resources"][0]["groups"]
+        .as_array()
+        .expect("groups listed")
+        .iter()
+        .map(|g| (g["value"].as_str().unwrap(), g["display"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        groups,
+        [(group.as_str(), "Engineering"), (second.as_str(), "Oncall")]
+    );
+    assert_eq!(
+        r.body["Resources"][0]["groups"],
+        f.get(&format!("/Users/{id}")).await.body["groups"]
+    );
     f.stop().await;
 }
 

@@ -77,21 +77,34 @@ impl WorkspaceCtx {
         else {
             return Ok(None);
         };
-        let doc: WorkspaceDoc =
-            serde_json::from_value(object.body).map_err(|e| StoreError::Corrupt {
-                kind: "Workspace",
-                workspace: workspace.to_string(),
-                name: workspace.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok(Some(Self {
+        let doc = serde_json::from_value(object.body).map_err(|e| corrupt(workspace, e))?;
+        Ok(Some(Self::new(workspace, doc)))
+    }
+
+    /// A workspace's settings from its stored document (JSON text).
+    fn from_document(workspace: &str, body: &str) -> Result<Self, StoreError> {
+        let doc = serde_json::from_str(body).map_err(|e| corrupt(workspace, e))?;
+        Ok(Self::new(workspace, doc))
+    }
+
+    fn new(workspace: &str, doc: WorkspaceDoc) -> Self {
+        Self {
             name: workspace.to_string(),
             policy: doc.policy.unwrap_or_default(),
             default_role: doc.default_role,
             token_id: String::new(),
             request_id: None,
             actor: None,
-        }))
+        }
+    }
+}
+
+fn corrupt(workspace: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        kind: "Workspace",
+        workspace: workspace.to_string(),
+        name: workspace.to_string(),
+        message: e.to_string(),
     }
 }
 
@@ -108,7 +121,10 @@ pub async fn authenticate(
         bearer_token(headers).ok_or_else(|| ScimError::unauthorized("missing bearer token"))?;
     let refused = || ScimError::unauthorized("the bearer token is not valid for this workspace");
     let id = token::parse_id(presented).ok_or_else(refused)?;
-    let stored = store.get_token(id).await?.ok_or_else(refused)?;
+    let (stored, workspace_doc) = store
+        .get_token_with_workspace(id)
+        .await?
+        .ok_or_else(refused)?;
     let now = now_millis();
     if stored.workspace != workspace
         || !token::matches(presented, &stored.hash)
@@ -116,9 +132,7 @@ pub async fn authenticate(
     {
         return Err(refused());
     }
-    let mut ctx = WorkspaceCtx::load(store, workspace)
-        .await?
-        .ok_or_else(refused)?;
+    let mut ctx = WorkspaceCtx::from_document(workspace, &workspace_doc.ok_or_else(refused)?)?;
     if ctx.policy.scim_enabled == Some(false) {
         return Err(ScimError::forbidden(
             "SCIM provisioning is disabled for this workspace (spec.policy.scimEnabled)",

@@ -319,17 +319,20 @@ impl ScimService {
         } else {
             None
         };
-        let groups = if rec.kind == ResourceKind::User && proj.wants("groups") {
-            Some(self.store.scim_groups_of(&ctx.name, &rec.id).await?)
-        } else {
-            None
+        // A listing fetched the user's groups with the user; else ask now.
+        let fetched;
+        let groups = match (
+            &rec.groups,
+            rec.kind == ResourceKind::User && proj.wants("groups"),
+        ) {
+            (_, false) => None,
+            (Some(groups), true) => Some(groups.as_slice()),
+            (None, true) => {
+                fetched = self.store.scim_groups_of(&ctx.name, &rec.id).await?;
+                Some(fetched.as_slice())
+            }
         };
-        let mut v = render::resource(
-            &self.base_url(&ctx.name),
-            rec,
-            members.as_deref(),
-            groups.as_deref(),
-        );
+        let mut v = render::resource(&self.base_url(&ctx.name), rec, members.as_deref(), groups);
         proj.apply(&ctx.schemas(rec.kind), &mut v);
         Ok(v)
     }
@@ -545,6 +548,7 @@ impl ScimService {
                     version: 1,
                     created_at: now,
                     updated_at: now,
+                    groups: Some(Vec::new()),
                 })
             }
             None => {

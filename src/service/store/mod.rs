@@ -152,6 +152,10 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
+                    // No ping before each use: a SQLite connection is a file
+                    // handle that cannot drop, and the ping was a round trip
+                    // to the connection's worker thread before every query.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute(

@@ -31,6 +31,9 @@ pub struct ScimRecord {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A user's groups, (id, displayName), when the read that produced the
+    /// record fetched them too (listings do); `None` means not fetched.
+    pub groups: Option<Vec<(String, String)>>,
 }
 
 /// The columns a write sets, derived from a normalised document.
@@ -126,6 +129,44 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<ScimRecord> {
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        groups: None,
+    })
+}
+
+/// One JSON array text of the groups `user_id` is a direct member of in
+/// `workspace`, `[[id, displayName], …]` in group creation order (SQL
+/// expressions for both, so a listing can ask per row).
+///
+/// `CROSS JOIN` (here and wherever a member's groups are looked up) is
+/// SQLite's way to fix the join order: from the member's few rows to their
+/// groups by pk. With a plain JOIN and no statistics, SQLite walked every
+/// resource of the workspace for each user rendered. PostgreSQL plans a
+/// CROSS JOIN with a WHERE like any inner join.
+fn groups_json(backend: Backend, user_id: &str, workspace: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "(SELECT json_group_array(json_array(id, name)) FROM (\
+             SELECT g.id, COALESCE(g.display_name, '') AS name \
+             FROM scim_members m CROSS JOIN scim_resources g \
+             WHERE g.pk = m.group_pk AND m.member_id = {user_id} AND g.workspace = {workspace} \
+             AND g.deleted_at IS NULL ORDER BY g.pk))"
+        ),
+        Backend::Postgres => format!(
+            "(SELECT COALESCE(json_agg(json_build_array(g.id, COALESCE(g.display_name, '')) \
+             ORDER BY g.pk), '[]'::json)::text \
+             FROM scim_members m CROSS JOIN scim_resources g \
+             WHERE g.pk = m.group_pk AND m.member_id = {user_id} AND g.workspace = {workspace} \
+             AND g.deleted_at IS NULL)"
+        ),
+    }
+}
+
+fn parse_groups(json: &str, user_id: &str) -> Result<Vec<(String, String)>> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        kind: "User",
+        workspace: String::new(),
+        name: user_id.to_string(),
+        message: format!("group list: {e}"),
     })
 }
 
@@ -304,8 +345,17 @@ impl Store {
         // (lookups by userName, the commonest query, need no COUNT).
         let limit = sql.bind(Param::Int(query.count));
         let offset = sql.bind(Param::Int(query.start_index - 1));
+        // A user's groups come in the same statement: one round trip for the
+        // page, not one more per user.
+        let groups = match set.kind {
+            ResourceKind::User => format!(
+                ", {} AS groups_json",
+                groups_json(self.backend, "r.id", "r.workspace")
+            ),
+            ResourceKind::Group => String::new(),
+        };
         let page_sql = format!(
-            "SELECT {COLUMNS} FROM scim_resources r WHERE {condition} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            "SELECT {COLUMNS}{groups} FROM scim_resources r WHERE {condition} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         );
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(page_sql)), &sql.params)
             .fetch_all(&self.pool)
@@ -318,7 +368,17 @@ impl Store {
             self.count_matching(&condition, &sql.params[..filter_params])
                 .await?
         };
-        let records = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let records = rows
+            .iter()
+            .map(|row| {
+                let mut rec = decode(row)?;
+                if set.kind == ResourceKind::User {
+                    let json: String = row.try_get("groups_json")?;
+                    rec.groups = Some(parse_groups(&json, &rec.id)?);
+                }
+                Ok(rec)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Ok((total, records)))
     }
 
@@ -382,35 +442,18 @@ impl Store {
     }
 
     /// The groups a user is a direct member of: (id, displayName).
-    ///
-    /// `CROSS JOIN` (here and wherever a member's groups are looked up) is
-    /// SQLite's way to fix the join order: from the member's few rows to their
-    /// groups by pk. With a plain JOIN and no statistics, SQLite walked every
-    /// resource of the workspace for each user rendered. PostgreSQL plans a
-    /// CROSS JOIN with a WHERE like any inner join.
     pub async fn scim_groups_of(
         &self,
         workspace: &str,
         user_id: &str,
     ) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.display_name FROM scim_members m CROSS JOIN scim_resources g \
-             WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2 AND g.deleted_at IS NULL \
-             ORDER BY g.pk",
-        )
-        .bind(user_id)
-        .bind(workspace)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("id")?,
-                    r.try_get::<Option<String>, _>("display_name")?
-                        .unwrap_or_default(),
-                ))
-            })
-            .collect()
+        let sql = format!("SELECT {}", groups_json(self.backend, "$1", "$2"));
+        let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(workspace)
+            .fetch_one(&self.pool)
+            .await?;
+        parse_groups(&json, user_id)
     }
 
     /// A visible user's role and the role awaiting approval, if any.

@@ -76,6 +76,32 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
+    /// A token and, in the same statement, the stored document of its
+    /// workspace: SCIM authentication needs both on every request, and each
+    /// statement is a round trip to the database (for SQLite, to a worker
+    /// thread).
+    pub async fn get_token_with_workspace(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredToken, Option<String>)>> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
+            format!(
+                "SELECT {}, o.body AS workspace_body FROM scim_tokens t \
+                 LEFT JOIN objects o ON o.kind = $2 AND o.workspace = t.workspace AND o.name = t.workspace \
+                 WHERE t.id = $1",
+                columns.join(", ")
+            )
+        });
+        let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+            .bind(id)
+            .bind(super::ObjectKind::Workspace.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((decode(&r)?, r.try_get("workspace_body")?)))
+            .transpose()
+    }
+
     pub async fn list_tokens(&self, workspace: &str) -> Result<Vec<StoredToken>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM scim_tokens WHERE workspace = $1 ORDER BY created_at, id"
