@@ -69,6 +69,23 @@ async fn okta_test_plan(db: Db) {
     f.post("/Users", dup)
         .await
         .assert_error(409, Some("uniqueness"));
+    // One audit entry for the create (the refused duplicate wrote none), and
+    // the user is searchable by the values stored with it.
+    let provisioned = f.audit("user_provisioned").await;
+    assert_eq!(provisioned.len(), 1, "{provisioned:?}");
+    assert_eq!(provisioned[0].name.as_deref(), Some(id.as_str()));
+    let detail = provisioned[0].detail.as_ref().expect("detail");
+    assert_eq!(
+        (detail["userName"].clone(), detail["role"].clone()),
+        (json!("ada@example.com"), json!("member"))
+    );
+    let r = f
+        .get(&format!(
+            "/Users?filter={}",
+            enc("emails[type eq \"work\"].value eq \"ada@example.com\"")
+        ))
+        .await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.body);
     // 4. userName is case-insensitive in filters.
     let r = f.get(&lookup("Ada@Example.COM")).await;
     assert_eq!(r.body["totalResults"], 1);

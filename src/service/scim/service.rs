@@ -26,8 +26,8 @@ use crate::{
     service::{
         metrics::ServiceMetrics,
         store::{
-            ListQuery, ResourceWrite, ScimRecord, ScimTx, Store, StoreError, now_millis,
-            unique_attribute,
+            ListQuery, NewResource, ResourceWrite, ScimRecord, ScimTx, Store, StoreError,
+            now_millis, unique_attribute,
         },
     },
 };
@@ -515,10 +515,26 @@ impl ScimService {
             .as_ref()
             .map_or((None, None), |d| (d.role.as_deref(), d.pending.as_deref()));
         let write = ResourceWrite::new(kind, &id, &doc);
+        // A user's audit entry is known before the insert and goes with it; a
+        // group's counts the members added after.
+        let provisioned = decision.as_ref().map(|decision| {
+            let detail = json!({
+                "userName": doc.get("userName"), "externalId": doc.get("externalId"),
+                "active": write.active, "role": decision.role, "requestId": ctx.request_id,
+            });
+            audit_entry(ctx, "user_provisioned", &id, detail)
+        });
         let mut tx = self.store.scim_write().await?;
         // The unique indexes are the uniqueness check: a taken userName or
         // externalId fails the insert, and only this write rolls back.
-        let pk = match tx.insert(&ctx.name, kind, &write, role, now).await {
+        let new = NewResource {
+            workspace: &ctx.name,
+            kind,
+            write: &write,
+            role,
+            now,
+        };
+        let pk = match tx.insert(&new, provisioned.as_ref()).await {
             Ok(pk) => pk,
             Err(e) => match unique_attribute(&e) {
                 Some(attr) => return Err(conflict(kind, attr, &doc)),
@@ -527,12 +543,6 @@ impl ScimService {
         };
         let created = match decision {
             Some(decision) => {
-                let detail = json!({
-                    "userName": doc.get("userName"), "externalId": doc.get("externalId"),
-                    "active": write.active, "role": decision.role, "requestId": ctx.request_id,
-                });
-                tx.audit(&audit_entry(ctx, "user_provisioned", &id, detail), now)
-                    .await?;
                 // The stored user is what was just written, in no group yet:
                 // answer from it instead of reading it back.
                 Some(ScimRecord {

@@ -48,20 +48,35 @@ pub struct AuditFilter {
 }
 
 pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(at)
-    .bind(entry.workspace.as_deref())
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(entry.kind.as_deref())
-    .bind(entry.name.as_deref())
-    .bind(entry.detail.as_ref().map(|d| d.to_string()))
-    .execute(&mut **tx)
-    .await?;
+    bind(sqlx::query(sqlx::AssertSqlSafe(insert_sql(1))), entry, at)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// The INSERT of one entry, its arguments numbered from `$first` (so it can
+/// follow other statements in one query).
+pub(super) fn insert_sql(first: usize) -> String {
+    let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) VALUES ({})",
+        p.join(", ")
+    )
+}
+
+/// Binds an entry's seven values, in `insert_sql`'s order.
+pub(super) fn bind<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    entry: &'q AuditEntry,
+    at: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(at)
+        .bind(entry.workspace.as_deref())
+        .bind(entry.actor.as_str())
+        .bind(entry.action.as_str())
+        .bind(entry.kind.as_deref())
+        .bind(entry.name.as_deref())
+        .bind(entry.detail.as_ref().map(|d| d.to_string()))
 }
 
 impl Store {

@@ -31,7 +31,8 @@ use sqlx::{
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{
-    ListQuery, Member, ResourceWrite, ScimRecord, ScimTx, is_unique_violation, unique_attribute,
+    ListQuery, Member, NewResource, ResourceWrite, ScimRecord, ScimTx, is_unique_violation,
+    unique_attribute,
 };
 pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,

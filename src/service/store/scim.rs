@@ -584,35 +584,81 @@ impl ScimTx {
 
     /// Inserts a new resource with its role (a user's, decided before the
     /// write); returns its pk.
+    /// Inserts a new resource, its searchable values and, when given, its
+    /// audit entry; returns the resource's pk. A taken `userName` or
+    /// `externalId` fails on the unique indexes before anything is written.
+    ///
+    /// On SQLite the three inserts go to the writer as one multi-statement
+    /// query: every statement is a round trip to sqlx's worker thread, and
+    /// the writer is the one connection every create waits for.
     pub async fn insert(
         &mut self,
-        workspace: &str,
-        kind: ResourceKind,
-        w: &ResourceWrite<'_>,
-        role: (Option<&str>, Option<&str>),
-        now: i64,
+        new: &NewResource<'_>,
+        audit_entry: Option<&audit::AuditEntry>,
     ) -> Result<i64> {
-        let doc = doc_text(w.doc);
-        let pk: i64 = sqlx::query_scalar(
-            "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, display_name, \
-             active, role, pending_role, doc, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING pk",
-        )
-        .bind(workspace)
-        .bind(kind.as_str())
-        .bind(w.id)
-        .bind(w.external_id)
-        .bind(&w.name_key)
-        .bind(w.display_name)
-        .bind(w.active as i64)
-        .bind(role.0)
-        .bind(role.1)
-        .bind(doc)
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        self.write_values(pk, kind, w.doc, false).await?;
+        let values = value_rows(new.kind, new.write.doc);
+        if matches!(self.tx, WriteTx::Grouped(_)) && values.len() <= VALUES_PER_STATEMENT {
+            return self
+                .insert_in_one_statement(new, &values, audit_entry)
+                .await;
+        }
+        let q = bind_resource(sqlx::query(INSERT_RESOURCE), new);
+        let pk: i64 = q.fetch_one(&mut *self.tx).await?.try_get(0)?;
+        self.write_values(pk, new.kind, new.write.doc, false)
+            .await?;
+        if let Some(entry) = audit_entry {
+            self.audit(entry, new.now).await?;
+        }
         Ok(pk)
+    }
+
+    /// SQLite: the resource, its values (whose `resource_pk` is looked up by
+    /// the new row's unique id) and the audit entry in one query. `$N`
+    /// numbers the query's arguments across its statements.
+    async fn insert_in_one_statement(
+        &mut self,
+        new: &NewResource<'_>,
+        values: &[(String, String, i64, String)],
+        audit_entry: Option<&audit::AuditEntry>,
+    ) -> Result<i64> {
+        let mut sql = String::from(INSERT_RESOURCE);
+        let mut next = 12;
+        if !values.is_empty() {
+            sql.push_str(
+                "; INSERT INTO scim_values (resource_pk, attr, path, elem, v_text, v_lower) VALUES ",
+            );
+            for i in 0..values.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "((SELECT pk FROM scim_resources WHERE workspace = $1 AND id = $3), ${}, ${}, ${}, ${}, ${})",
+                    next,
+                    next + 1,
+                    next + 2,
+                    next + 3,
+                    next + 4
+                ));
+                next += 5;
+            }
+        }
+        if audit_entry.is_some() {
+            sql.push_str("; ");
+            sql.push_str(&audit::insert_sql(next));
+        }
+        // Only placeholders are formatted in; values are bound.
+        let mut q = bind_resource(sqlx::query(sqlx::AssertSqlSafe(sql)), new);
+        for row in values {
+            q = bind_value_row(q, row);
+        }
+        if let Some(entry) = audit_entry {
+            q = audit::bind(q, entry, new.now);
+        }
+        // fetch_all, not fetch_one: the driver stops a query at the first row
+        // fetch_one asks for, and the statements after it would not run.
+        let rows = q.fetch_all(&mut *self.tx).await?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        Ok(row.try_get(0)?)
     }
 
     /// Rewrites a resource's attributes; returns the new version.
@@ -677,14 +723,8 @@ impl ScimTx {
             }
             // Only placeholders are formatted in; values are bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (attr, path, elem, text) in chunk {
-                q = q
-                    .bind(pk)
-                    .bind(attr.as_str())
-                    .bind(path.as_str())
-                    .bind(*elem)
-                    .bind(text.as_str())
-                    .bind(text.to_lowercase());
+            for row in chunk {
+                q = bind_value_row(q.bind(pk), row);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -955,6 +995,55 @@ impl ScimTx {
         audit::insert(&mut self.tx, entry, now).await
     }
 }
+
+const INSERT_RESOURCE: &str = "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, display_name, \
+     active, role, pending_role, doc, version, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING pk";
+
+/// A resource to insert: where, what, with which role (and role awaiting
+/// approval), when.
+pub struct NewResource<'a> {
+    pub workspace: &'a str,
+    pub kind: ResourceKind,
+    pub write: &'a ResourceWrite<'a>,
+    pub role: (Option<&'a str>, Option<&'a str>),
+    pub now: i64,
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds `INSERT_RESOURCE`'s $1–$11.
+fn bind_resource<'q>(q: AnyQuery<'q>, new: &NewResource<'q>) -> AnyQuery<'q> {
+    let w = new.write;
+    q.bind(new.workspace)
+        .bind(new.kind.as_str())
+        .bind(w.id)
+        .bind(w.external_id)
+        .bind(w.name_key.clone())
+        .bind(w.display_name)
+        .bind(w.active as i64)
+        .bind(new.role.0)
+        .bind(new.role.1)
+        .bind(doc_text(w.doc))
+        .bind(new.now)
+}
+
+/// Binds one `scim_values` row but its `resource_pk`: attr, path, elem, the
+/// text and its lower case.
+fn bind_value_row<'q>(
+    q: AnyQuery<'q>,
+    (attr, path, elem, text): &'q (String, String, i64, String),
+) -> AnyQuery<'q> {
+    q.bind(attr.as_str())
+        .bind(path.as_str())
+        .bind(*elem)
+        .bind(text.as_str())
+        .bind(text.to_lowercase())
+}
+
+/// Value rows a one-statement insert takes (5 arguments each); a document
+/// with more goes the chunked way.
+const VALUES_PER_STATEMENT: usize = 500;
 
 /// Ids per statement when a statement lists them (3 bound values per member
 /// stays far below SQLite's and PostgreSQL's parameter limits).
