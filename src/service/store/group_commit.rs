@@ -9,9 +9,11 @@
 //!   the connection's open transaction (the first write of a batch opens it
 //!   with `BEGIN IMMEDIATE`), runs, and is released into the batch (its
 //!   `RELEASE` is sent with the next write's `SAVEPOINT`, or made by the
-//!   `COMMIT`: one round trip less per write). A write that fails or is
-//!   abandoned is rolled back to its savepoint: it takes nothing of the other
-//!   writes in the batch with it;
+//!   `COMMIT`: one round trip less per write). The `SAVEPOINT` itself is sent
+//!   with the write's first statement when the write takes it
+//!   ([`WriteSlot::take_owed`]), else on its own before the first use. A
+//!   write that fails or is abandoned is rolled back to its savepoint: it
+//!   takes nothing of the other writes in the batch with it;
 //! - a committer task takes the connection after the writes queued before it
 //!   and commits once. [`WriteSlot::commit`] returns only when the transaction
 //!   holding its write is committed, so one fsync covers every write that was
@@ -34,12 +36,49 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, watch};
 
 use super::{Result, StoreError};
 
-const SAVEPOINT: &str = "SAVEPOINT write_op";
-const RELEASE: &str = "RELEASE SAVEPOINT write_op";
-const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT write_op";
-/// The previous write's deferred release and the next write's savepoint, in
-/// one round trip to the driver's worker thread.
-const RELEASE_THEN_SAVEPOINT: &str = "RELEASE SAVEPOINT write_op; SAVEPOINT write_op";
+/// Savepoint names. At most two savepoints are open at once: the last
+/// released write's (until the next write's query releases it) and the open
+/// write's, and the open write takes the name the released one does not
+/// have. So when a write's first query carried its `SAVEPOINT` and failed,
+/// rolling back to its name either undoes exactly this write or fails because
+/// the savepoint never opened (and the batch is abandoned); it never reaches
+/// a released write. Two fixed names keep the query texts few, so the
+/// driver's prepared-statement cache keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    A,
+    B,
+}
+
+impl Name {
+    fn other(self) -> Self {
+        match self {
+            Name::A => Name::B,
+            Name::B => Name::A,
+        }
+    }
+    /// `SAVEPOINT` for this name, after releasing `released` if given.
+    fn open_after(self, released: Option<Name>) -> &'static str {
+        match (released, self) {
+            (None, Name::A) => "SAVEPOINT write_a",
+            (None, Name::B) => "SAVEPOINT write_b",
+            (Some(Name::A), _) => "RELEASE SAVEPOINT write_a; SAVEPOINT write_b",
+            (Some(Name::B), _) => "RELEASE SAVEPOINT write_b; SAVEPOINT write_a",
+        }
+    }
+    fn rollback_to(self) -> &'static str {
+        match self {
+            Name::A => "ROLLBACK TO SAVEPOINT write_a",
+            Name::B => "ROLLBACK TO SAVEPOINT write_b",
+        }
+    }
+    fn release(self) -> &'static str {
+        match self {
+            Name::A => "RELEASE SAVEPOINT write_a",
+            Name::B => "RELEASE SAVEPOINT write_b",
+        }
+    }
+}
 
 /// How a batch ended: `None` while it is open, then committed or why not.
 type Outcome = Option<std::result::Result<(), String>>;
@@ -68,11 +107,17 @@ struct Writer {
     open_op: bool,
     /// Writes released into the open transaction, waiting for its commit.
     released: usize,
-    /// The last released write's savepoint is still open: its `RELEASE` goes
-    /// with the next write's `SAVEPOINT`, or `COMMIT` releases it (every
+    /// The last released write, whose savepoint is still open: its `RELEASE`
+    /// goes with the next write's `SAVEPOINT`, or `COMMIT` releases it (every
     /// statement is a round trip to sqlx's worker thread, and a write that
     /// succeeded has nothing to undo).
-    release_pending: bool,
+    release_pending: Option<Name>,
+    /// The open write's savepoint.
+    current: Name,
+    /// SQL the open write still owes before its own statements (its
+    /// `SAVEPOINT`, after the previous write's `RELEASE`), with the release
+    /// it took over, to hand back if the SQL is never sent.
+    owed: Option<(&'static str, Option<Name>)>,
     /// Where the open batch's outcome is published.
     outcome: watch::Sender<Outcome>,
     /// Batches committed so far.
@@ -95,7 +140,9 @@ impl GroupCommit {
             in_tx: false,
             open_op: false,
             released: 0,
-            release_pending: false,
+            release_pending: None,
+            current: Name::A,
+            owed: None,
             outcome: watch::channel(None).0,
         }));
         let (wake, woken) = mpsc::channel(1);
@@ -114,6 +161,14 @@ impl GroupCommit {
 
     /// Waits for the writer and opens a savepoint for one write.
     pub(super) async fn begin(&self) -> Result<WriteSlot> {
+        let mut slot = self.begin_deferred().await?;
+        slot.settle().await?;
+        Ok(slot)
+    }
+
+    /// Waits for the writer; the write's savepoint is owed until it is taken
+    /// ([`WriteSlot::take_owed`]) or settled ([`WriteSlot::settle`]).
+    pub(super) async fn begin_deferred(&self) -> Result<WriteSlot> {
         let mut slot = WriteSlot {
             writer: self.writer.clone().lock_owned().await,
             wake: self.wake.clone(),
@@ -151,14 +206,13 @@ impl Writer {
             self.conn.execute("BEGIN IMMEDIATE").await?;
             self.in_tx = true;
         }
-        if self.release_pending {
-            // Cleared first: if this fails, no savepoint of a released write is
-            // left for a later RELEASE to trip on (COMMIT ends any that is).
-            self.release_pending = false;
-            self.conn.execute(RELEASE_THEN_SAVEPOINT).await?;
-        } else {
-            self.conn.execute(SAVEPOINT).await?;
-        }
+        // The pending release is taken over by the owed SQL: once that is sent
+        // (even if it fails), no savepoint of a released write is left for a
+        // later RELEASE to trip on (COMMIT ends any that is).
+        let released = self.release_pending.take();
+        self.current = released.map_or(Name::A, Name::other);
+        let sql = self.current.open_after(released);
+        self.owed = Some((sql, released));
         self.open_op = true;
         Ok(())
     }
@@ -169,8 +223,14 @@ impl Writer {
             return;
         }
         self.open_op = false;
-        let undone = match self.conn.execute(ROLLBACK_TO).await {
-            Ok(_) => self.conn.execute(RELEASE).await.map(drop),
+        if let Some((_, released)) = self.owed.take() {
+            // Nothing of this write was sent; the release it took is owed again.
+            self.release_pending = released;
+            return;
+        }
+        let name = self.current;
+        let undone = match self.conn.execute(name.rollback_to()).await {
+            Ok(_) => self.conn.execute(name.release()).await.map(drop),
             Err(e) => Err(e),
         };
         if let Err(e) = undone {
@@ -218,7 +278,8 @@ impl Writer {
         self.in_tx = false;
         self.released = 0;
         // COMMIT and ROLLBACK end every savepoint.
-        self.release_pending = false;
+        self.release_pending = None;
+        self.owed = None;
         self.outcome.send_replace(Some(outcome));
         self.outcome = watch::channel(None).0;
     }
@@ -235,9 +296,15 @@ impl WriteSlot {
     /// Releases the write into the batch, lets the next write in, and returns
     /// once the batch is committed (durable) or failed.
     pub(super) async fn commit(mut self) -> Result<()> {
-        // The savepoint is released by the next write or the batch's COMMIT.
+        // A write that never used the connection owes nothing and releases
+        // nothing; else its savepoint is released by the next write or the
+        // batch's COMMIT.
         self.writer.open_op = false;
-        self.writer.release_pending = true;
+        if let Some((_, released)) = self.writer.owed.take() {
+            self.writer.release_pending = released;
+        } else {
+            self.writer.release_pending = Some(self.writer.current);
+        }
         self.writer.released += 1;
         let mut outcome = self.writer.outcome.subscribe();
         if self.wake.is_closed() {
@@ -256,6 +323,23 @@ impl WriteSlot {
                 "the writer stopped before committing".into(),
             )),
         }
+    }
+
+    /// The SQL this write owes before its first statement, for the caller
+    /// to send at the head of that statement's query (SQLite runs the
+    /// statements of one query in order, in one round trip). Taking it counts
+    /// as sending it: if the query fails, the write is rolled back to its
+    /// savepoint, or the batch is abandoned when the savepoint never opened.
+    pub(super) fn take_owed(&mut self) -> Option<&'static str> {
+        self.writer.owed.take().map(|(sql, _)| sql)
+    }
+
+    /// Sends what the write still owes, if anything.
+    pub(super) async fn settle(&mut self) -> Result<()> {
+        if let Some(sql) = self.take_owed() {
+            self.writer.conn.execute(sql).await?;
+        }
+        Ok(())
     }
 
     /// Rolls the write back now.
@@ -317,6 +401,21 @@ mod tests {
             .unwrap()
     }
 
+    /// (committed, failed) of writes that answer Ok(true) when committed and
+    /// Ok(false) when they chose not to.
+    async fn tally(tasks: Vec<tokio::task::JoinHandle<super::Result<bool>>>) -> (usize, usize) {
+        let mut committed = 0;
+        let mut failed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(true) => committed += 1,
+                Ok(false) => {}
+                Err(_) => failed += 1,
+            }
+        }
+        (committed, failed)
+    }
+
     fn batches(store: &Store) -> u64 {
         store.writer.as_ref().unwrap().batches()
     }
@@ -350,15 +449,7 @@ mod tests {
                 Ok::<_, super::StoreError>(true)
             }));
         }
-        let mut committed = 0;
-        let mut failed = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(true) => committed += 1,
-                Ok(false) => {}
-                Err(_) => failed += 1,
-            }
-        }
+        let (committed, failed) = tally(tasks).await;
         assert_eq!((committed, failed), (61, 1));
         let ids = sessions(&store).await;
         assert_eq!(ids.len(), 61, "{ids:?}");
@@ -368,6 +459,112 @@ mod tests {
             commits < 61,
             "61 writes took {commits} commits: no grouping"
         );
+    }
+
+    /// A write whose savepoint leads its first query (a SCIM create): the
+    /// same isolation, whether the query fails, the write is abandoned before
+    /// or after sending anything, or it commits without a statement.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_savepoints_keep_writes_apart() {
+        let (_dir, store) = store().await;
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = store.begin_write_deferred().await?;
+                let id = match i {
+                    13 => "s00".to_string(), // duplicate key: fails this write only
+                    14 => return Ok(false),  // abandoned before sending anything
+                    15 => {
+                        tx.commit().await?; // committed without a statement
+                        return Ok(false);
+                    }
+                    16 => "abandoned".to_string(),
+                    _ => format!("s{i:02}"),
+                };
+                let owed = tx.take_owed().map(|o| format!("{o}; ")).unwrap_or_default();
+                let sql = format!(
+                    "{owed}INSERT INTO sessions (id, workspace, user_id, created_at, expires_at) \
+                     VALUES ($1, 'ws', 'u', 0, 0)"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id.clone())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if i == 16 {
+                    return Ok(false); // abandoned after writing: rolled back
+                }
+                // A second statement goes through `settled`, inside the savepoint.
+                sqlx::query("UPDATE sessions SET user_id = 'v' WHERE id = $1")
+                    .bind(id)
+                    .execute(tx.settled().await?)
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, super::StoreError>(true)
+            }));
+        }
+        let (committed, failed) = tally(tasks).await;
+        assert_eq!((committed, failed), (60, 1));
+        let ids = sessions(&store).await;
+        assert_eq!(ids.len(), 60, "{ids:?}");
+        assert!(!ids.iter().any(|i| i == "abandoned"));
+        let unchanged: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id <> 'v'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(unchanged, 0);
+        // The writer still works, eagerly too.
+        let mut tx = store.begin_write().await.unwrap();
+        insert_session(&mut tx, "after").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(sessions(&store).await.len(), 61);
+    }
+
+    /// A write whose first query fails before its savepoint opened (here a
+    /// statement ahead of it that does not parse; in life an I/O error on the
+    /// RELEASE ahead of it) must not roll back to the previous write's
+    /// savepoint: what was acknowledged is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unopened_savepoint_never_undoes_an_acknowledged_write() {
+        for round in 0..20 {
+            let (_dir, store) = store().await;
+            let mut first = store.begin_write().await.unwrap();
+            insert_session(&mut first, "acknowledged").await.unwrap();
+            // The second write queues for the writer before the first commits,
+            // so both land in one batch.
+            let second = tokio::spawn({
+                let store = store.clone();
+                async move {
+                    let mut tx = store.begin_write_deferred().await.unwrap();
+                    let owed = tx.take_owed().unwrap();
+                    let sql = format!(
+                        "SELEC 1; {owed}; INSERT INTO sessions (id, workspace, user_id, created_at, expires_at) VALUES ('second', 'ws', 'u', 0, 0)"
+                    );
+                    assert!(
+                        sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .fetch_all(&mut *tx)
+                            .await
+                            .is_err()
+                    );
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let acknowledged = first.commit().await.is_ok();
+            second.await.unwrap();
+            let ids = sessions(&store).await;
+            assert!(
+                !ids.contains(&"second".to_string()),
+                "round {round}: {ids:?}"
+            );
+            if acknowledged {
+                assert_eq!(
+                    ids,
+                    ["acknowledged"],
+                    "round {round}: an acknowledged write was lost"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -104,6 +104,23 @@ impl WriteTx {
         }
         Ok(())
     }
+
+    /// SQL to send at the head of the write's first query (a deferred
+    /// savepoint, see [`group_commit`]); `None` when nothing is owed.
+    pub(super) fn take_owed(&mut self) -> Option<&'static str> {
+        match self {
+            WriteTx::Own(_) => None,
+            WriteTx::Grouped(slot) => slot.take_owed(),
+        }
+    }
+
+    /// The connection, once whatever the write owes is sent.
+    pub(super) async fn settled(&mut self) -> Result<&mut AnyConnection> {
+        if let WriteTx::Grouped(slot) = self {
+            slot.settle().await?;
+        }
+        Ok(&mut **self)
+    }
 }
 
 impl Deref for WriteTx {
@@ -210,6 +227,16 @@ impl Store {
     async fn begin_write(&self) -> Result<WriteTx> {
         Ok(match &self.writer {
             Some(writer) => WriteTx::Grouped(writer.begin().await?),
+            None => WriteTx::Own(self.pool.begin().await?),
+        })
+    }
+
+    /// Like `begin_write`, with SQLite's savepoint deferred to the write's
+    /// first statement: the caller reaches the connection only through
+    /// [`WriteTx::settled`] or sends [`WriteTx::take_owed`] itself.
+    async fn begin_write_deferred(&self) -> Result<WriteTx> {
+        Ok(match &self.writer {
+            Some(writer) => WriteTx::Grouped(writer.begin_deferred().await?),
             None => WriteTx::Own(self.pool.begin().await?),
         })
     }

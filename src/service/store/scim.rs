@@ -516,12 +516,16 @@ impl Store {
     /// Begins a SCIM write transaction.
     pub async fn scim_write(&self) -> Result<ScimTx> {
         Ok(ScimTx {
-            tx: self.begin_write().await?,
+            tx: self.begin_write_deferred().await?,
         })
     }
 }
 
 /// A write transaction over SCIM resources. Dropped without `commit`, it rolls back.
+///
+/// On SQLite its savepoint is deferred (see [`WriteTx::take_owed`]): every
+/// statement reaches the connection through `WriteTx::settled`, except a
+/// create's first query, which carries the savepoint itself.
 pub struct ScimTx {
     tx: WriteTx,
 }
@@ -538,7 +542,7 @@ impl ScimTx {
         kind: ResourceKind,
         id: &str,
     ) -> Result<Option<ScimRecord>> {
-        fetch_visible(&mut *self.tx, workspace, kind, id).await
+        fetch_visible(self.tx.settled().await?, workspace, kind, id).await
     }
 
     /// Which unique attribute another visible resource already holds, if any.
@@ -558,7 +562,7 @@ impl ScimTx {
             .bind(workspace)
             .bind(&write.name_key)
             .bind(except)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.tx.settled().await?)
             .await?;
             if taken.is_some() {
                 return Ok(Some("userName"));
@@ -573,7 +577,7 @@ impl ScimTx {
             .bind(kind.as_str())
             .bind(external_id)
             .bind(except)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.tx.settled().await?)
             .await?;
             if taken.is_some() {
                 return Ok(Some("externalId"));
@@ -603,7 +607,7 @@ impl ScimTx {
                 .await;
         }
         let q = bind_resource(sqlx::query(INSERT_RESOURCE), new);
-        let pk: i64 = q.fetch_one(&mut *self.tx).await?.try_get(0)?;
+        let pk: i64 = q.fetch_one(self.tx.settled().await?).await?.try_get(0)?;
         self.write_values(pk, new.kind, new.write.doc, false)
             .await?;
         if let Some(entry) = audit_entry {
@@ -621,7 +625,14 @@ impl ScimTx {
         values: &[(String, String, i64, String)],
         audit_entry: Option<&audit::AuditEntry>,
     ) -> Result<i64> {
-        let mut sql = String::from(INSERT_RESOURCE);
+        // The write's savepoint (and the previous write's release) lead the
+        // query: one round trip for the whole create.
+        let mut sql = self
+            .tx
+            .take_owed()
+            .map(|owed| format!("{owed}; "))
+            .unwrap_or_default();
+        sql.push_str(INSERT_RESOURCE);
         let mut next = 12;
         if !values.is_empty() {
             sql.push_str(
@@ -656,7 +667,7 @@ impl ScimTx {
         }
         // fetch_all, not fetch_one: the driver stops a query at the first row
         // fetch_one asks for, and the statements after it would not run.
-        let rows = q.fetch_all(&mut *self.tx).await?;
+        let rows = q.fetch_all(self.tx.settled().await?).await?;
         let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
         Ok(row.try_get(0)?)
     }
@@ -681,7 +692,7 @@ impl ScimTx {
         .bind(doc)
         .bind(now)
         .bind(pk)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.tx.settled().await?)
         .await?;
         self.write_values(pk, kind, w.doc, true).await?;
         Ok(version)
@@ -697,7 +708,7 @@ impl ScimTx {
         if replace {
             sqlx::query("DELETE FROM scim_values WHERE resource_pk = $1")
                 .bind(pk)
-                .execute(&mut *self.tx)
+                .execute(self.tx.settled().await?)
                 .await?;
         }
         let rows = value_rows(kind, doc);
@@ -726,7 +737,7 @@ impl ScimTx {
             for row in chunk {
                 q = bind_value_row(q.bind(pk), row);
             }
-            q.execute(&mut *self.tx).await?;
+            q.execute(self.tx.settled().await?).await?;
         }
         Ok(())
     }
@@ -738,7 +749,7 @@ impl ScimTx {
         )
         .bind(now)
         .bind(pk)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.tx.settled().await?)
         .await?)
     }
 
@@ -749,7 +760,7 @@ impl ScimTx {
         )
         .bind(now)
         .bind(pk)
-        .execute(&mut *self.tx)
+        .execute(self.tx.settled().await?)
         .await?;
         Ok(())
     }
@@ -757,7 +768,7 @@ impl ScimTx {
     pub async fn hard_delete(&mut self, pk: i64) -> Result<()> {
         sqlx::query("DELETE FROM scim_resources WHERE pk = $1")
             .bind(pk)
-            .execute(&mut *self.tx)
+            .execute(self.tx.settled().await?)
             .await?;
         Ok(())
     }
@@ -779,7 +790,7 @@ impl ScimTx {
             for id in chunk {
                 q = q.bind(id.as_str());
             }
-            for row in q.fetch_all(&mut *self.tx).await? {
+            for row in q.fetch_all(self.tx.settled().await?).await? {
                 let kind: String = row.try_get("kind")?;
                 found.insert(row.try_get("id")?, kind_of(&kind));
             }
@@ -813,7 +824,7 @@ impl ScimTx {
                     .bind(kind.as_str())
                     .bind(display.as_deref());
             }
-            for row in q.fetch_all(&mut *self.tx).await? {
+            for row in q.fetch_all(self.tx.settled().await?).await? {
                 added.push(row.try_get("member_id")?);
             }
         }
@@ -832,7 +843,7 @@ impl ScimTx {
             for id in chunk {
                 q = q.bind(id.as_str());
             }
-            for row in q.fetch_all(&mut *self.tx).await? {
+            for row in q.fetch_all(self.tx.settled().await?).await? {
                 removed.push(row.try_get("member_id")?);
             }
         }
@@ -844,7 +855,7 @@ impl ScimTx {
         let rows =
             sqlx::query("SELECT member_id, member_type FROM scim_members WHERE group_pk = $1")
                 .bind(group_pk)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.tx.settled().await?)
                 .await?;
         rows.iter()
             .map(|r| {
@@ -876,13 +887,13 @@ impl ScimTx {
         )
         .bind(member_id)
         .bind(workspace)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.tx.settled().await?)
         .await?;
         for pk in &pks {
             sqlx::query("DELETE FROM scim_members WHERE group_pk = $1 AND member_id = $2")
                 .bind(pk)
                 .bind(member_id)
-                .execute(&mut *self.tx)
+                .execute(self.tx.settled().await?)
                 .await?;
         }
         Ok(pks)
@@ -912,7 +923,7 @@ impl ScimTx {
             for id in chunk {
                 q = q.bind(id.as_str());
             }
-            for r in q.fetch_all(&mut *self.tx).await? {
+            for r in q.fetch_all(self.tx.settled().await?).await? {
                 let entry = names.entry(r.try_get("member_id")?).or_default();
                 entry.extend(r.try_get::<Option<String>, _>("display_name")?);
                 entry.extend(r.try_get::<Option<String>, _>("external_id")?);
@@ -941,7 +952,7 @@ impl ScimTx {
             for id in chunk {
                 q = q.bind(id.as_str());
             }
-            for r in q.fetch_all(&mut *self.tx).await? {
+            for r in q.fetch_all(self.tx.settled().await?).await? {
                 if r.try_get::<String, _>("kind")? != ResourceKind::User.as_str() {
                     continue;
                 }
@@ -968,7 +979,7 @@ impl ScimTx {
             .bind(role)
             .bind(pending)
             .bind(pk)
-            .execute(&mut *self.tx)
+            .execute(self.tx.settled().await?)
             .await?;
         Ok(())
     }
@@ -986,12 +997,13 @@ impl ScimTx {
         .bind(now)
         .bind(workspace)
         .bind(user_id)
-        .execute(&mut *self.tx)
+        .execute(self.tx.settled().await?)
         .await?
         .rows_affected())
     }
 
     pub async fn audit(&mut self, entry: &audit::AuditEntry, now: i64) -> Result<()> {
+        self.tx.settled().await?;
         audit::insert(&mut self.tx, entry, now).await
     }
 }
