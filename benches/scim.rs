@@ -1,5 +1,7 @@
 //! SCIM benchmark: the identity service on SQLite, 64 concurrent keep-alive
-//! clients on loopback, on whatever cores the machine has.
+//! clients on loopback, on whatever cores the machine has. The clients are a
+//! minimal HTTP/1.1 loop (`benches/common/http_load.rs`, as wrk would be), so
+//! they take as little of those cores as they can; every server gets the same.
 //!
 //! 1. user creates/s (POST /Users), with p50/p99 latency;
 //! 2. filtered `userName eq` lookups/s, and pages of 100 users;
@@ -18,6 +20,9 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+#[path = "common/http_load.rs"]
+mod http_load;
 
 /// The allocator `idsync serve` runs with (src/main.rs), so the numbers are
 /// the shipped binary's.
@@ -48,6 +53,10 @@ struct Target {
 }
 
 impl Target {
+    fn endpoint(&self) -> http_load::Endpoint {
+        http_load::Endpoint::parse(&self.base, &self.token)
+    }
+
     fn of(f: &ScimFixture) -> Self {
         Self {
             base: f.base(),
@@ -127,24 +136,20 @@ where
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0;
+            let mut conn = http_load::Connection::new(target.endpoint());
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= count {
                     break;
                 }
                 let (method, path, body) = make(i);
+                let body = body.map(|b| b.to_string());
                 let t = Instant::now();
-                let url = format!("{}{path}", target.base);
-                let mut req = target.http.request(method, url).bearer_auth(&target.token);
-                if let Some(b) = body {
-                    req = req
-                        .header("content-type", "application/scim+json")
-                        .body(b.to_string());
-                }
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                    }
+                match conn
+                    .send(method.as_str(), &path, body.as_deref().map(str::as_bytes))
+                    .await
+                {
+                    Ok(status) if (200..300).contains(&status) => {}
                     _ => failures += 1,
                 }
                 latencies.push(t.elapsed());
