@@ -102,8 +102,8 @@ struct Writer {
     closed: bool,
     /// A transaction (the current batch) is open on `conn`.
     in_tx: bool,
-    /// A write's savepoint is open: the write is running, or failed or was
-    /// abandoned and is still to be rolled back.
+    /// A write holds the connection, or failed or was abandoned and is still
+    /// to be rolled back; its savepoint is open, or still owed (`owed`).
     open_op: bool,
     /// Writes released into the open transaction, waiting for its commit.
     released: usize,
