@@ -7,9 +7,11 @@
 //! group commit (`group_commit`), on PostgreSQL a pool transaction.
 
 mod audit;
+mod columns;
 mod group_commit;
 mod migrations;
 mod objects;
+mod point_reads;
 mod scim;
 mod scim_query;
 mod signin;
@@ -53,6 +55,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From a point read on SQLite (`point_reads`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The batch holding a write failed to commit; the write was not acknowledged.
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
@@ -77,6 +82,8 @@ pub struct Store {
     backend: Backend,
     /// On SQLite, the one connection every write goes through (group commit).
     writer: Option<Arc<group_commit::GroupCommit>>,
+    /// On SQLite, reads an index bounds, run on the calling thread.
+    point_reads: Option<Arc<point_reads::PointReads>>,
 }
 
 /// A write transaction. On PostgreSQL it is a transaction of its own; on SQLite
@@ -203,10 +210,20 @@ impl Store {
             Backend::Sqlite => Some(Arc::new(group_commit::GroupCommit::open(url).await?)),
             Backend::Postgres => None,
         };
+        let point_reads = match backend {
+            Backend::Sqlite => point_reads::PointReads::new(
+                SqliteConnectOptions::from_str(url)?
+                    .get_filename()
+                    .to_path_buf(),
+            )
+            .map(Arc::new),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             backend,
             writer,
+            point_reads,
         })
     }
 
@@ -285,6 +302,17 @@ pub fn format_millis(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_sqlite_file_gets_point_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        assert!(
+            store.point_reads.is_some(),
+            "point reads fell back to the pool"
+        );
+    }
 
     #[test]
     fn redacts_passwords_from_urls() {

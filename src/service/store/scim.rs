@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::scim_query::{Param, Sql, Translator};
-use super::{Backend, Result, Store, StoreError, WriteTx, audit, now_millis};
+use super::{
+    Backend, Result, Store, StoreError, WriteTx, audit, columns::Columns, now_millis, point_reads,
+};
 use crate::scim::{
     ScimProblem,
     filter::{AttrPath, Filter},
@@ -98,10 +100,10 @@ fn kind_of(s: &str) -> ResourceKind {
     }
 }
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<ScimRecord> {
-    let id: String = row.try_get("id")?;
-    let kind: String = row.try_get("kind")?;
-    let doc: String = row.try_get("doc")?;
+fn decode(row: &impl Columns) -> Result<ScimRecord> {
+    let id = row.text("id")?;
+    let kind = row.text("kind")?;
+    let doc = row.text("doc")?;
     let doc = match serde_json::from_str(&doc) {
         Ok(Value::Object(m)) => m,
         other => {
@@ -117,20 +119,30 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<ScimRecord> {
         }
     };
     Ok(ScimRecord {
-        pk: row.try_get("pk")?,
+        pk: row.int("pk")?,
         id,
         kind: kind_of(&kind),
-        external_id: row.try_get("external_id")?,
-        display_name: row.try_get("display_name")?,
-        active: row.try_get::<i64, _>("active")? != 0,
-        role: row.try_get("role")?,
-        pending_role: row.try_get("pending_role")?,
+        external_id: row.opt_text("external_id")?,
+        display_name: row.opt_text("display_name")?,
+        active: row.int("active")? != 0,
+        role: row.opt_text("role")?,
+        pending_role: row.opt_text("pending_role")?,
         doc,
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        version: row.int("version")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
         groups: None,
     })
+}
+
+/// A listed resource: the record and, for a user, the groups read with it.
+fn decode_listed(row: &impl Columns, kind: ResourceKind) -> Result<ScimRecord> {
+    let mut rec = decode(row)?;
+    if kind == ResourceKind::User {
+        let json = row.text("groups_json")?;
+        rec.groups = Some(parse_groups(&json, &rec.id)?);
+    }
+    Ok(rec)
 }
 
 /// One JSON array text of the groups `user_id` is a direct member of in
@@ -334,6 +346,12 @@ impl Store {
             },
             None => "r.pk".to_string(),
         };
+        // An equality on an indexed column is answered by an index probe
+        // however large the workspace: it is read on this thread.
+        let point_reads = self
+            .point_reads
+            .as_ref()
+            .filter(|_| query.filter.as_ref().is_some_and(|f| t.is_point_lookup(f)));
         let mut sql = t.sql;
         if query.count == 0 {
             let total = self
@@ -357,28 +375,32 @@ impl Store {
         let page_sql = format!(
             "SELECT {COLUMNS}{groups} FROM scim_resources r WHERE {condition} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(page_sql)), &sql.params)
-            .fetch_all(&self.pool)
-            .await?;
-        let total = if !rows.is_empty() && (rows.len() as i64) < query.count {
-            query.start_index - 1 + rows.len() as i64
-        } else if rows.is_empty() && query.start_index == 1 {
+        let records = match point_reads {
+            Some(reads) => reads.read(|conn| {
+                let mut stmt = conn.prepare_cached(&page_sql)?;
+                point_reads::bind(&mut stmt, &sql.params)?;
+                let mut rows = stmt.raw_query();
+                let mut records = Vec::new();
+                while let Some(row) = rows.next()? {
+                    records.push(decode_listed(row, set.kind)?);
+                }
+                Ok(records)
+            })?,
+            None => bind_all(sqlx::query(sqlx::AssertSqlSafe(page_sql)), &sql.params)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| decode_listed(row, set.kind))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let total = if !records.is_empty() && (records.len() as i64) < query.count {
+            query.start_index - 1 + records.len() as i64
+        } else if records.is_empty() && query.start_index == 1 {
             0
         } else {
             self.count_matching(&condition, &sql.params[..filter_params])
                 .await?
         };
-        let records = rows
-            .iter()
-            .map(|row| {
-                let mut rec = decode(row)?;
-                if set.kind == ResourceKind::User {
-                    let json: String = row.try_get("groups_json")?;
-                    rec.groups = Some(parse_groups(&json, &rec.id)?);
-                }
-                Ok(rec)
-            })
-            .collect::<Result<Vec<_>>>()?;
         Ok(Ok((total, records)))
     }
 

@@ -124,6 +124,24 @@ impl<'a> Translator<'a> {
         Source::Values(key)
     }
 
+    /// Whether `filter` is an equality on an attribute kept in an indexed
+    /// column (`id`, `externalId`, `userName`, a group's `displayName`), or
+    /// an `and` holding one: an index probe answers it, however large the
+    /// workspace. IdPs send these before every create.
+    pub fn is_point_lookup(&self, filter: &Filter) -> bool {
+        match filter {
+            Filter::And(a, b) => self.is_point_lookup(a) || self.is_point_lookup(b),
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value,
+            } if !matches!(value, CompValue::Null) => self
+                .resolve(path)
+                .is_ok_and(|r| matches!(self.source(&r), Source::Text { .. })),
+            _ => false,
+        }
+    }
+
     /// The SQL condition for `filter`, on resource alias `r`.
     pub fn condition(&mut self, filter: &Filter) -> Result<String, ScimProblem> {
         if self.unknown_attributes_match_nothing
@@ -462,5 +480,45 @@ impl<'a> Translator<'a> {
                 return Err(ScimProblem::invalid_value("cannot sort by memberships"));
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_lookups_are_equalities_on_indexed_columns() {
+        let users = SchemaSet::new(ResourceKind::User, vec![]);
+        let groups = SchemaSet::new(ResourceKind::Group, vec![]);
+        let point = |set: &SchemaSet, f: &str| {
+            let filter = crate::scim::filter::parse(f).expect("a valid filter");
+            Translator::new(set, Backend::Sqlite, Sql::default()).is_point_lookup(&filter)
+        };
+        for f in [
+            r#"userName eq "ada@example.com""#,
+            r#"externalId eq "e-1""#,
+            r#"id eq "1""#,
+            r#"externalId eq "e-1" and active eq true"#,
+            r#"active eq true and USERNAME eq "ada""#,
+        ] {
+            assert!(point(&users, f), "{f}");
+        }
+        assert!(point(&groups, r#"displayName eq "Engineering""#));
+        for f in [
+            r#"userName co "ada""#,
+            r#"userName ne "ada""#,
+            r#"userName eq null"#,
+            r#"emails.value eq "ada@example.com""#,
+            r#"title eq "Engineer""#,
+            r#"userName eq "a" or title eq "b""#,
+            r#"not (userName eq "a")"#,
+        ] {
+            assert!(!point(&users, f), "{f}");
+        }
+        assert!(
+            !point(&users, r#"displayName eq "Ada""#),
+            "a user's displayName is not indexed"
+        );
     }
 }

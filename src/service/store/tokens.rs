@@ -1,8 +1,8 @@
 //! SCIM bearer tokens, stored as SHA-256 hashes.
 
-use sqlx::Row;
-
-use super::{AuditEntry, Result, Store, audit, now_millis};
+use super::{
+    AuditEntry, Result, Store, audit, columns::Columns, now_millis, point_reads, scim_query::Param,
+};
 
 /// What the admin API registers: never the token, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,17 +38,21 @@ impl StoredToken {
 
 const COLUMNS: &str = "id, workspace, name, hash, created_at, expires_at, revoked_at, last_used_at";
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<StoredToken> {
+fn decode(row: &impl Columns) -> Result<StoredToken> {
     Ok(StoredToken {
-        id: row.try_get("id")?,
-        workspace: row.try_get("workspace")?,
-        name: row.try_get("name")?,
-        hash: row.try_get("hash")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        last_used_at: row.try_get("last_used_at")?,
+        id: row.text("id")?,
+        workspace: row.text("workspace")?,
+        name: row.text("name")?,
+        hash: row.text("hash")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.opt_int("expires_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+        last_used_at: row.opt_int("last_used_at")?,
     })
+}
+
+fn token_and_workspace(row: &impl Columns) -> Result<(StoredToken, Option<String>)> {
+    Ok((decode(row)?, row.opt_text("workspace_body")?))
 }
 
 /// Outcome of registering a token hash.
@@ -93,13 +97,23 @@ impl Store {
                 columns.join(", ")
             )
         });
+        let kind = super::ObjectKind::Workspace.as_str();
+        if let Some(reads) = &self.point_reads {
+            // A primary-key probe: a point read.
+            return reads.read(|conn| {
+                let mut stmt = conn.prepare_cached(SQL.as_str())?;
+                let params = [Param::Text(id.to_string()), Param::Text(kind.to_string())];
+                point_reads::bind(&mut stmt, &params)?;
+                let mut rows = stmt.raw_query();
+                rows.next()?.map(token_and_workspace).transpose()
+            });
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
             .bind(id)
-            .bind(super::ObjectKind::Workspace.as_str())
+            .bind(kind)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((decode(&r)?, r.try_get("workspace_body")?)))
-            .transpose()
+        row.as_ref().map(token_and_workspace).transpose()
     }
 
     pub async fn list_tokens(&self, workspace: &str) -> Result<Vec<StoredToken>> {
