@@ -36,16 +36,7 @@ fn stack() -> &'static Stack {
         // Under the target directory, wiped per run: state, logs and PIDs of the last
         // run stay there to read after a failure.
         let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "e2e");
-        let cp = ControlPlane::start(&dir.join("cluster"));
-        cp.install_crds();
-        let service = ServiceProcess::start(&dir);
-        let operator = OperatorProcess::start(
-            &cp,
-            &dir,
-            "operator",
-            "2s",
-            &["--lease-namespace", "default"],
-        );
+        let (cp, service, operator) = support::cluster::start_stack(&dir, "2s");
         let clients = support::cluster::example_oidc_clients();
         let oidc = OidcProvider::start(&dir, clients, json!({}));
         Stack {

@@ -24,16 +24,7 @@ struct Stack {
 
 fn stack(name: &str) -> Stack {
     let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), name);
-    let cp = ControlPlane::start(&dir.join("cluster"));
-    cp.install_crds();
-    let service = ServiceProcess::start(&dir);
-    let operator = OperatorProcess::start(
-        &cp,
-        &dir,
-        "operator",
-        RESYNC,
-        &["--lease-namespace", "default"],
-    );
+    let (cp, service, operator) = support::cluster::start_stack(&dir, RESYNC);
     Stack {
         dir,
         cp,
@@ -63,6 +54,13 @@ impl Stack {
             .clone();
         let field = |k: &str| cond[k].as_str().unwrap_or_default().to_string();
         Some((field("status"), field("reason"), field("message")))
+    }
+
+    /// How many reconciles of `kind` ended with `result` over `window`.
+    async fn reconciles_during(&self, kind: &str, result: &str, window: Duration) -> f64 {
+        let before = self.reconcile_results(kind, result).await;
+        tokio::time::sleep(window).await;
+        self.reconcile_results(kind, result).await - before
     }
 
     async fn reconcile_results(&self, kind: &str, result: &str) -> f64 {
@@ -108,14 +106,9 @@ async fn an_unreachable_service_is_reported_retried_with_backoff_and_recovered()
 
     // Ten seconds of outage: exponential backoff (0.5 s doubling, jittered)
     // plus one resync pass every 2 s make a handful of attempts, not hundreds.
-    let before = s
-        .reconcile_results("Workspace", "service_unavailable")
-        .await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
     let attempts = s
-        .reconcile_results("Workspace", "service_unavailable")
-        .await
-        - before;
+        .reconciles_during("Workspace", "service_unavailable", Duration::from_secs(10))
+        .await;
     eprintln!("{attempts} Workspace attempts in 10 s of outage");
     assert!(
         (1.0..=15.0).contains(&attempts),
@@ -158,14 +151,13 @@ async fn a_rejected_admin_token_is_a_clear_condition_without_a_retry_loop() {
 
     // Over 10 s (five resync periods) the IdentityService is tried about once
     // per pass: no backoff loop of its own.
-    let before = s
-        .reconcile_results("IdentityService", "service_rejected")
-        .await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
     let attempts = s
-        .reconcile_results("IdentityService", "service_rejected")
-        .await
-        - before;
+        .reconciles_during(
+            "IdentityService",
+            "service_rejected",
+            Duration::from_secs(10),
+        )
+        .await;
     eprintln!("{attempts} IdentityService attempts in 10 s with a rejected token");
     assert!(
         (1.0..=8.0).contains(&attempts),

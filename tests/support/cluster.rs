@@ -238,6 +238,23 @@ impl ServiceProcess {
 }
 
 /// `idsync operator` against a control plane, as a real process.
+/// The control plane with idsync's CRDs, the identity service, and an
+/// operator resyncing every `resync` (holding its lease in `default`), all
+/// under `dir`.
+pub fn start_stack(dir: &Path, resync: &str) -> (ControlPlane, ServiceProcess, OperatorProcess) {
+    let cp = ControlPlane::start(&dir.join("cluster"));
+    cp.install_crds();
+    let service = ServiceProcess::start(dir);
+    let operator = OperatorProcess::start(
+        &cp,
+        dir,
+        "operator",
+        resync,
+        &["--lease-namespace", "default"],
+    );
+    (cp, service, operator)
+}
+
 pub struct OperatorProcess {
     pub metrics_url: String,
     pub process: OwnedProcess,

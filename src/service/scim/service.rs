@@ -580,9 +580,8 @@ impl ScimService {
             .inc();
         match created {
             Some(rec) => {
-                let groups: Option<&[(String, String)]> = proj.wants("groups").then_some(&[]);
-                let mut body = render::resource(&self.base_url(&ctx.name), &rec, None, groups);
-                proj.apply(&ctx.schemas(kind), &mut body);
+                // Its groups are known (none): rendering reads nothing.
+                let body = self.render(ctx, &rec, proj).await?;
                 Ok(self.answer_with(ctx, &rec, body, StatusCode::CREATED))
             }
             None => self.answer(ctx, kind, &id, proj, StatusCode::CREATED).await,

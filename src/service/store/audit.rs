@@ -57,19 +57,18 @@ pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64)
 /// The INSERT of one entry, its arguments numbered from `$first` (so it can
 /// follow other statements in one query).
 pub(super) fn insert_sql(first: usize) -> String {
-    let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) VALUES ({})",
-        p.join(", ")
+        super::placeholders(first, 7)
     )
 }
 
 /// Binds an entry's seven values, in `insert_sql`'s order.
 pub(super) fn bind<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    q: super::AnyQuery<'q>,
     entry: &'q AuditEntry,
     at: i64,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+) -> super::AnyQuery<'q> {
     q.bind(at)
         .bind(entry.workspace.as_deref())
         .bind(entry.actor.as_str())

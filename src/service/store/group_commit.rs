@@ -217,16 +217,26 @@ impl Writer {
         Ok(())
     }
 
+    /// Withdraws what the open write owes, if it never sent it: the release it
+    /// took over is pending again. Whether there was anything to withdraw.
+    fn withdraw_owed(&mut self) -> bool {
+        match self.owed.take() {
+            Some((_, released)) => {
+                self.release_pending = released;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Rolls back a write that did not release its savepoint.
     async fn discard_open_op(&mut self) {
         if !self.open_op {
             return;
         }
         self.open_op = false;
-        if let Some((_, released)) = self.owed.take() {
-            // Nothing of this write was sent; the release it took is owed again.
-            self.release_pending = released;
-            return;
+        if self.withdraw_owed() {
+            return; // nothing of this write was sent: nothing to undo
         }
         let name = self.current;
         let undone = match self.conn.execute(name.rollback_to()).await {
@@ -300,9 +310,7 @@ impl WriteSlot {
         // nothing; else its savepoint is released by the next write or the
         // batch's COMMIT.
         self.writer.open_op = false;
-        if let Some((_, released)) = self.writer.owed.take() {
-            self.writer.release_pending = released;
-        } else {
+        if !self.writer.withdraw_owed() {
             self.writer.release_pending = Some(self.writer.current);
         }
         self.writer.released += 1;

@@ -74,6 +74,23 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A query on either database, with its arguments bound as it is built.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// `$first, $first+1, …` for `n` bound values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What every SQLite reading connection sets (the pool's and the point
+/// reads'): wait out a checkpoint rather than fail, and map the file
+/// (`mmap_size`) instead of copying each page with a `pread`: a group's
+/// members or a page of users touch thousands of rows.
+const SQLITE_READER_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA mmap_size = 1073741824;";
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -167,9 +184,7 @@ impl Store {
                 // before the Any pool opens it. WAL lets readers run beside the writer;
                 // synchronous=FULL makes every acknowledged commit survive a power cut
                 // or kill -9. The pool reads (and migrates); writes go through the
-                // group-commit writer opened below. Readers map the file
-                // (`mmap_size`) instead of copying each page with a `pread`:
-                // a group's members or a page of users touch thousands of rows.
+                // group-commit writer opened below.
                 let options = SqliteConnectOptions::from_str(url)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
@@ -185,11 +200,9 @@ impl Store {
                     .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA mmap_size = 1073741824;",
-                            )
-                            .await?;
+                            conn.execute("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+                                .await?;
+                            conn.execute(SQLITE_READER_PRAGMAS).await?;
                             Ok(())
                         })
                     })

@@ -89,9 +89,7 @@ impl PointReads {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        // As the pool's readers: wait out a checkpoint rather than fail, and
-        // map the file.
-        conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA mmap_size = 1073741824;")?;
+        conn.execute_batch(super::SQLITE_READER_PRAGMAS)?;
         Ok(conn)
     }
 }

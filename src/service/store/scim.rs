@@ -9,7 +9,8 @@ use sqlx::Row;
 
 use super::scim_query::{Param, Sql, Translator};
 use super::{
-    Backend, Result, Store, StoreError, WriteTx, audit, columns::Columns, now_millis, point_reads,
+    AnyQuery, Backend, Result, Store, StoreError, WriteTx, audit, columns::Columns, now_millis,
+    placeholders, point_reads,
 };
 use crate::scim::{
     ScimProblem,
@@ -608,9 +609,7 @@ impl ScimTx {
         Ok(None)
     }
 
-    /// Inserts a new resource with its role (a user's, decided before the
-    /// write); returns its pk.
-    /// Inserts a new resource, its searchable values and, when given, its
+    /// Inserts a new resource (a user with the role decided before the write), its searchable values and, when given, its
     /// audit entry; returns the resource's pk. A taken `userName` or
     /// `externalId` fails on the unique indexes before anything is written.
     ///
@@ -665,12 +664,8 @@ impl ScimTx {
                     sql.push_str(", ");
                 }
                 sql.push_str(&format!(
-                    "((SELECT pk FROM scim_resources WHERE workspace = $1 AND id = $3), ${}, ${}, ${}, ${}, ${})",
-                    next,
-                    next + 1,
-                    next + 2,
-                    next + 3,
-                    next + 4
+                    "((SELECT pk FROM scim_resources WHERE workspace = $1 AND id = $3), {})",
+                    placeholders(next, 5)
                 ));
                 next += 5;
             }
@@ -831,7 +826,7 @@ impl ScimTx {
         let mut added = Vec::new();
         for chunk in members.chunks(MEMBER_CHUNK) {
             let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+                .map(|i| format!("($1, {})", placeholders(3 * i + 2, 3)))
                 .collect();
             let sql = format!(
                 "INSERT INTO scim_members (group_pk, member_id, member_type, display) VALUES {} \
@@ -921,10 +916,9 @@ impl ScimTx {
         Ok(pks)
     }
 
-    /// The names a role mapping sees for each user's groups: every group's
-    /// displayName and, when set, its externalId (the IdP's group object id).
-    /// The groups (displayName and externalId) of each of `user_ids` that is in
-    /// a group.
+    /// The names a role mapping sees for the groups of each of `user_ids` that
+    /// is in a group: every group's displayName and, when set, its externalId
+    /// (the IdP's group object id).
     pub async fn group_names_of(
         &mut self,
         workspace: &str,
@@ -1044,8 +1038,6 @@ pub struct NewResource<'a> {
     pub now: i64,
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
 /// Binds `INSERT_RESOURCE`'s $1–$11.
 fn bind_resource<'q>(q: AnyQuery<'q>, new: &NewResource<'q>) -> AnyQuery<'q> {
     let w = new.write;
@@ -1082,14 +1074,6 @@ const VALUES_PER_STATEMENT: usize = 500;
 /// Ids per statement when a statement lists them (3 bound values per member
 /// stays far below SQLite's and PostgreSQL's parameter limits).
 const MEMBER_CHUNK: usize = 500;
-
-/// `$first, $first+1, …` for `n` bound values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The names a role mapping sees for a user's groups: every group's
 /// displayName and, when set, its externalId (the IdP's group object id).
