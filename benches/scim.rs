@@ -121,10 +121,10 @@ impl Run {
 }
 
 /// Runs `count` requests from `CLIENTS` concurrent tasks; `make(i)` gives the
-/// i-th request (method, path, body).
+/// i-th request.
 async fn drive<F>(target: &Target, label: &str, count: usize, make: F) -> Run
 where
-    F: Fn(usize) -> (Method, String, Option<Value>) + Send + Sync + 'static,
+    F: Fn(usize) -> Request + Send + Sync + 'static,
 {
     let make = Arc::new(make);
     let next = Arc::new(AtomicUsize::new(0));
@@ -142,15 +142,19 @@ where
                 if i >= count {
                     break;
                 }
-                let (method, path, body) = make(i);
-                let body = body.map(|b| b.to_string());
+                let request = make(i);
+                let body = request.body.map(|b| b.to_string());
                 let t = Instant::now();
-                match conn
-                    .send(method.as_str(), &path, body.as_deref().map(str::as_bytes))
-                    .await
-                {
-                    Ok(status) if (200..300).contains(&status) => {}
-                    _ => failures += 1,
+                let answer = conn
+                    .send(
+                        request.method.as_str(),
+                        &request.path,
+                        body.as_deref().map(str::as_bytes),
+                        request.must_contain.as_deref().map(str::as_bytes),
+                    )
+                    .await;
+                if !answer.is_ok_and(|a| a.succeeded()) {
+                    failures += 1;
                 }
                 latencies.push(t.elapsed());
             }
@@ -173,6 +177,27 @@ where
     run.elapsed = started.elapsed();
     run.cpu = process_cpu().saturating_sub(cpu_before);
     run
+}
+
+/// One request of a workload.
+struct Request {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    /// Text a successful answer's body contains (a lookup's userName: a
+    /// lookup that finds nobody is a 200 too).
+    must_contain: Option<String>,
+}
+
+impl Request {
+    fn new(method: Method, path: impl Into<String>, body: Option<Value>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            body,
+            must_contain: None,
+        }
+    }
 }
 
 fn user(name: &str) -> Value {
@@ -230,11 +255,7 @@ fn load_average() -> String {
 /// `count` user creates (`c000000`, `c000001`, …).
 async fn creates(target: &Target, label: &str, count: usize) -> Run {
     drive(target, label, count, |i| {
-        (
-            Method::POST,
-            "/Users".into(),
-            Some(user(&format!("c{i:06}"))),
-        )
+        Request::new(Method::POST, "/Users", Some(user(&format!("c{i:06}"))))
     })
     .await
 }
@@ -244,11 +265,14 @@ async fn creates(target: &Target, label: &str, count: usize) -> Run {
 async fn lookups(target: &Target, label: &str, count: usize, users: usize) -> Run {
     drive(target, label, count, move |i| {
         let name = format!("c{:06}", (i * 7919) % users);
-        (
-            Method::GET,
-            format!("/Users?filter=userName%20eq%20%22{name}%22"),
-            None,
-        )
+        Request {
+            must_contain: Some(format!("\"{name}\"")),
+            ..Request::new(
+                Method::GET,
+                format!("/Users?filter=userName%20eq%20%22{name}%22"),
+                None,
+            )
+        }
     })
     .await
 }
@@ -298,7 +322,7 @@ async fn bench() {
         "GET /Users?startIndex=…&count=100 (page)",
         2_000,
         |i| {
-            (
+            Request::new(
                 Method::GET,
                 format!("/Users?startIndex={}&count=100", 1 + (i * 100) % 9_900),
                 None,
@@ -334,7 +358,7 @@ async fn bench() {
         move |i| {
             let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "add", "path": "members", "value": [{"value": r[i]}]}]});
-            (
+            Request::new(
                 Method::PATCH,
                 format!("/Groups/{g}?excludedAttributes=members"),
                 Some(body),
@@ -351,7 +375,7 @@ async fn bench() {
         move |i| {
             let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "add", "path": "members", "value": [{"value": r[500 + i]}]}]});
-            (Method::PATCH, format!("/Groups/{g}"), Some(body))
+            Request::new(Method::PATCH, format!("/Groups/{g}"), Some(body))
         },
     )
     .await;
@@ -361,11 +385,7 @@ async fn bench() {
     let groups = scale / 10;
     let started = Instant::now();
     let mut users = drive(&idsync, &format!("provision: {scale} users"), scale, |i| {
-        (
-            Method::POST,
-            "/Users".into(),
-            Some(user(&format!("p{i:07}"))),
-        )
+        Request::new(Method::POST, "/Users", Some(user(&format!("p{i:07}"))))
     })
     .await;
     users.print();
@@ -379,9 +399,9 @@ async fn bench() {
                 .iter()
                 .map(|id| json!({"value": id}))
                 .collect();
-            (
+            Request::new(
                 Method::POST,
-                "/Groups".into(),
+                "/Groups",
                 Some(json!({"displayName": format!("g{i}"), "members": members})),
             )
         },

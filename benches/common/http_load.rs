@@ -60,8 +60,16 @@ impl Connection {
         }
     }
 
-    /// Sends one request and reads the whole answer; returns its status.
-    pub async fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<u16> {
+    /// Sends one request and reads the whole answer. With `must_contain`,
+    /// an answer whose body lacks that text is a failure, however it is
+    /// framed: a lookup that finds nobody answers 200 too.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        must_contain: Option<&[u8]>,
+    ) -> io::Result<Answer> {
         self.request.clear();
         let e = &self.endpoint;
         self.request.extend_from_slice(
@@ -93,13 +101,13 @@ impl Connection {
                 self.stream.insert(s)
             }
         };
-        let answer = exchange(stream, &mut self.buf, &self.request).await;
+        let answer = exchange(stream, &mut self.buf, &self.request, must_contain).await;
         match answer {
-            Ok((status, keep_alive)) => {
+            Ok((answer, keep_alive)) => {
                 if !keep_alive {
                     self.stream = None;
                 }
-                Ok(status)
+                Ok(answer)
             }
             Err(e) => {
                 self.stream = None;
@@ -109,12 +117,27 @@ impl Connection {
     }
 }
 
-/// Writes `request`, reads one answer; returns (status, connection stays open).
+/// What the server answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// False only when the body lacked the text it had to contain.
+    pub as_expected: bool,
+}
+
+impl Answer {
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status) && self.as_expected
+    }
+}
+
+/// Writes `request`, reads one answer; returns (answer, connection stays open).
 async fn exchange(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     request: &[u8],
-) -> io::Result<(u16, bool)> {
+    must_contain: Option<&[u8]>,
+) -> io::Result<(Answer, bool)> {
     stream.write_all(request).await?;
     let head_end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
@@ -150,6 +173,8 @@ async fn exchange(
         }
     }
     buf.drain(..head_end);
+    // Found in one piece: within a chunk, or anywhere in a sized body.
+    let mut as_expected = must_contain.is_none();
     if chunked {
         loop {
             let line_end = loop {
@@ -166,6 +191,9 @@ async fn exchange(
             while buf.len() < line_end + 2 + size + 2 {
                 fill(stream, buf).await?;
             }
+            if let Some(needle) = must_contain.filter(|_| !as_expected) {
+                as_expected = find(&buf[line_end + 2..line_end + 2 + size], needle).is_some();
+            }
             buf.drain(..line_end + 2 + size + 2);
             if size == 0 {
                 break;
@@ -176,9 +204,18 @@ async fn exchange(
         while buf.len() < length {
             fill(stream, buf).await?;
         }
+        if let Some(needle) = must_contain {
+            as_expected = find(&buf[..length], needle).is_some();
+        }
         buf.drain(..length);
     }
-    Ok((status, keep_alive))
+    Ok((
+        Answer {
+            status,
+            as_expected,
+        },
+        keep_alive,
+    ))
 }
 
 async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
