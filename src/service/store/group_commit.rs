@@ -128,8 +128,13 @@ impl GroupCommit {
     /// Opens the writer connection on `url` and starts its committer.
     pub(super) async fn open(url: &str) -> Result<Self> {
         let mut conn = AnyConnection::connect(url).await?;
+        // temp_store=MEMORY keeps each write's savepoint journal (the pages
+        // a write changed, to roll it back alone) in memory instead of a
+        // temporary file: it never needs to outlive the process, since the
+        // transaction it belongs to rolls back with it.
         conn.execute(
-            "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+            "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+             PRAGMA temp_store = MEMORY;",
         )
         .await?;
         let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
