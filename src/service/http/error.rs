@@ -54,8 +54,7 @@ impl From<StoreError> for ApiError {
         // The details go to the log; the caller learns only that it is our fault.
         tracing::error!(error = %e, "store error");
         match e {
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
-            | StoreError::NotCommitted(_) => Self::new(
+            e if e.is_transient() => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the database is not reachable; retry later",

@@ -47,35 +47,24 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// Appends an entry inside a write.
 pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64) -> Result<()> {
-    bind(sqlx::query(sqlx::AssertSqlSafe(insert_sql(1))), entry, at)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// The INSERT of one entry, its arguments numbered from `$first` (so it can
-/// follow other statements in one query).
-pub(super) fn insert_sql(first: usize) -> String {
-    format!(
-        "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) VALUES ({})",
-        super::placeholders(first, 7)
+    let detail = entry.detail.as_ref().map(|d| d.to_string());
+    tx.execute(
+        "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            at.into(),
+            entry.workspace.as_deref().into(),
+            entry.actor.as_str().into(),
+            entry.action.as_str().into(),
+            entry.kind.as_deref().into(),
+            entry.name.as_deref().into(),
+            detail.as_deref().into(),
+        ],
     )
-}
-
-/// Binds an entry's seven values, in `insert_sql`'s order.
-pub(super) fn bind<'q>(
-    q: super::AnyQuery<'q>,
-    entry: &'q AuditEntry,
-    at: i64,
-) -> super::AnyQuery<'q> {
-    q.bind(at)
-        .bind(entry.workspace.as_deref())
-        .bind(entry.actor.as_str())
-        .bind(entry.action.as_str())
-        .bind(entry.kind.as_deref())
-        .bind(entry.name.as_deref())
-        .bind(entry.detail.as_ref().map(|d| d.to_string()))
+    .await?;
+    Ok(())
 }
 
 impl Store {

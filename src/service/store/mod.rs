@@ -1,11 +1,16 @@
 //! The identity service's store: SQLite (one file, the default) or PostgreSQL
-//! (for several replicas), through one `sqlx::Any` pool and one set of queries.
+//! (for several replicas), with one set of queries.
 //!
 //! Every query uses `$N` placeholders, which both SQLite and PostgreSQL accept, so
-//! the two backends share all code but the schema migrations. Every write goes
-//! through [`Store::begin_write`]: on SQLite that is one writer connection doing
-//! group commit (`group_commit`), on PostgreSQL a pool transaction.
+//! the two backends share all code but the schema migrations. Reads go through
+//! one `sqlx::Any` pool, except on SQLite reads an index bounds, which run on
+//! the calling thread (`point_reads`). Every write goes through
+//! [`Store::begin_write`]: on SQLite that is one rusqlite connection doing group
+//! commit (`group_commit`), on PostgreSQL a pool transaction. Statements bind
+//! [`args::Arg`]s and decode rows through [`columns::Columns`], so each is
+//! written once for both drivers.
 
+mod args;
 mod audit;
 mod columns;
 mod group_commit;
@@ -17,20 +22,17 @@ mod scim_query;
 mod signin;
 mod tokens;
 
-use std::{
-    ops::{Deref, DerefMut},
-    str::FromStr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
-    AnyConnection, AnyPool, Executor,
+    AnyPool, Executor,
     any::AnyPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
+use args::Arg;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
+use columns::Columns;
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{
     ListQuery, Member, NewResource, ResourceWrite, ScimRecord, ScimTx, is_unique_violation,
@@ -72,6 +74,23 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether retrying later may succeed: the database is unreachable, busy
+    /// or out of disk, or a batch failed to commit. The caller answers 503.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+        match self {
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+            | StoreError::NotCommitted(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure
+            ),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A query on either database, with its arguments bound as it is built.
@@ -106,7 +125,8 @@ pub struct Store {
 /// A write transaction. On PostgreSQL it is a transaction of its own; on SQLite
 /// a savepoint in the group commit's shared transaction, and `commit` returns
 /// once that transaction is durable (see `group_commit`). Dropped without
-/// `commit`, it rolls back. It dereferences to the connection to run queries on.
+/// `commit`, it rolls back. Its statements run through `execute` and `fetch_*`,
+/// on sqlx or on the SQLite writer's rusqlite connection.
 pub enum WriteTx {
     Own(sqlx::Transaction<'static, sqlx::Any>),
     Grouped(group_commit::WriteSlot),
@@ -124,45 +144,60 @@ impl WriteTx {
     pub async fn rollback(self) -> Result<()> {
         match self {
             WriteTx::Own(tx) => tx.rollback().await?,
-            WriteTx::Grouped(slot) => slot.rollback().await?,
+            WriteTx::Grouped(slot) => slot.rollback(),
         }
         Ok(())
     }
 
-    /// SQL to send at the head of the write's first query (a deferred
-    /// savepoint, see [`group_commit`]); `None` when nothing is owed.
-    pub(super) fn take_owed(&mut self) -> Option<&'static str> {
+    /// Runs one statement; returns how many rows it changed.
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
         match self {
-            WriteTx::Own(_) => None,
-            WriteTx::Grouped(slot) => slot.take_owed(),
+            WriteTx::Own(tx) => Ok(args::bind_sqlx(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()),
+            WriteTx::Grouped(slot) => {
+                let mut stmt = slot.conn().prepare_cached(sql)?;
+                args::bind_rusqlite(&mut stmt, args)?;
+                Ok(stmt.raw_execute()? as u64)
+            }
         }
     }
 
-    /// The connection, once whatever the write owes is sent.
-    pub(super) async fn settled(&mut self) -> Result<&mut AnyConnection> {
-        if let WriteTx::Grouped(slot) = self {
-            slot.settle().await?;
-        }
-        Ok(&mut **self)
-    }
-}
-
-impl Deref for WriteTx {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    /// Runs one statement and decodes every row it returns.
+    async fn fetch_all<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl FnMut(&dyn Columns) -> Result<T>,
+    ) -> Result<Vec<T>> {
         match self {
-            WriteTx::Own(tx) => tx,
-            WriteTx::Grouped(slot) => slot,
+            WriteTx::Own(tx) => args::fetch_sqlx(&mut **tx, sql, args, decode).await,
+            WriteTx::Grouped(slot) => args::fetch_rusqlite(slot.conn(), sql, args, decode),
         }
     }
-}
 
-impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            WriteTx::Own(tx) => tx,
-            WriteTx::Grouped(slot) => slot,
-        }
+    /// The first row a statement returns, if any. The statement runs to its
+    /// end either way (an `INSERT … RETURNING` inserts every row).
+    async fn fetch_optional<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl FnMut(&dyn Columns) -> Result<T>,
+    ) -> Result<Option<T>> {
+        Ok(self.fetch_all(sql, args, decode).await?.into_iter().next())
+    }
+
+    /// The first row a statement returns; an error when there is none.
+    async fn fetch_one<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl FnMut(&dyn Columns) -> Result<T>,
+    ) -> Result<T> {
+        self.fetch_optional(sql, args, decode)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 }
 
@@ -219,19 +254,19 @@ impl Store {
         };
 
         migrations::migrator(backend).run(&pool).await?;
-        let writer = match backend {
-            Backend::Sqlite => Some(Arc::new(group_commit::GroupCommit::open(url).await?)),
-            Backend::Postgres => None,
-        };
-        let point_reads = match backend {
-            Backend::Sqlite => point_reads::PointReads::new(
+        let file = match backend {
+            Backend::Sqlite => Some(
                 SqliteConnectOptions::from_str(url)?
                     .get_filename()
                     .to_path_buf(),
-            )
-            .map(Arc::new),
+            ),
             Backend::Postgres => None,
         };
+        let writer = match &file {
+            Some(path) => Some(Arc::new(group_commit::GroupCommit::open(path)?)),
+            None => None,
+        };
+        let point_reads = file.and_then(point_reads::PointReads::new).map(Arc::new);
         Ok(Self {
             pool,
             backend,
@@ -264,14 +299,29 @@ impl Store {
         })
     }
 
-    /// Like `begin_write`, with SQLite's savepoint deferred to the write's
-    /// first statement: the caller reaches the connection only through
-    /// [`WriteTx::settled`] or sends [`WriteTx::take_owed`] itself.
-    async fn begin_write_deferred(&self) -> Result<WriteTx> {
-        Ok(match &self.writer {
-            Some(writer) => WriteTx::Grouped(writer.begin_deferred().await?),
-            None => WriteTx::Own(self.pool.begin().await?),
-        })
+    /// Rows of a read an index bounds (a primary-key or unique-key probe,
+    /// an equality on an indexed column): on SQLite a point read on this
+    /// thread, else through the pool.
+    async fn read_all<T>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl FnMut(&dyn Columns) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        match &self.point_reads {
+            Some(reads) => reads.read(|conn| args::fetch_rusqlite(conn, sql, args, decode)),
+            None => args::fetch_sqlx(&self.pool, sql, args, decode).await,
+        }
+    }
+
+    /// The first row of a read an index bounds (see `read_all`).
+    async fn read_optional<T>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl FnMut(&dyn Columns) -> Result<T>,
+    ) -> Result<Option<T>> {
+        Ok(self.read_all(sql, args, decode).await?.into_iter().next())
     }
 
     /// On SQLite, how many group commits the writer has made (each covers

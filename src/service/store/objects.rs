@@ -1,9 +1,7 @@
 //! Configuration objects: workspaces, SSO connections and role mappings, each a JSON
 //! document with a content fingerprint.
 
-use sqlx::Row;
-
-use super::{AuditEntry, Result, Store, StoreError, audit, now_millis};
+use super::{AuditEntry, Result, Store, StoreError, audit, columns::Columns, now_millis};
 
 /// The kinds of configuration object the admin API manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,10 +66,10 @@ impl PutOutcome {
     }
 }
 
-fn decode(kind: ObjectKind, row: &sqlx::any::AnyRow) -> Result<StoredObject> {
-    let workspace: String = row.try_get("workspace")?;
-    let name: String = row.try_get("name")?;
-    let body: String = row.try_get("body")?;
+fn decode(kind: ObjectKind, row: &(impl Columns + ?Sized)) -> Result<StoredObject> {
+    let workspace = row.text("workspace")?;
+    let name = row.text("name")?;
+    let body = row.text("body")?;
     let body = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
         kind: kind.as_str(),
         workspace: workspace.clone(),
@@ -83,9 +81,9 @@ fn decode(kind: ObjectKind, row: &sqlx::any::AnyRow) -> Result<StoredObject> {
         workspace,
         name,
         body,
-        fingerprint: row.try_get("fingerprint")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        fingerprint: row.text("fingerprint")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
@@ -155,17 +153,14 @@ impl Store {
         audit_entry: AuditEntry,
     ) -> Result<PutOutcome> {
         let mut tx = self.begin_write().await?;
-        let existing = sqlx::query(
-            "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
-             WHERE kind = $1 AND workspace = $2 AND name = $3",
-        )
-        .bind(kind.as_str())
-        .bind(workspace)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| decode(kind, &r))
-        .transpose()?;
+        let existing = tx
+            .fetch_optional(
+                "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
+                 WHERE kind = $1 AND workspace = $2 AND name = $3",
+                &[kind.as_str().into(), workspace.into(), name.into()],
+                |row| decode(kind, row),
+            )
+            .await?;
 
         if let Some(existing) = &existing
             && existing.fingerprint == fingerprint
@@ -176,20 +171,22 @@ impl Store {
 
         let now = now_millis();
         let created_at = existing.as_ref().map_or(now, |e| e.created_at);
-        sqlx::query(
+        let body_text = body.to_string();
+        tx.execute(
             "INSERT INTO objects (kind, workspace, name, body, fingerprint, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (kind, workspace, name) DO UPDATE SET \
              body = excluded.body, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+            &[
+                kind.as_str().into(),
+                workspace.into(),
+                name.into(),
+                body_text.as_str().into(),
+                fingerprint.into(),
+                created_at.into(),
+                now.into(),
+            ],
         )
-        .bind(kind.as_str())
-        .bind(workspace)
-        .bind(name)
-        .bind(body.to_string())
-        .bind(fingerprint)
-        .bind(created_at)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         audit::insert(&mut tx, &audit_entry, now).await?;
         tx.commit().await?;
@@ -220,31 +217,28 @@ impl Store {
         audit_entry: AuditEntry,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let deleted =
-            sqlx::query("DELETE FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3")
-                .bind(kind.as_str())
-                .bind(workspace)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0;
+        let deleted = tx
+            .execute(
+                "DELETE FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3",
+                &[kind.as_str().into(), workspace.into(), name.into()],
+            )
+            .await?
+            > 0;
         if !deleted {
             tx.rollback().await?;
             return Ok(false);
         }
         let now = now_millis();
         if cascade && kind == ObjectKind::Workspace {
-            sqlx::query("DELETE FROM objects WHERE workspace = $1")
-                .bind(workspace)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE scim_tokens SET revoked_at = $2 WHERE workspace = $1 AND revoked_at IS NULL",
+            tx.execute(
+                "DELETE FROM objects WHERE workspace = $1",
+                &[workspace.into()],
             )
-            .bind(workspace)
-            .bind(now)
-            .execute(&mut *tx)
+            .await?;
+            tx.execute(
+                "UPDATE scim_tokens SET revoked_at = $2 WHERE workspace = $1 AND revoked_at IS NULL",
+                &[workspace.into(), now.into()],
+            )
             .await?;
         }
         audit::insert(&mut tx, &audit_entry, now).await?;

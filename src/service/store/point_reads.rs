@@ -8,15 +8,16 @@
 //! On 2 cores they went from about 160 to 105 µs of CPU per lookup request
 //! (clients included), and from about 11,900 to 16,700 lookups/s.
 //!
-//! Only reads an index bounds come here: a scan can take milliseconds, and it
-//! would hold up a runtime thread that other requests are waiting for. Those
-//! stay on the pool, as do writes (group commit) and PostgreSQL.
+//! Only reads an index bounds come here (through `Store::read_all`): a scan
+//! can take milliseconds, and it would hold up a runtime thread that other
+//! requests are waiting for. Scans stay on the pool, as does PostgreSQL.
+//! Writes run the same way on the group commit's one rusqlite connection.
 
 use std::{path::PathBuf, sync::Mutex};
 
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 
-use super::{Result, scim_query::Param};
+use super::Result;
 
 /// Idle connections kept for reuse; more are opened when more threads read
 /// at once, and dropped after.
@@ -101,19 +102,4 @@ impl PointReads {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         Ok(conn)
     }
-}
-
-/// Binds `$1`, `$2`, … by name: the store's SQL numbers its placeholders, and
-/// a number need not appear in order (or at all) in the text.
-pub(super) fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Param]) -> rusqlite::Result<()> {
-    for (i, param) in params.iter().enumerate() {
-        let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? else {
-            continue;
-        };
-        match param {
-            Param::Text(text) => stmt.raw_bind_parameter(index, text)?,
-            Param::Int(n) => stmt.raw_bind_parameter(index, n)?,
-        }
-    }
-    Ok(())
 }

@@ -9,8 +9,8 @@ use sqlx::Row;
 
 use super::scim_query::{Param, Sql, Translator};
 use super::{
-    AnyQuery, Backend, Result, Store, StoreError, WriteTx, audit, columns::Columns, now_millis,
-    placeholders, point_reads,
+    Backend, Result, Store, StoreError, WriteTx, args, args::Arg, audit, columns::Columns,
+    now_millis, placeholders,
 };
 use crate::scim::{
     ScimProblem,
@@ -101,7 +101,7 @@ fn kind_of(s: &str) -> ResourceKind {
     }
 }
 
-fn decode(row: &impl Columns) -> Result<ScimRecord> {
+fn decode(row: &(impl Columns + ?Sized)) -> Result<ScimRecord> {
     let id = row.text("id")?;
     let kind = row.text("kind")?;
     let doc = row.text("doc")?;
@@ -137,7 +137,7 @@ fn decode(row: &impl Columns) -> Result<ScimRecord> {
 }
 
 /// A listed resource: the record and, for a user, the groups read with it.
-fn decode_listed(row: &impl Columns, kind: ResourceKind) -> Result<ScimRecord> {
+fn decode_listed(row: &(impl Columns + ?Sized), kind: ResourceKind) -> Result<ScimRecord> {
     let mut rec = decode(row)?;
     if kind == ResourceKind::User {
         let json = row.text("groups_json")?;
@@ -189,37 +189,13 @@ fn doc_text(doc: &Map<String, Value>) -> String {
     serde_json::to_string(doc).expect("a JSON object serialises") // string keys, JSON values
 }
 
-/// A visible (not deleted) resource by id, through a pool or a transaction.
-async fn fetch_visible<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
-    executor: E,
-    workspace: &str,
-    kind: ResourceKind,
-    id: &str,
-) -> Result<Option<ScimRecord>> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+/// A visible (not deleted) resource: `$1` workspace, `$2` id, `$3` kind.
+static VISIBLE_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "SELECT {COLUMNS} FROM scim_resources r \
          WHERE r.workspace = $1 AND r.id = $2 AND r.kind = $3 AND r.deleted_at IS NULL"
-    )))
-    .bind(workspace)
-    .bind(id)
-    .bind(kind.as_str())
-    .fetch_optional(executor)
-    .await?;
-    row.as_ref().map(decode).transpose()
-}
-
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    params: &'q [Param],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for p in params {
-        q = match p {
-            Param::Text(s) => q.bind(s.as_str()),
-            Param::Int(i) => q.bind(*i),
-        };
-    }
-    q
-}
+    )
+});
 
 /// The `scim_values` rows of a document: every scalar, with its lower-cased path,
 /// top-level attribute and element index. Columns cover `userName`, `externalId`
@@ -307,7 +283,13 @@ impl Store {
         kind: ResourceKind,
         id: &str,
     ) -> Result<Option<ScimRecord>> {
-        fetch_visible(&self.pool, workspace, kind, id).await
+        // A unique-index probe: a point read.
+        self.read_optional(
+            &VISIBLE_BY_ID,
+            &[workspace.into(), id.into(), kind.as_str().into()],
+            |row| decode(row),
+        )
+        .await
     }
 
     /// A filtered, sorted page of resources and the total number matching.
@@ -349,10 +331,7 @@ impl Store {
         };
         // An equality on an indexed column is answered by an index probe
         // however large the workspace: it is read on this thread.
-        let point_reads = self
-            .point_reads
-            .as_ref()
-            .filter(|_| query.filter.as_ref().is_some_and(|f| t.is_point_lookup(f)));
+        let point_lookup = query.filter.as_ref().is_some_and(|f| t.is_point_lookup(f));
         let mut sql = t.sql;
         if query.count == 0 {
             let total = self
@@ -376,23 +355,13 @@ impl Store {
         let page_sql = format!(
             "SELECT {COLUMNS}{groups} FROM scim_resources r WHERE {condition} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         );
-        let records = match point_reads {
-            Some(reads) => reads.read(|conn| {
-                let mut stmt = conn.prepare_cached(&page_sql)?;
-                point_reads::bind(&mut stmt, &sql.params)?;
-                let mut rows = stmt.raw_query();
-                let mut records = Vec::new();
-                while let Some(row) = rows.next()? {
-                    records.push(decode_listed(row, set.kind)?);
-                }
-                Ok(records)
-            })?,
-            None => bind_all(sqlx::query(sqlx::AssertSqlSafe(page_sql)), &sql.params)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|row| decode_listed(row, set.kind))
-                .collect::<Result<Vec<_>>>()?,
+        let args: Vec<Arg> = sql.params.iter().map(Arg::from).collect();
+        let decode = |row: &dyn Columns| decode_listed(row, set.kind);
+        let records = if point_lookup {
+            self.read_all(&page_sql, &args, decode).await?
+        } else {
+            // A scan can take milliseconds: it runs on the pool's threads.
+            args::fetch_sqlx(&self.pool, &page_sql, &args, decode).await?
         };
         let total = if !records.is_empty() && (records.len() as i64) < query.count {
             query.start_index - 1 + records.len() as i64
@@ -408,12 +377,13 @@ impl Store {
     /// How many resources match a listing's condition.
     async fn count_matching(&self, condition: &str, params: &[Param]) -> Result<i64> {
         let count_sql = format!("SELECT COUNT(*) FROM scim_resources r WHERE {condition}");
-        Ok(
-            bind_all(sqlx::query(sqlx::AssertSqlSafe(count_sql)), params)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?,
+        Ok(args::bind_sqlx(
+            sqlx::query(sqlx::AssertSqlSafe(count_sql.as_str())),
+            &params.iter().map(Arg::from).collect::<Vec<_>>(),
         )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?)
     }
 
     /// A group's members with their display names (the one the IdP sent, else
@@ -521,17 +491,18 @@ impl Store {
         expires_at: i64,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        tx.execute(
             "INSERT INTO sessions (id, workspace, user_id, role, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                id.into(),
+                workspace.into(),
+                user_id.into(),
+                role.into(),
+                now_millis().into(),
+                expires_at.into(),
+            ],
         )
-        .bind(id)
-        .bind(workspace)
-        .bind(user_id)
-        .bind(role)
-        .bind(now_millis())
-        .bind(expires_at)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await
     }
@@ -539,16 +510,12 @@ impl Store {
     /// Begins a SCIM write transaction.
     pub async fn scim_write(&self) -> Result<ScimTx> {
         Ok(ScimTx {
-            tx: self.begin_write_deferred().await?,
+            tx: self.begin_write().await?,
         })
     }
 }
 
 /// A write transaction over SCIM resources. Dropped without `commit`, it rolls back.
-///
-/// On SQLite its savepoint is deferred (see [`WriteTx::take_owed`]): every
-/// statement reaches the connection through `WriteTx::settled`, except a
-/// create's first query, which carries the savepoint itself.
 pub struct ScimTx {
     tx: WriteTx,
 }
@@ -565,7 +532,13 @@ impl ScimTx {
         kind: ResourceKind,
         id: &str,
     ) -> Result<Option<ScimRecord>> {
-        fetch_visible(self.tx.settled().await?, workspace, kind, id).await
+        self.tx
+            .fetch_optional(
+                &VISIBLE_BY_ID,
+                &[workspace.into(), id.into(), kind.as_str().into()],
+                |row| decode(row),
+            )
+            .await
     }
 
     /// Which unique attribute another visible resource already holds, if any.
@@ -578,30 +551,34 @@ impl ScimTx {
     ) -> Result<Option<&'static str>> {
         let except = except_pk.unwrap_or(-1);
         if kind == ResourceKind::User {
-            let taken: Option<i64> = sqlx::query_scalar(
-                "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
-                 AND name_key = $2 AND deleted_at IS NULL AND pk <> $3",
-            )
-            .bind(workspace)
-            .bind(&write.name_key)
-            .bind(except)
-            .fetch_optional(self.tx.settled().await?)
-            .await?;
+            let taken = self
+                .tx
+                .fetch_optional(
+                    "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
+                     AND name_key = $2 AND deleted_at IS NULL AND pk <> $3",
+                    &[workspace.into(), (&write.name_key).into(), except.into()],
+                    |row| row.int("pk"),
+                )
+                .await?;
             if taken.is_some() {
                 return Ok(Some("userName"));
             }
         }
         if let Some(external_id) = write.external_id {
-            let taken: Option<i64> = sqlx::query_scalar(
-                "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = $2 \
-                 AND external_id = $3 AND deleted_at IS NULL AND pk <> $4",
-            )
-            .bind(workspace)
-            .bind(kind.as_str())
-            .bind(external_id)
-            .bind(except)
-            .fetch_optional(self.tx.settled().await?)
-            .await?;
+            let taken = self
+                .tx
+                .fetch_optional(
+                    "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = $2 \
+                     AND external_id = $3 AND deleted_at IS NULL AND pk <> $4",
+                    &[
+                        workspace.into(),
+                        kind.as_str().into(),
+                        external_id.into(),
+                        except.into(),
+                    ],
+                    |row| row.int("pk"),
+                )
+                .await?;
             if taken.is_some() {
                 return Ok(Some("externalId"));
             }
@@ -609,84 +586,44 @@ impl ScimTx {
         Ok(None)
     }
 
-    /// Inserts a new resource (a user with the role decided before the write), its searchable values and, when given, its
-    /// audit entry; returns the resource's pk. A taken `userName` or
-    /// `externalId` fails on the unique indexes before anything is written.
-    ///
-    /// On SQLite the three inserts go to the writer as one multi-statement
-    /// query: every statement is a round trip to sqlx's worker thread, and
-    /// the writer is the one connection every create waits for.
+    /// Inserts a new resource (a user with the role decided before the
+    /// write), its searchable values and, when given, its audit entry;
+    /// returns the resource's pk. A taken `userName` or `externalId` fails on
+    /// the unique indexes before anything is written.
     pub async fn insert(
         &mut self,
         new: &NewResource<'_>,
         audit_entry: Option<&audit::AuditEntry>,
     ) -> Result<i64> {
-        let values = value_rows(new.kind, new.write.doc);
-        if matches!(self.tx, WriteTx::Grouped(_)) && values.len() <= VALUES_PER_STATEMENT {
-            return self
-                .insert_in_one_statement(new, &values, audit_entry)
-                .await;
-        }
-        let q = bind_resource(sqlx::query(INSERT_RESOURCE), new);
-        let pk: i64 = q.fetch_one(self.tx.settled().await?).await?.try_get(0)?;
-        self.write_values(pk, new.kind, new.write.doc, false)
+        let w = new.write;
+        let doc = doc_text(w.doc);
+        let pk = self
+            .tx
+            .fetch_one(
+                "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, \
+                 display_name, active, role, pending_role, doc, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING pk",
+                &[
+                    new.workspace.into(),
+                    new.kind.as_str().into(),
+                    w.id.into(),
+                    w.external_id.into(),
+                    (&w.name_key).into(),
+                    w.display_name.into(),
+                    (w.active as i64).into(),
+                    new.role.0.into(),
+                    new.role.1.into(),
+                    doc.as_str().into(),
+                    new.now.into(),
+                ],
+                |row| row.int("pk"),
+            )
             .await?;
+        self.write_values(pk, new.kind, w.doc, false).await?;
         if let Some(entry) = audit_entry {
             self.audit(entry, new.now).await?;
         }
         Ok(pk)
-    }
-
-    /// SQLite: the resource, its values (whose `resource_pk` is looked up by
-    /// the new row's unique id) and the audit entry in one query. `$N`
-    /// numbers the query's arguments across its statements.
-    async fn insert_in_one_statement(
-        &mut self,
-        new: &NewResource<'_>,
-        values: &[(String, String, i64, String)],
-        audit_entry: Option<&audit::AuditEntry>,
-    ) -> Result<i64> {
-        // The write's savepoint (and the previous write's release) lead the
-        // query: one round trip for the whole create.
-        let mut sql = self
-            .tx
-            .take_owed()
-            .map(|owed| format!("{owed}; "))
-            .unwrap_or_default();
-        sql.push_str(INSERT_RESOURCE);
-        let mut next = 12;
-        if !values.is_empty() {
-            sql.push_str(
-                "; INSERT INTO scim_values (resource_pk, attr, path, elem, v_text, v_lower) VALUES ",
-            );
-            for i in 0..values.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "((SELECT pk FROM scim_resources WHERE workspace = $1 AND id = $3), {})",
-                    placeholders(next, 5)
-                ));
-                next += 5;
-            }
-        }
-        if audit_entry.is_some() {
-            sql.push_str("; ");
-            sql.push_str(&audit::insert_sql(next));
-        }
-        // Only placeholders are formatted in; values are bound.
-        let mut q = bind_resource(sqlx::query(sqlx::AssertSqlSafe(sql)), new);
-        for row in values {
-            q = bind_value_row(q, row);
-        }
-        if let Some(entry) = audit_entry {
-            q = audit::bind(q, entry, new.now);
-        }
-        // fetch_all, not fetch_one: the driver stops a query at the first row
-        // fetch_one asks for, and the statements after it would not run.
-        let rows = q.fetch_all(self.tx.settled().await?).await?;
-        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-        Ok(row.try_get(0)?)
     }
 
     /// Rewrites a resource's attributes; returns the new version.
@@ -698,19 +635,24 @@ impl ScimTx {
         now: i64,
     ) -> Result<i64> {
         let doc = doc_text(w.doc);
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE scim_resources SET external_id = $1, name_key = $2, display_name = $3, active = $4, \
-             doc = $5, version = version + 1, updated_at = $6 WHERE pk = $7 RETURNING version",
-        )
-        .bind(w.external_id)
-        .bind(&w.name_key)
-        .bind(w.display_name)
-        .bind(w.active as i64)
-        .bind(doc)
-        .bind(now)
-        .bind(pk)
-        .fetch_one(self.tx.settled().await?)
-        .await?;
+        let version = self
+            .tx
+            .fetch_one(
+                "UPDATE scim_resources SET external_id = $1, name_key = $2, display_name = $3, \
+                 active = $4, doc = $5, version = version + 1, updated_at = $6 WHERE pk = $7 \
+                 RETURNING version",
+                &[
+                    w.external_id.into(),
+                    (&w.name_key).into(),
+                    w.display_name.into(),
+                    (w.active as i64).into(),
+                    doc.as_str().into(),
+                    now.into(),
+                    pk.into(),
+                ],
+                |row| row.int("version"),
+            )
+            .await?;
         self.write_values(pk, kind, w.doc, true).await?;
         Ok(version)
     }
@@ -723,69 +665,67 @@ impl ScimTx {
         replace: bool,
     ) -> Result<()> {
         if replace {
-            sqlx::query("DELETE FROM scim_values WHERE resource_pk = $1")
-                .bind(pk)
-                .execute(self.tx.settled().await?)
+            self.tx
+                .execute(
+                    "DELETE FROM scim_values WHERE resource_pk = $1",
+                    &[pk.into()],
+                )
                 .await?;
         }
         let rows = value_rows(kind, doc);
         // Multi-row inserts, 100 rows (600 parameters) at a time.
         for chunk in rows.chunks(100) {
-            let mut sql = String::from(
-                "INSERT INTO scim_values (resource_pk, attr, path, elem, v_text, v_lower) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 6;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
-            }
+            let lowered: Vec<String> = chunk.iter().map(|row| row.3.to_lowercase()).collect();
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(6 * i + 1, 6)))
+                .collect();
             // Only placeholders are formatted in; values are bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
-                q = bind_value_row(q.bind(pk), row);
+            let sql = format!(
+                "INSERT INTO scim_values (resource_pk, attr, path, elem, v_text, v_lower) VALUES {}",
+                tuples.join(", ")
+            );
+            let mut args = Vec::with_capacity(6 * chunk.len());
+            for ((attr, path, elem, text), lower) in chunk.iter().zip(&lowered) {
+                args.extend::<[Arg; 6]>([
+                    pk.into(),
+                    attr.into(),
+                    path.into(),
+                    (*elem).into(),
+                    text.into(),
+                    lower.into(),
+                ]);
             }
-            q.execute(self.tx.settled().await?).await?;
+            self.tx.execute(&sql, &args).await?;
         }
         Ok(())
     }
 
     /// Bumps a resource's version (membership changed); returns the new version.
     pub async fn touch(&mut self, pk: i64, now: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "UPDATE scim_resources SET version = version + 1, updated_at = $1 WHERE pk = $2 RETURNING version",
-        )
-        .bind(now)
-        .bind(pk)
-        .fetch_one(self.tx.settled().await?)
-        .await?)
+        self.tx
+            .fetch_one(
+                "UPDATE scim_resources SET version = version + 1, updated_at = $1 WHERE pk = $2 \
+                 RETURNING version",
+                &[now.into(), pk.into()],
+                |row| row.int("version"),
+            )
+            .await
     }
 
     /// Soft delete: hidden from SCIM, kept (deactivated, with its role) for the audit trail.
     pub async fn mark_deleted(&mut self, pk: i64, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE scim_resources SET deleted_at = $1, active = 0, updated_at = $1 WHERE pk = $2",
-        )
-        .bind(now)
-        .bind(pk)
-        .execute(self.tx.settled().await?)
-        .await?;
+        self.tx
+            .execute(
+                "UPDATE scim_resources SET deleted_at = $1, active = 0, updated_at = $1 WHERE pk = $2",
+                &[now.into(), pk.into()],
+            )
+            .await?;
         Ok(())
     }
 
     pub async fn hard_delete(&mut self, pk: i64) -> Result<()> {
-        sqlx::query("DELETE FROM scim_resources WHERE pk = $1")
-            .bind(pk)
-            .execute(self.tx.settled().await?)
+        self.tx
+            .execute("DELETE FROM scim_resources WHERE pk = $1", &[pk.into()])
             .await?;
         Ok(())
     }
@@ -802,22 +742,21 @@ impl ScimTx {
                 "SELECT id, kind FROM scim_resources WHERE workspace = $1 AND deleted_at IS NULL AND id IN ({})",
                 placeholders(2, chunk.len())
             );
+            let args = args::with_ids(workspace.into(), chunk);
             // Only placeholders are formatted in; values are bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for row in q.fetch_all(self.tx.settled().await?).await? {
-                let kind: String = row.try_get("kind")?;
-                found.insert(row.try_get("id")?, kind_of(&kind));
-            }
+            let rows = self
+                .tx
+                .fetch_all(&sql, &args, |row| {
+                    Ok((row.text("id")?, kind_of(&row.text("kind")?)))
+                })
+                .await?;
+            found.extend(rows);
         }
         Ok(found)
     }
 
     /// Adds members (ignoring ones already there): (id, type, display the IdP
-    /// sent). Returns the ids newly added. One statement per 500 members: every
-    /// statement of a write is a round trip on the one writer connection.
+    /// sent). Returns the ids newly added. One statement per 500 members.
     pub async fn add_members(
         &mut self,
         group_pk: i64,
@@ -828,22 +767,22 @@ impl ScimTx {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| format!("($1, {})", placeholders(3 * i + 2, 3)))
                 .collect();
+            // Only placeholders are formatted in; values are bound.
             let sql = format!(
                 "INSERT INTO scim_members (group_pk, member_id, member_type, display) VALUES {} \
                  ON CONFLICT DO NOTHING RETURNING member_id",
                 rows.join(", ")
             );
-            // Only placeholders are formatted in; values are bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_pk);
+            let mut args = Vec::with_capacity(1 + 3 * chunk.len());
+            args.push(group_pk.into());
             for (id, kind, display) in chunk {
-                q = q
-                    .bind(id.as_str())
-                    .bind(kind.as_str())
-                    .bind(display.as_deref());
+                args.extend::<[Arg; 3]>([id.into(), kind.as_str().into(), display.into()]);
             }
-            for row in q.fetch_all(self.tx.settled().await?).await? {
-                added.push(row.try_get("member_id")?);
-            }
+            added.extend(
+                self.tx
+                    .fetch_all(&sql, &args, |row| row.text("member_id"))
+                    .await?,
+            );
         }
         Ok(added)
     }
@@ -852,34 +791,30 @@ impl ScimTx {
     pub async fn remove_members(&mut self, group_pk: i64, ids: &[String]) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for chunk in ids.chunks(MEMBER_CHUNK) {
+            // Only placeholders are formatted in; values are bound.
             let sql = format!(
                 "DELETE FROM scim_members WHERE group_pk = $1 AND member_id IN ({}) RETURNING member_id",
                 placeholders(2, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_pk);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for row in q.fetch_all(self.tx.settled().await?).await? {
-                removed.push(row.try_get("member_id")?);
-            }
+            let args = args::with_ids(group_pk.into(), chunk);
+            removed.extend(
+                self.tx
+                    .fetch_all(&sql, &args, |row| row.text("member_id"))
+                    .await?,
+            );
         }
         Ok(removed)
     }
 
     /// Every member of a group: (id, type).
     pub async fn member_list(&mut self, group_pk: i64) -> Result<Vec<(String, ResourceKind)>> {
-        let rows =
-            sqlx::query("SELECT member_id, member_type FROM scim_members WHERE group_pk = $1")
-                .bind(group_pk)
-                .fetch_all(self.tx.settled().await?)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("member_type")?;
-                Ok((r.try_get("member_id")?, kind_of(&kind)))
-            })
-            .collect()
+        self.tx
+            .fetch_all(
+                "SELECT member_id, member_type FROM scim_members WHERE group_pk = $1",
+                &[group_pk.into()],
+                |row| Ok((row.text("member_id")?, kind_of(&row.text("member_type")?))),
+            )
+            .await
     }
 
     /// The ids of a group's members.
@@ -898,19 +833,21 @@ impl ScimTx {
         workspace: &str,
         member_id: &str,
     ) -> Result<Vec<i64>> {
-        let pks: Vec<i64> = sqlx::query_scalar(
-            "SELECT m.group_pk FROM scim_members m CROSS JOIN scim_resources g \
-             WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2",
-        )
-        .bind(member_id)
-        .bind(workspace)
-        .fetch_all(self.tx.settled().await?)
-        .await?;
+        let pks = self
+            .tx
+            .fetch_all(
+                "SELECT m.group_pk FROM scim_members m CROSS JOIN scim_resources g \
+                 WHERE g.pk = m.group_pk AND m.member_id = $1 AND g.workspace = $2",
+                &[member_id.into(), workspace.into()],
+                |row| row.int("group_pk"),
+            )
+            .await?;
         for pk in &pks {
-            sqlx::query("DELETE FROM scim_members WHERE group_pk = $1 AND member_id = $2")
-                .bind(pk)
-                .bind(member_id)
-                .execute(self.tx.settled().await?)
+            self.tx
+                .execute(
+                    "DELETE FROM scim_members WHERE group_pk = $1 AND member_id = $2",
+                    &[(*pk).into(), member_id.into()],
+                )
                 .await?;
         }
         Ok(pks)
@@ -935,14 +872,21 @@ impl ScimTx {
                  AND g.deleted_at IS NULL",
                 placeholders(2, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for r in q.fetch_all(self.tx.settled().await?).await? {
-                let entry = names.entry(r.try_get("member_id")?).or_default();
-                entry.extend(r.try_get::<Option<String>, _>("display_name")?);
-                entry.extend(r.try_get::<Option<String>, _>("external_id")?);
+            let args = args::with_ids(workspace.into(), chunk);
+            let rows = self
+                .tx
+                .fetch_all(&sql, &args, |row| {
+                    Ok((
+                        row.text("member_id")?,
+                        row.opt_text("display_name")?,
+                        row.opt_text("external_id")?,
+                    ))
+                })
+                .await?;
+            for (member, display_name, external_id) in rows {
+                let entry = names.entry(member).or_default();
+                entry.extend(display_name);
+                entry.extend(external_id);
             }
         }
         Ok(names)
@@ -964,23 +908,22 @@ impl ScimTx {
                  AND id IN ({}) AND deleted_at IS NULL",
                 placeholders(2, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for r in q.fetch_all(self.tx.settled().await?).await? {
-                if r.try_get::<String, _>("kind")? != ResourceKind::User.as_str() {
-                    continue;
-                }
-                found.insert(
-                    r.try_get("id")?,
-                    (
-                        r.try_get("pk")?,
-                        r.try_get("role")?,
-                        r.try_get("pending_role")?,
-                    ),
-                );
-            }
+            let args = args::with_ids(workspace.into(), chunk);
+            let rows = self
+                .tx
+                .fetch_all(&sql, &args, |row| {
+                    let user = row.text("kind")? == ResourceKind::User.as_str();
+                    Ok(user.then_some((
+                        row.text("id")?,
+                        (
+                            row.int("pk")?,
+                            row.opt_text("role")?,
+                            row.opt_text("pending_role")?,
+                        ),
+                    )))
+                })
+                .await?;
+            found.extend(rows.into_iter().flatten());
         }
         Ok(found)
     }
@@ -991,11 +934,11 @@ impl ScimTx {
         role: Option<&str>,
         pending: Option<&str>,
     ) -> Result<()> {
-        sqlx::query("UPDATE scim_resources SET role = $1, pending_role = $2 WHERE pk = $3")
-            .bind(role)
-            .bind(pending)
-            .bind(pk)
-            .execute(self.tx.settled().await?)
+        self.tx
+            .execute(
+                "UPDATE scim_resources SET role = $1, pending_role = $2 WHERE pk = $3",
+                &[role.into(), pending.into(), pk.into()],
+            )
             .await?;
         Ok(())
     }
@@ -1007,26 +950,19 @@ impl ScimTx {
         user_id: &str,
         now: i64,
     ) -> Result<u64> {
-        Ok(sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE workspace = $2 AND user_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(workspace)
-        .bind(user_id)
-        .execute(self.tx.settled().await?)
-        .await?
-        .rows_affected())
+        self.tx
+            .execute(
+                "UPDATE sessions SET revoked_at = $1 WHERE workspace = $2 AND user_id = $3 \
+                 AND revoked_at IS NULL",
+                &[now.into(), workspace.into(), user_id.into()],
+            )
+            .await
     }
 
     pub async fn audit(&mut self, entry: &audit::AuditEntry, now: i64) -> Result<()> {
-        self.tx.settled().await?;
         audit::insert(&mut self.tx, entry, now).await
     }
 }
-
-const INSERT_RESOURCE: &str = "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, display_name, \
-     active, role, pending_role, doc, version, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING pk";
 
 /// A resource to insert: where, what, with which role (and role awaiting
 /// approval), when.
@@ -1037,39 +973,6 @@ pub struct NewResource<'a> {
     pub role: (Option<&'a str>, Option<&'a str>),
     pub now: i64,
 }
-
-/// Binds `INSERT_RESOURCE`'s $1–$11.
-fn bind_resource<'q>(q: AnyQuery<'q>, new: &NewResource<'q>) -> AnyQuery<'q> {
-    let w = new.write;
-    q.bind(new.workspace)
-        .bind(new.kind.as_str())
-        .bind(w.id)
-        .bind(w.external_id)
-        .bind(w.name_key.clone())
-        .bind(w.display_name)
-        .bind(w.active as i64)
-        .bind(new.role.0)
-        .bind(new.role.1)
-        .bind(doc_text(w.doc))
-        .bind(new.now)
-}
-
-/// Binds one `scim_values` row but its `resource_pk`: attr, path, elem, the
-/// text and its lower case.
-fn bind_value_row<'q>(
-    q: AnyQuery<'q>,
-    (attr, path, elem, text): &'q (String, String, i64, String),
-) -> AnyQuery<'q> {
-    q.bind(attr.as_str())
-        .bind(path.as_str())
-        .bind(*elem)
-        .bind(text.as_str())
-        .bind(text.to_lowercase())
-}
-
-/// Value rows a one-statement insert takes (5 arguments each); a document
-/// with more goes the chunked way.
-const VALUES_PER_STATEMENT: usize = 500;
 
 /// Ids per statement when a statement lists them (3 bound values per member
 /// stays far below SQLite's and PostgreSQL's parameter limits).
@@ -1100,24 +1003,41 @@ pub(super) async fn group_names<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>
     Ok(names)
 }
 
+/// What a unique-index violation says (the message, and the constraint's
+/// name where the driver gives it); `None` for any other error.
+fn unique_violation(e: &StoreError) -> Option<String> {
+    match e {
+        StoreError::Database(sqlx::Error::Database(d))
+            if d.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+        {
+            Some(format!(
+                "{} {}",
+                d.message(),
+                d.constraint().unwrap_or_default()
+            ))
+        }
+        // The SQLite writer (rusqlite).
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, message))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Some(message.clone().unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
 /// Whether a store error is a unique-index violation (two writers raced past the
 /// conflict check on PostgreSQL).
 pub fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Database(sqlx::Error::Database(d))
-        if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+    unique_violation(e).is_some()
 }
 
 /// Which SCIM attribute a unique-index violation on `scim_resources` is about:
 /// SQLite names the columns (`… scim_resources.name_key`), PostgreSQL the index
 /// (`scim_users_unique_name`, `scim_resources_unique_external_id`).
 pub fn unique_attribute(e: &StoreError) -> Option<&'static str> {
-    let StoreError::Database(sqlx::Error::Database(d)) = e else {
-        return None;
-    };
-    if d.kind() != sqlx::error::ErrorKind::UniqueViolation {
-        return None;
-    }
-    let said = format!("{} {}", d.message(), d.constraint().unwrap_or_default());
+    let said = unique_violation(e)?;
     if said.contains("name_key") || said.contains("scim_users_unique_name") {
         Some("userName")
     } else if said.contains("external_id") {

@@ -90,26 +90,28 @@ impl Store {
     /// Records a sign-in in flight, and drops the ones that expired unused.
     pub async fn put_signin_request(&self, r: &SignInRequest) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM signin_requests WHERE expires_at < $1")
-            .bind(r.created_at)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
+        tx.execute(
+            "DELETE FROM signin_requests WHERE expires_at < $1",
+            &[r.created_at.into()],
+        )
+        .await?;
+        tx.execute(
             "INSERT INTO signin_requests (id, workspace, connection, protocol, nonce, \
              code_verifier, request_id, return_to, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                (&r.id).into(),
+                (&r.workspace).into(),
+                (&r.connection).into(),
+                (&r.protocol).into(),
+                (&r.nonce).into(),
+                (&r.code_verifier).into(),
+                (&r.request_id).into(),
+                (&r.return_to).into(),
+                r.created_at.into(),
+                r.expires_at.into(),
+            ],
         )
-        .bind(&r.id)
-        .bind(&r.workspace)
-        .bind(&r.connection)
-        .bind(&r.protocol)
-        .bind(&r.nonce)
-        .bind(&r.code_verifier)
-        .bind(&r.request_id)
-        .bind(&r.return_to)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -119,46 +121,47 @@ impl Store {
     /// handle finds nothing, so a request completes at most once.
     pub async fn take_signin_request(&self, id: &str, now: i64) -> Result<Option<SignInRequest>> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(
-            "DELETE FROM signin_requests WHERE id = $1 RETURNING workspace, connection, protocol, \
-             nonce, code_verifier, request_id, return_to, created_at, expires_at",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let request = tx
+            .fetch_optional(
+                "DELETE FROM signin_requests WHERE id = $1 RETURNING workspace, connection, \
+                 protocol, nonce, code_verifier, request_id, return_to, created_at, expires_at",
+                &[id.into()],
+                |row| {
+                    Ok(SignInRequest {
+                        id: id.to_string(),
+                        workspace: row.text("workspace")?,
+                        connection: row.text("connection")?,
+                        protocol: row.text("protocol")?,
+                        nonce: row.opt_text("nonce")?,
+                        code_verifier: row.opt_text("code_verifier")?,
+                        request_id: row.opt_text("request_id")?,
+                        return_to: row.text("return_to")?,
+                        created_at: row.int("created_at")?,
+                        expires_at: row.int("expires_at")?,
+                    })
+                },
+            )
+            .await?;
         tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        let request = SignInRequest {
-            id: id.to_string(),
-            workspace: row.try_get("workspace")?,
-            connection: row.try_get("connection")?,
-            protocol: row.try_get("protocol")?,
-            nonce: row.try_get("nonce")?,
-            code_verifier: row.try_get("code_verifier")?,
-            request_id: row.try_get("request_id")?,
-            return_to: row.try_get("return_to")?,
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-        };
-        Ok((request.expires_at >= now).then_some(request))
+        Ok(request.filter(|r| r.expires_at >= now))
     }
 
     /// Remembers a consumed assertion ID until `expires_at`; false when it was
     /// already consumed (a replay), on this replica or any other.
     pub async fn remember_assertion(&self, id: &str, now: i64, expires_at: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM saml_replay_cache WHERE expires_at < $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO saml_replay_cache (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        tx.execute(
+            "DELETE FROM saml_replay_cache WHERE expires_at < $1",
+            &[now.into()],
         )
-        .bind(id)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO saml_replay_cache (id, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[id.into(), expires_at.into()],
+            )
+            .await?;
         tx.commit().await?;
         Ok(inserted == 1)
     }
@@ -179,7 +182,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let success_at = failure_reason.is_none().then_some(now);
         let failure_at = failure_reason.is_some().then_some(now);
-        sqlx::query(
+        tx.execute(
             "INSERT INTO signin_stats (workspace, connection, successes, failures, last_success_at, \
              last_failure_at, last_failure_reason) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (workspace, connection) DO UPDATE SET \
@@ -187,15 +190,16 @@ impl Store {
              last_success_at = COALESCE($5, signin_stats.last_success_at), \
              last_failure_at = COALESCE($6, signin_stats.last_failure_at), \
              last_failure_reason = COALESCE($7, signin_stats.last_failure_reason)",
+            &[
+                workspace.into(),
+                connection.into(),
+                ok.into(),
+                failed.into(),
+                success_at.into(),
+                failure_at.into(),
+                failure_reason.into(),
+            ],
         )
-        .bind(workspace)
-        .bind(connection)
-        .bind(ok)
-        .bind(failed)
-        .bind(success_at)
-        .bind(failure_at)
-        .bind(failure_reason)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -301,15 +305,16 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        tx.execute(
             "UPDATE scim_resources SET role = $1, pending_role = $2 \
              WHERE workspace = $3 AND id = $4 AND kind = 'User'",
+            &[
+                role.into(),
+                pending.into(),
+                workspace.into(),
+                user_id.into(),
+            ],
         )
-        .bind(role)
-        .bind(pending)
-        .bind(workspace)
-        .bind(user_id)
-        .execute(&mut *tx)
         .await?;
         for entry in entries {
             audit::insert(&mut tx, entry, now).await?;
@@ -326,18 +331,19 @@ impl Store {
         entry: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        tx.execute(
             "INSERT INTO sessions (id, workspace, user_id, role, connection, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                id.into(),
+                (&session.workspace).into(),
+                (&session.user_id).into(),
+                (&session.role).into(),
+                (&session.connection).into(),
+                session.created_at.into(),
+                session.expires_at.into(),
+            ],
         )
-        .bind(id)
-        .bind(&session.workspace)
-        .bind(&session.user_id)
-        .bind(&session.role)
-        .bind(&session.connection)
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .execute(&mut *tx)
         .await?;
         audit::insert(&mut tx, entry, session.created_at).await?;
         tx.commit().await?;
@@ -375,13 +381,12 @@ impl Store {
     /// Ends one session (sign-out); returns whether it was live.
     pub async fn revoke_session(&self, id: &str, entry: &AuditEntry, now: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let n =
-            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let n = tx
+            .execute(
+                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                &[now.into(), id.into()],
+            )
+            .await?;
         if n > 0 {
             audit::insert(&mut tx, entry, now).await?;
         }
@@ -413,15 +418,16 @@ impl Store {
     /// Adds a session-cookie key (idempotent by id).
     pub async fn insert_session_key(&self, key: &SessionKey) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        tx.execute(
             "INSERT INTO session_keys (id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING",
+            &[
+                (&key.id).into(),
+                (&key.secret).into(),
+                key.created_at.into(),
+                key.expires_at.into(),
+            ],
         )
-        .bind(&key.id)
-        .bind(&key.secret)
-        .bind(key.created_at)
-        .bind(key.expires_at)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -452,16 +458,17 @@ impl Store {
     /// Adds a SAML SP signing key (idempotent by id: a key never changes).
     pub async fn insert_saml_signing_key(&self, key: &SamlSigningKeyRecord) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        tx.execute(
             "INSERT INTO saml_signing_keys (id, private_key_pem, certificate_pem, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            &[
+                (&key.id).into(),
+                (&key.private_key_pem).into(),
+                (&key.certificate_pem).into(),
+                key.created_at.into(),
+                key.expires_at.into(),
+            ],
         )
-        .bind(&key.id)
-        .bind(&key.private_key_pem)
-        .bind(&key.certificate_pem)
-        .bind(key.created_at)
-        .bind(key.expires_at)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())

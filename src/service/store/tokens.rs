@@ -1,8 +1,6 @@
 //! SCIM bearer tokens, stored as SHA-256 hashes.
 
-use super::{
-    AuditEntry, Result, Store, audit, columns::Columns, now_millis, point_reads, scim_query::Param,
-};
+use super::{AuditEntry, Result, Store, audit, columns::Columns, now_millis};
 
 /// What the admin API registers: never the token, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +36,7 @@ impl StoredToken {
 
 const COLUMNS: &str = "id, workspace, name, hash, created_at, expires_at, revoked_at, last_used_at";
 
-fn decode(row: &impl Columns) -> Result<StoredToken> {
+fn decode(row: &(impl Columns + ?Sized)) -> Result<StoredToken> {
     Ok(StoredToken {
         id: row.text("id")?,
         workspace: row.text("workspace")?,
@@ -51,7 +49,7 @@ fn decode(row: &impl Columns) -> Result<StoredToken> {
     })
 }
 
-fn token_and_workspace(row: &impl Columns) -> Result<(StoredToken, Option<String>)> {
+fn token_and_workspace(row: &(impl Columns + ?Sized)) -> Result<(StoredToken, Option<String>)> {
     Ok((decode(row)?, row.opt_text("workspace_body")?))
 }
 
@@ -81,9 +79,8 @@ impl Store {
     }
 
     /// A token and, in the same statement, the stored document of its
-    /// workspace: SCIM authentication needs both on every request, and each
-    /// statement is a round trip to the database (for SQLite, to a worker
-    /// thread).
+    /// workspace: SCIM authentication needs both on every request, and on
+    /// PostgreSQL each statement is a round trip over the network.
     pub async fn get_token_with_workspace(
         &self,
         id: &str,
@@ -98,22 +95,11 @@ impl Store {
             )
         });
         let kind = super::ObjectKind::Workspace.as_str();
-        if let Some(reads) = &self.point_reads {
-            // A primary-key probe: a point read.
-            return reads.read(|conn| {
-                let mut stmt = conn.prepare_cached(SQL.as_str())?;
-                let params = [Param::Text(id.to_string()), Param::Text(kind.to_string())];
-                point_reads::bind(&mut stmt, &params)?;
-                let mut rows = stmt.raw_query();
-                rows.next()?.map(token_and_workspace).transpose()
-            });
-        }
-        let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
-            .bind(id)
-            .bind(kind)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(token_and_workspace).transpose()
+        // A primary-key probe: a point read.
+        self.read_optional(&SQL, &[id.into(), kind.into()], |row| {
+            token_and_workspace(row)
+        })
+        .await
     }
 
     pub async fn list_tokens(&self, workspace: &str) -> Result<Vec<StoredToken>> {
@@ -135,13 +121,9 @@ impl Store {
     ) -> Result<TokenPut> {
         let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {COLUMNS} FROM scim_tokens WHERE id = $1");
-        let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&reg.id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(decode)
-            .transpose()?;
+        let existing = tx
+            .fetch_optional(&sql, &[(&reg.id).into()], |row| decode(row))
+            .await?;
         let now = now_millis();
         let outcome = match existing {
             Some(t)
@@ -154,12 +136,11 @@ impl Store {
                 TokenPut::Unchanged(t)
             }
             Some(mut t) => {
-                sqlx::query("UPDATE scim_tokens SET expires_at = $2, name = $3 WHERE id = $1")
-                    .bind(&reg.id)
-                    .bind(reg.expires_at)
-                    .bind(&reg.name)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    "UPDATE scim_tokens SET expires_at = $2, name = $3 WHERE id = $1",
+                    &[(&reg.id).into(), reg.expires_at.into(), (&reg.name).into()],
+                )
+                .await?;
                 t.expires_at = reg.expires_at;
                 t.name = reg.name.clone();
                 TokenPut::Updated(t)
@@ -167,17 +148,18 @@ impl Store {
             None if reg.hash.is_none() => TokenPut::Missing,
             None => {
                 let hash = reg.hash.clone().unwrap_or_default();
-                sqlx::query(
+                tx.execute(
                     "INSERT INTO scim_tokens (id, workspace, name, hash, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        (&reg.id).into(),
+                        (&reg.workspace).into(),
+                        (&reg.name).into(),
+                        (&hash).into(),
+                        now.into(),
+                        reg.expires_at.into(),
+                    ],
                 )
-                .bind(&reg.id)
-                .bind(&reg.workspace)
-                .bind(&reg.name)
-                .bind(&hash)
-                .bind(now)
-                .bind(reg.expires_at)
-                .execute(&mut *tx)
                 .await?;
                 TokenPut::Created(StoredToken {
                     id: reg.id.clone(),
@@ -210,15 +192,13 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let now = now_millis();
-        let changed = sqlx::query(
-            "UPDATE scim_tokens SET revoked_at = $3 WHERE id = $1 AND workspace = $2 AND revoked_at IS NULL",
-        )
-        .bind(id)
-        .bind(workspace)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let changed = tx
+            .execute(
+                "UPDATE scim_tokens SET revoked_at = $3 WHERE id = $1 AND workspace = $2 \
+                 AND revoked_at IS NULL",
+                &[id.into(), workspace.into(), now.into()],
+            )
+            .await?
             > 0;
         if changed {
             audit::insert(&mut tx, &audit_entry, now).await?;
@@ -233,14 +213,11 @@ impl Store {
     /// traffic does not turn every request into a write.
     pub async fn touch_token(&self, id: &str, now: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        tx.execute(
             "UPDATE scim_tokens SET last_used_at = $2 WHERE id = $1 \
              AND (last_used_at IS NULL OR last_used_at < $3)",
+            &[id.into(), now.into(), (now - 60_000).into()],
         )
-        .bind(id)
-        .bind(now)
-        .bind(now - 60_000)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await
     }
