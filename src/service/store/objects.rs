@@ -1,7 +1,7 @@
 //! Configuration objects: workspaces, SSO connections and role mappings, each a JSON
 //! document with a content fingerprint.
 
-use super::{AuditEntry, Result, Store, StoreError, audit, columns::Columns, now_millis};
+use super::{AuditEntry, Result, Store, StoreError, args, audit, columns::Columns, now_millis};
 
 /// The kinds of configuration object the admin API manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +66,9 @@ impl PutOutcome {
     }
 }
 
+/// An object's columns, as `decode` reads them.
+const COLUMNS: &str = "workspace, name, body, fingerprint, created_at, updated_at";
+
 fn decode(kind: ObjectKind, row: &(impl Columns + ?Sized)) -> Result<StoredObject> {
     let workspace = row.text("workspace")?;
     let name = row.text("name")?;
@@ -94,16 +97,15 @@ impl Store {
         workspace: &str,
         name: &str,
     ) -> Result<Option<StoredObject>> {
-        let row = sqlx::query(
-            "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
-             WHERE kind = $1 AND workspace = $2 AND name = $3",
+        // A primary-key probe: a point read.
+        self.read_optional(
+            &format!(
+                "SELECT {COLUMNS} FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3"
+            ),
+            &[kind.as_str().into(), workspace.into(), name.into()],
+            |row| decode(kind, row),
         )
-        .bind(kind.as_str())
-        .bind(workspace)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| decode(kind, &r)).transpose()
+        .await
     }
 
     /// Objects of a kind, in one workspace or in all, ordered by workspace and name.
@@ -112,15 +114,32 @@ impl Store {
         kind: ObjectKind,
         workspace: Option<&str>,
     ) -> Result<Vec<StoredObject>> {
-        let rows = sqlx::query(
-            "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
-             WHERE kind = $1 AND ($2 = '' OR workspace = $2) ORDER BY workspace, name",
-        )
-        .bind(kind.as_str())
-        .bind(workspace.unwrap_or(""))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| decode(kind, r)).collect()
+        match workspace {
+            // An index range (workspace, kind): a point read. Every SCIM
+            // write reads its workspace's role mapping this way.
+            Some(workspace) => {
+                self.read_all(
+                    &format!(
+                        "SELECT {COLUMNS} FROM objects WHERE workspace = $1 AND kind = $2 \
+                         ORDER BY name"
+                    ),
+                    &[workspace.into(), kind.as_str().into()],
+                    |row| decode(kind, row),
+                )
+                .await
+            }
+            None => {
+                args::fetch_sqlx(
+                    &self.pool,
+                    &format!(
+                        "SELECT {COLUMNS} FROM objects WHERE kind = $1 ORDER BY workspace, name"
+                    ),
+                    &[kind.as_str().into()],
+                    |row| decode(kind, row),
+                )
+                .await
+            }
+        }
     }
 
     /// Number of objects of any kind other than the workspace itself, and of SCIM
@@ -155,8 +174,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let existing = tx
             .fetch_optional(
-                "SELECT workspace, name, body, fingerprint, created_at, updated_at FROM objects \
-                 WHERE kind = $1 AND workspace = $2 AND name = $3",
+                &format!(
+                    "SELECT {COLUMNS} FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3"
+                ),
                 &[kind.as_str().into(), workspace.into(), name.into()],
                 |row| decode(kind, row),
             )
