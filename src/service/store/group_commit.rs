@@ -81,23 +81,16 @@ impl GroupCommit {
     /// Opens the writer connection on the database file at `path`, which the
     /// pool has created and migrated, and starts its committer.
     pub(super) fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
         // temp_store=MEMORY keeps each write's savepoint journal (the pages
         // a write changed, to roll it back alone) in memory instead of a
         // temporary file: it never needs to outlive the process, since the
         // transaction it belongs to rolls back with it. perf put 17 % of a
         // create burst under that file's writes.
-        conn.execute_batch(
+        let conn = super::open_rusqlite(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE,
             "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
              PRAGMA temp_store = MEMORY;",
-        )?;
-        // As on the point-read connections: cached statements keep their plans.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
         )?;
         let batches = Arc::new(AtomicU64::new(0));
         let writer = Arc::new(Mutex::new(Writer {

@@ -15,7 +15,7 @@
 
 use std::{path::PathBuf, sync::Mutex};
 
-use rusqlite::{Connection, OpenFlags, config::DbConfig};
+use rusqlite::{Connection, OpenFlags};
 
 use super::Result;
 
@@ -86,20 +86,10 @@ impl PointReads {
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(
+        super::open_rusqlite(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.execute_batch(super::SQLITE_READER_PRAGMAS)?;
-        // Plans must not depend on bound values. Without this, SQLite (built
-        // with STAT4) marks any statement whose plan looked at a parameter —
-        // a bound `LIMIT`, a `kind` matched against a partial index's WHERE —
-        // as expired on every rebind, and re-parses and re-plans it on its
-        // next step: prepare_cached kept the statement but not its plan.
-        // Paired runs: lookups 16,559/17,006/12,501 -> 56,425/56,660/55,336
-        // per second, 106/104/130 -> 33/33/34 µs of CPU each (clients
-        // included). Our statements' shapes fix their plans anyway.
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-        Ok(conn)
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+            super::SQLITE_READER_PRAGMAS,
+        )
     }
 }
