@@ -236,6 +236,15 @@ impl Writer {
     }
 }
 
+/// To call before each statement a write runs. Statements run on the
+/// caller's runtime thread, so each spends a unit of the task's cooperative
+/// budget: a write of thousands of statements (a large group's membership
+/// and its members' roles) yields now and then instead of holding its
+/// thread until it ends; a create (five statements) does not.
+pub(super) async fn spend_budget() {
+    tokio::task::coop::consume_budget().await;
+}
+
 /// One write's hold on the writer connection, inside its own savepoint.
 /// Dropped without [`commit`](Self::commit), the write is rolled back.
 pub struct WriteSlot {
@@ -244,7 +253,8 @@ pub struct WriteSlot {
 }
 
 impl WriteSlot {
-    /// The connection, to run this write's statements on.
+    /// The connection, to run this write's statements on (see
+    /// [`spend_budget`]).
     pub(super) fn conn(&self) -> &Connection {
         &self.writer.conn
     }

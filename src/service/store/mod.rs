@@ -188,6 +188,7 @@ impl WriteTx {
                 .await?
                 .rows_affected()),
             WriteTx::Grouped(slot) => {
+                group_commit::spend_budget().await;
                 let mut stmt = slot.conn().prepare_cached(sql)?;
                 args::bind_rusqlite(&mut stmt, args)?;
                 Ok(stmt.raw_execute()? as u64)
@@ -204,7 +205,10 @@ impl WriteTx {
     ) -> Result<Vec<T>> {
         match self {
             WriteTx::Own(tx) => args::fetch_sqlx(&mut **tx, sql, args, decode).await,
-            WriteTx::Grouped(slot) => args::fetch_rusqlite(slot.conn(), sql, args, decode),
+            WriteTx::Grouped(slot) => {
+                group_commit::spend_budget().await;
+                args::fetch_rusqlite(slot.conn(), sql, args, decode)
+            }
         }
     }
 
