@@ -440,12 +440,18 @@ impl Store {
         workspace: &str,
         user_id: &str,
     ) -> Result<Vec<(String, String)>> {
-        let sql = format!("SELECT {}", groups_json(self.backend, "$1", "$2"));
-        let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(user_id)
-            .bind(workspace)
-            .fetch_one(&self.pool)
-            .await?;
+        // The member's rows of the member_id index, each joined to its group
+        // by pk: a point read.
+        let sql = format!(
+            "SELECT {} AS groups_json",
+            groups_json(self.backend, "$1", "$2")
+        );
+        let json = self
+            .read_optional(&sql, &[user_id.into(), workspace.into()], |row| {
+                row.text("groups_json")
+            })
+            .await?
+            .unwrap_or_else(|| "[]".to_string());
         parse_groups(&json, user_id)
     }
 
@@ -455,16 +461,14 @@ impl Store {
         workspace: &str,
         user_id: &str,
     ) -> Result<Option<(Option<String>, Option<String>)>> {
-        let row = sqlx::query(
+        // A unique-index probe: a point read.
+        self.read_optional(
             "SELECT role, pending_role FROM scim_resources WHERE workspace = $1 AND id = $2 \
              AND kind = 'User' AND deleted_at IS NULL",
+            &[workspace.into(), user_id.into()],
+            |row| Ok((row.opt_text("role")?, row.opt_text("pending_role")?)),
         )
-        .bind(workspace)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Ok((r.try_get("role")?, r.try_get("pending_role")?)))
-            .transpose()
+        .await
     }
 
     /// Sessions of a user that are neither revoked nor expired.

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{AuditEntry, Result, Store, audit};
+use super::{AuditEntry, Result, Store, audit, columns::Columns};
 
 /// A sign-in this service started and has not finished yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,48 +229,49 @@ impl Store {
     /// The user an email signs in as: by `userName`, else by a work email.
     pub async fn find_user_by_email(&self, workspace: &str, email: &str) -> Result<UserMatch> {
         let key = email.to_lowercase();
-        let by_name = sqlx::query(
-            "SELECT id, active FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
-             AND name_key = $2 AND deleted_at IS NULL",
-        )
-        .bind(workspace)
-        .bind(&key)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(r) = by_name {
-            return Ok(UserMatch::Found {
-                id: r.try_get("id")?,
-                active: r.try_get::<i64, _>("active")? != 0,
-            });
+        let args = [workspace.into(), key.as_str().into()];
+        let found = |row: &dyn Columns| {
+            Ok(UserMatch::Found {
+                id: row.text("id")?,
+                active: row.int("active")? != 0,
+            })
+        };
+        // Each is an index probe: a point read.
+        let by_name = self
+            .read_optional(
+                "SELECT id, active FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
+                 AND name_key = $2 AND deleted_at IS NULL",
+                &args,
+                found,
+            )
+            .await?;
+        if let Some(user) = by_name {
+            return Ok(user);
         }
-        let by_email = sqlx::query(
-            "SELECT DISTINCT r.id, r.active FROM scim_resources r \
-             JOIN scim_values v ON v.resource_pk = r.pk \
-             WHERE r.workspace = $1 AND r.kind = 'User' AND r.deleted_at IS NULL \
-             AND v.path = 'emails.value' AND v.v_lower = $2 LIMIT 2",
-        )
-        .bind(workspace)
-        .bind(&key)
-        .fetch_all(&self.pool)
-        .await?;
-        match by_email.as_slice() {
-            [r] => {
-                return Ok(UserMatch::Found {
-                    id: r.try_get("id")?,
-                    active: r.try_get::<i64, _>("active")? != 0,
-                });
-            }
-            [_, _, ..] => return Ok(UserMatch::Ambiguous),
-            [] => {}
+        let mut by_email = self
+            .read_all(
+                "SELECT DISTINCT r.id, r.active FROM scim_resources r \
+                 JOIN scim_values v ON v.resource_pk = r.pk \
+                 WHERE r.workspace = $1 AND r.kind = 'User' AND r.deleted_at IS NULL \
+                 AND v.path = 'emails.value' AND v.v_lower = $2 LIMIT 2",
+                &args,
+                found,
+            )
+            .await?;
+        if by_email.len() > 1 {
+            return Ok(UserMatch::Ambiguous);
         }
-        let deleted: Option<i64> = sqlx::query_scalar(
-            "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
-             AND name_key = $2 AND deleted_at IS NOT NULL LIMIT 1",
-        )
-        .bind(workspace)
-        .bind(&key)
-        .fetch_optional(&self.pool)
-        .await?;
+        if let Some(user) = by_email.pop() {
+            return Ok(user);
+        }
+        let deleted = self
+            .read_optional(
+                "SELECT pk FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
+                 AND name_key = $2 AND deleted_at IS NOT NULL LIMIT 1",
+                &args,
+                |row| row.int("pk"),
+            )
+            .await?;
         Ok(if deleted.is_some() {
             UserMatch::Deleted
         } else {
@@ -353,29 +354,28 @@ impl Store {
     /// A session that is neither revoked nor expired, of a user who is still
     /// active: deprovisioning ends sessions even if a revocation were missed.
     pub async fn live_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query(
+        // A primary-key probe and one joined row: a point read. Every
+        // request the product checks a session for comes here.
+        self.read_optional(
             "SELECT s.workspace, s.user_id, s.role, s.connection, s.created_at, s.expires_at, \
              r.name_key FROM sessions s JOIN scim_resources r \
              ON r.workspace = s.workspace AND r.id = s.user_id AND r.kind = 'User' \
              WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
              AND r.deleted_at IS NULL AND r.active <> 0",
+            &[id.into(), now.into()],
+            |row| {
+                Ok(SessionRecord {
+                    workspace: row.text("workspace")?,
+                    user_id: row.text("user_id")?,
+                    user_name: row.text("name_key")?,
+                    role: row.opt_text("role")?,
+                    connection: row.opt_text("connection")?,
+                    created_at: row.int("created_at")?,
+                    expires_at: row.int("expires_at")?,
+                })
+            },
         )
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(SessionRecord {
-                workspace: r.try_get("workspace")?,
-                user_id: r.try_get("user_id")?,
-                user_name: r.try_get("name_key")?,
-                role: r.try_get("role")?,
-                connection: r.try_get("connection")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
+        .await
     }
 
     /// Ends one session (sign-out); returns whether it was live.
