@@ -412,6 +412,34 @@ mod tests {
         );
     }
 
+    /// A database another writer holds is worth retrying (503); a broken
+    /// constraint is not. Both errors are SQLite's own.
+    #[test]
+    fn busy_sqlite_is_transient_and_a_constraint_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let open = || rusqlite::Connection::open(&path).unwrap();
+        let (holder, other) = (open(), open());
+        // Fail at once instead of waiting out rusqlite's 5 s default.
+        other.busy_timeout(Duration::ZERO).unwrap();
+        holder
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT UNIQUE);")
+            .unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let busy = StoreError::from(other.execute_batch("BEGIN IMMEDIATE").unwrap_err());
+        assert!(busy.is_transient(), "{busy}");
+        holder
+            .execute_batch("INSERT INTO t VALUES ('a'); COMMIT")
+            .unwrap();
+        let duplicate = StoreError::from(
+            other
+                .execute_batch("INSERT INTO t VALUES ('a')")
+                .unwrap_err(),
+        );
+        assert!(!duplicate.is_transient(), "{duplicate}");
+        assert!(scim::is_unique_violation(&duplicate), "{duplicate}");
+    }
+
     #[test]
     fn redacts_passwords_from_urls() {
         assert_eq!(
