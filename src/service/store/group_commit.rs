@@ -26,7 +26,7 @@
 //! chunks bulk inserts at 500 rows); `COMMIT`, whose fsync and checkpoints
 //! can take milliseconds, runs on the blocking pool.
 //!
-//! Readers use the pool and never wait for the writer (WAL).
+//! Readers (the pool, point reads) never wait for the writer (WAL).
 //!
 //! A write must not begin another write while it holds its slot: the second
 //! would wait for the first forever.
