@@ -999,6 +999,37 @@ async fn group_members_carry_display_names(db: Db) {
         })
         .collect();
     assert_eq!(got, want);
+
+    // Renaming a member renames it in the group; a display the IdP sent stays.
+    let group = r.body["id"].as_str().unwrap().to_string();
+    let inner = f.create_group("Inner", &[]).await;
+    let add_inner = json!({"schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": inner}]}]});
+    let r = f.patch(&format!("/Groups/{group}"), add_inner).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (id, kind, attr, value) in [
+        (&plain, "Users", "userName", "Renamed.User@acme.com"),
+        (&named, "Users", "displayName", "Ada Lovelace"),
+        (&sent, "Users", "displayName", "Not shown"),
+        (&inner, "Groups", "displayName", "Inner renamed"),
+    ] {
+        let rename = json!({"schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": attr, "value": value}]});
+        let r = f.patch(&format!("/{kind}/{id}"), rename).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let g = f.get(&format!("/Groups/{group}")).await.body;
+    let shown: std::collections::HashMap<&str, &str> = g["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["value"].as_str().unwrap(), m["display"].as_str().unwrap()))
+        .collect();
+    assert_eq!(shown[plain.as_str()], "Renamed.User@acme.com", "{g}");
+    assert_eq!(shown[named.as_str()], "Ada Lovelace", "{g}");
+    assert_eq!(shown[sent.as_str()], "From IdP", "{g}");
+    assert_eq!(shown[inner.as_str()], "Inner renamed", "{g}");
+
     let empty = f.create_group("Empty", &[]).await;
     let e = f.get(&format!("/Groups/{empty}")).await.body;
     assert!(e["members"].as_array().is_none_or(|m| m.is_empty()), "{e}");

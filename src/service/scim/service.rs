@@ -26,8 +26,8 @@ use crate::{
     service::{
         metrics::ServiceMetrics,
         store::{
-            ListQuery, NewResource, ResourceWrite, ScimRecord, ScimTx, Store, StoreError,
-            now_millis, unique_attribute,
+            ListQuery, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx, Store,
+            StoreError, now_millis, unique_attribute,
         },
     },
 };
@@ -604,10 +604,17 @@ impl ScimService {
         }
         let ids = dedup(members.iter().map(|(id, _)| id.clone()).collect());
         let existing = tx.existing(&ctx.name, &ids).await?;
-        let known: Vec<(String, ResourceKind, Option<String>)> = members
+        let known: Vec<NewMember> = members
             .iter()
             .filter(|(id, _)| id.as_str() != group_id)
-            .filter_map(|(id, display)| existing.get(id).map(|k| (id.clone(), *k, display.clone())))
+            .filter_map(|(id, display)| {
+                existing.get(id).map(|(kind, name)| NewMember {
+                    id: id.clone(),
+                    kind: *kind,
+                    display: display.clone(),
+                    name: name.clone(),
+                })
+            })
             .collect();
         if known.len() < ids.len() {
             tracing::info!(

@@ -35,8 +35,8 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 use columns::Columns;
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{
-    ListQuery, Member, NewResource, ResourceWrite, ScimRecord, ScimTx, is_unique_violation,
-    unique_attribute,
+    ListQuery, Member, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx,
+    is_unique_violation, unique_attribute,
 };
 pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,

@@ -387,33 +387,28 @@ impl Store {
     }
 
     /// A group's members with their display names (the one the IdP sent, else
-    /// the user's displayName, else their userName), ordered by id.
+    /// the member's name kept with the membership: see [`member_name`]),
+    /// ordered by id.
     ///
     /// The database aggregates the members into one JSON array: sqlx's SQLite
-    /// driver hands every result row from its worker thread over a channel, and
-    /// for a 10,000-member group those 10,000 hand-overs (and parsing each
-    /// member's whole document for its userName) were most of an answer's cost.
+    /// driver hands every result row from its worker thread over a channel,
+    /// and for a 10,000-member group those 10,000 hand-overs were most of an
+    /// answer's cost.
     pub async fn scim_members(&self, workspace: &str, group_pk: i64) -> Result<Vec<Member>> {
         let sql = match self.backend {
             Backend::Sqlite => {
-                "SELECT json_group_array(json_array(member_id, member_type, display_name)) FROM (\
-                 SELECT m.member_id, m.member_type, \
-                 COALESCE(m.display, u.display_name, json_extract(u.doc, '$.userName')) AS display_name \
-                 FROM scim_members m \
-                 LEFT JOIN scim_resources u ON u.workspace = $1 AND u.id = m.member_id \
-                 WHERE m.group_pk = $2 ORDER BY m.member_id)"
+                "SELECT json_group_array(json_array(member_id, member_type, \
+                 COALESCE(display, member_name))) FROM (\
+                 SELECT member_id, member_type, display, member_name FROM scim_members \
+                 WHERE group_pk = $1 ORDER BY member_id)"
             }
             Backend::Postgres => {
-                "SELECT COALESCE(json_agg(json_build_array(m.member_id, m.member_type, \
-                 COALESCE(m.display, u.display_name, u.doc::jsonb ->> 'userName')) \
-                 ORDER BY m.member_id), '[]'::json)::text \
-                 FROM scim_members m \
-                 LEFT JOIN scim_resources u ON u.workspace = $1 AND u.id = m.member_id \
-                 WHERE m.group_pk = $2"
+                "SELECT COALESCE(json_agg(json_build_array(member_id, member_type, \
+                 COALESCE(display, member_name)) ORDER BY member_id), '[]'::json)::text \
+                 FROM scim_members WHERE group_pk = $1"
             }
         };
         let json: String = sqlx::query_scalar(sql)
-            .bind(workspace)
             .bind(group_pk)
             .fetch_one(&self.pool)
             .await?;
@@ -515,6 +510,7 @@ impl Store {
     pub async fn scim_write(&self) -> Result<ScimTx> {
         Ok(ScimTx {
             tx: self.begin_write().await?,
+            backend: self.backend,
         })
     }
 }
@@ -522,6 +518,7 @@ impl Store {
 /// A write transaction over SCIM resources. Dropped without `commit`, it rolls back.
 pub struct ScimTx {
     tx: WriteTx,
+    backend: Backend,
 }
 
 impl ScimTx {
@@ -658,6 +655,14 @@ impl ScimTx {
             )
             .await?;
         self.write_values(pk, kind, w.doc, true).await?;
+        // Groups this resource is a member of show its new name.
+        self.tx
+            .execute(
+                "UPDATE scim_members SET member_name = $2 \
+                 WHERE member_id = $1 AND member_name IS DISTINCT FROM $2",
+                &[w.id.into(), member_name(w).into()],
+            )
+            .await?;
         Ok(version)
     }
 
@@ -734,16 +739,22 @@ impl ScimTx {
         Ok(())
     }
 
-    /// Of `ids`, those that are visible resources of the workspace, with their kind.
+    /// Of `ids`, those that are visible resources of the workspace, with
+    /// their kind and the name a group shows for them (see [`member_name`]).
     pub async fn existing(
         &mut self,
         workspace: &str,
         ids: &[String],
-    ) -> Result<HashMap<String, ResourceKind>> {
+    ) -> Result<HashMap<String, (ResourceKind, Option<String>)>> {
+        let name = match self.backend {
+            Backend::Sqlite => "COALESCE(display_name, json_extract(doc, '$.userName'))",
+            Backend::Postgres => "COALESCE(display_name, doc::jsonb ->> 'userName')",
+        };
         let mut found = HashMap::new();
         for chunk in ids.chunks(MEMBER_CHUNK) {
             let sql = format!(
-                "SELECT id, kind FROM scim_resources WHERE workspace = $1 AND deleted_at IS NULL AND id IN ({})",
+                "SELECT id, kind, {name} AS member_name FROM scim_resources \
+                 WHERE workspace = $1 AND deleted_at IS NULL AND id IN ({})",
                 placeholders(2, chunk.len())
             );
             let args = args::with_ids(workspace.into(), chunk);
@@ -751,7 +762,10 @@ impl ScimTx {
             let rows = self
                 .tx
                 .fetch_all(&sql, &args, |row| {
-                    Ok((row.text("id")?, kind_of(&row.text("kind")?)))
+                    Ok((
+                        row.text("id")?,
+                        (kind_of(&row.text("kind")?), row.opt_text("member_name")?),
+                    ))
                 })
                 .await?;
             found.extend(rows);
@@ -759,28 +773,33 @@ impl ScimTx {
         Ok(found)
     }
 
-    /// Adds members (ignoring ones already there): (id, type, display the IdP
-    /// sent). Returns the ids newly added. One statement per 500 members.
+    /// Adds members (ignoring ones already there). Returns the ids newly
+    /// added. One statement per 500 members.
     pub async fn add_members(
         &mut self,
         group_pk: i64,
-        members: &[(String, ResourceKind, Option<String>)],
+        members: &[NewMember],
     ) -> Result<Vec<String>> {
         let mut added = Vec::new();
         for chunk in members.chunks(MEMBER_CHUNK) {
             let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, {})", placeholders(3 * i + 2, 3)))
+                .map(|i| format!("($1, {})", placeholders(4 * i + 2, 4)))
                 .collect();
             // Only placeholders are formatted in; values are bound.
             let sql = format!(
-                "INSERT INTO scim_members (group_pk, member_id, member_type, display) VALUES {} \
-                 ON CONFLICT DO NOTHING RETURNING member_id",
+                "INSERT INTO scim_members (group_pk, member_id, member_type, display, member_name) \
+                 VALUES {} ON CONFLICT DO NOTHING RETURNING member_id",
                 rows.join(", ")
             );
-            let mut args = Vec::with_capacity(1 + 3 * chunk.len());
+            let mut args = Vec::with_capacity(1 + 4 * chunk.len());
             args.push(group_pk.into());
-            for (id, kind, display) in chunk {
-                args.extend::<[Arg; 3]>([id.into(), kind.as_str().into(), display.into()]);
+            for m in chunk {
+                args.extend::<[Arg; 4]>([
+                    (&m.id).into(),
+                    m.kind.as_str().into(),
+                    (&m.display).into(),
+                    (&m.name).into(),
+                ]);
             }
             added.extend(
                 self.tx
@@ -976,6 +995,24 @@ pub struct NewResource<'a> {
     pub write: &'a ResourceWrite<'a>,
     pub role: (Option<&'a str>, Option<&'a str>),
     pub now: i64,
+}
+
+/// A member to add to a group.
+pub struct NewMember {
+    pub id: String,
+    pub kind: ResourceKind,
+    /// The display the IdP sent with the member, if any.
+    pub display: Option<String>,
+    /// The name the group shows when the IdP sent none (see [`member_name`]).
+    pub name: Option<String>,
+}
+
+/// The name a group shows for a member the IdP sent without a display: its
+/// displayName, else its userName (a group has no userName). Stored with
+/// each membership, and rewritten when the member is renamed.
+pub fn member_name<'a>(w: &'a ResourceWrite<'_>) -> Option<&'a str> {
+    w.display_name
+        .or_else(|| w.doc.get("userName").and_then(Value::as_str))
 }
 
 /// Ids per statement when a statement lists them (3 bound values per member
