@@ -2,7 +2,10 @@
 //! with them, for either driver: sqlx (the pool, PostgreSQL) or rusqlite
 //! (SQLite's writer and point reads), so each statement is written once.
 
-use super::{AnyQuery, Result, columns::Columns, scim_query::Param};
+use super::{Result, columns::Columns, scim_query::Param};
+
+/// A query on either database, with its arguments bound as it is built.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// One bound value. The store only stores text and integers; a NULL keeps
 /// its type, which PostgreSQL checks against the column's.

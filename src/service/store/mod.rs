@@ -57,7 +57,7 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// From a point read on SQLite (`point_reads`).
+    /// From SQLite's rusqlite connections (point reads, the writer).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The batch holding a write failed to commit; the write was not acknowledged.
@@ -123,9 +123,6 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A query on either database, with its arguments bound as it is built.
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// `$first, $first+1, …` for `n` bound values.
 fn placeholders(first: usize, n: usize) -> String {

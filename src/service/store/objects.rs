@@ -69,6 +69,16 @@ impl PutOutcome {
 /// An object's columns, as `decode` reads them.
 const COLUMNS: &str = "workspace, name, body, fingerprint, created_at, updated_at";
 
+/// One object by its key: `$1` kind, `$2` workspace, `$3` name.
+static BY_KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3")
+});
+
+/// A workspace's objects of a kind: `$1` workspace, `$2` kind.
+static IN_WORKSPACE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM objects WHERE workspace = $1 AND kind = $2 ORDER BY name")
+});
+
 fn decode(kind: ObjectKind, row: &(impl Columns + ?Sized)) -> Result<StoredObject> {
     let workspace = row.text("workspace")?;
     let name = row.text("name")?;
@@ -99,9 +109,7 @@ impl Store {
     ) -> Result<Option<StoredObject>> {
         // A primary-key probe: a point read.
         self.read_optional(
-            &format!(
-                "SELECT {COLUMNS} FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3"
-            ),
+            &BY_KEY,
             &[kind.as_str().into(), workspace.into(), name.into()],
             |row| decode(kind, row),
         )
@@ -119,10 +127,7 @@ impl Store {
             // write reads its workspace's role mapping this way.
             Some(workspace) => {
                 self.read_all(
-                    &format!(
-                        "SELECT {COLUMNS} FROM objects WHERE workspace = $1 AND kind = $2 \
-                         ORDER BY name"
-                    ),
+                    &IN_WORKSPACE,
                     &[workspace.into(), kind.as_str().into()],
                     |row| decode(kind, row),
                 )
@@ -174,9 +179,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let existing = tx
             .fetch_optional(
-                &format!(
-                    "SELECT {COLUMNS} FROM objects WHERE kind = $1 AND workspace = $2 AND name = $3"
-                ),
+                &BY_KEY,
                 &[kind.as_str().into(), workspace.into(), name.into()],
                 |row| decode(kind, row),
             )

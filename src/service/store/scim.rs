@@ -376,14 +376,10 @@ impl Store {
 
     /// How many resources match a listing's condition.
     async fn count_matching(&self, condition: &str, params: &[Param]) -> Result<i64> {
-        let count_sql = format!("SELECT COUNT(*) FROM scim_resources r WHERE {condition}");
-        Ok(args::bind_sqlx(
-            sqlx::query(sqlx::AssertSqlSafe(count_sql.as_str())),
-            &params.iter().map(Arg::from).collect::<Vec<_>>(),
-        )
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?)
+        let count_sql = format!("SELECT COUNT(*) AS n FROM scim_resources r WHERE {condition}");
+        let args: Vec<Arg> = params.iter().map(Arg::from).collect();
+        let counted = args::fetch_sqlx(&self.pool, &count_sql, &args, |row| row.int("n")).await?;
+        Ok(counted.into_iter().next().unwrap_or(0))
     }
 
     /// A group's members with their display names (the one the IdP sent, else
