@@ -85,7 +85,7 @@ async fn id_token_checks() {
         &key,
     )
     .expect("signed");
-    let client = OidcClient::new();
+    let client = OidcClient::new(idsync::outbound::Guarded::with_defaults());
     client
         .validate_id_token(&d, &cfg, &token, "n", now)
         .await
@@ -125,7 +125,7 @@ async fn saml_checks() {
         .expect("exists");
     let cfg: idsync::admin::SamlDoc =
         serde_json::from_value(view.spec["saml"].clone()).expect("SAML settings");
-    let sp = SamlSp::new();
+    let sp = SamlSp::new(idsync::outbound::Guarded::with_defaults());
     let metadata = sp.idp_metadata(&cfg).await.expect("IdP metadata");
     let entity_id = format!("{}/sso/acme/saml/entra", f.base);
     let ends = SpEndpoints {

@@ -3,8 +3,9 @@
 # Debian: xmlsec1, libxml2, OpenSSL headers, pkg-config and libclang (the SAML
 # crate samael binds xmlsec with bindgen), PostgreSQL (the tests start their own
 # server from its binaries), OpenSSL and curl (the test control plane's
-# certificates and readiness checks). Go is expected from the machine (it builds
-# the Kubernetes control plane).
+# certificates and readiness checks), and Chromium (the sign-in browser test:
+# cookies across sites are browser behaviour). Go is expected from the machine
+# (it builds the Kubernetes control plane).
 set -euo pipefail
 
 need=()
@@ -18,6 +19,7 @@ pkg-config --exists xmlsec1 2>/dev/null || need+=(libxmlsec1-dev)
 pkg-config --exists libxml-2.0 2>/dev/null || need+=(libxml2-dev)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v chromium >/dev/null || need+=(chromium)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]} from Debian" >&2

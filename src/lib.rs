@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod fingerprint;
 pub mod manifest;
+pub mod outbound;
 pub mod roles;
 pub mod saml_signing;
 pub mod scim;

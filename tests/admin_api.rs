@@ -67,9 +67,7 @@ async fn second_identical_put_changes_nothing(db: Db) {
     // The fingerprint the service reports is the one callers compute locally.
     assert_eq!(
         third.fingerprint,
-        idsync::fingerprint::of(
-            &serde_json::from_value::<idsync::admin::WorkspaceDoc>(changed).unwrap()
-        )
+        c.fingerprint(&serde_json::from_value::<idsync::admin::WorkspaceDoc>(changed).unwrap())
     );
     svc.stop().await.unwrap();
 }
@@ -253,6 +251,23 @@ async fn connection_secrets_never_leave_the_service(db: Db) {
         .unwrap();
     let secret = "oidc-client-secret-d41d8cd98f00b204";
     let doc = json!({"protocol": "oidc", "oidc": {"issuer": "https://acme.okta.com", "clientId": "0oa1", "clientSecret": secret}});
+    // With no domains of its own and none on its workspace, a connection
+    // could assert any email address: refused, quoting no secret.
+    let e = c
+        .put_object(ObjectKind::SsoConnection, "acme", "okta", &doc)
+        .await
+        .expect_err("a connection that may assert any email is refused")
+        .to_string();
+    assert!(e.contains("400") && e.contains("domains"), "{e}");
+    assert!(!e.contains(secret), "{e}");
+    c.put_object(
+        ObjectKind::Workspace,
+        "acme",
+        "acme",
+        &json!({"domains": ["acme.com"]}),
+    )
+    .await
+    .unwrap();
     let put = c
         .put_object(ObjectKind::SsoConnection, "acme", "okta", &doc)
         .await

@@ -4,6 +4,7 @@
 
 mod support;
 
+use idsync::service::store::ObjectKind;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Db, signin::SignInFixture};
@@ -48,6 +49,35 @@ async fn scim(
         .expect("SCIM call");
     assert!(r.status().is_success(), "SCIM {path}: {}", r.status());
     r.json().await.expect("SCIM body")
+}
+
+/// Provisions a user over SCIM; answers its id.
+async fn scim_user(f: &SignInFixture, token: &str, user_name: &str) -> String {
+    let user = scim(
+        f,
+        token,
+        reqwest::Method::POST,
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+               "userName": user_name, "active": true}),
+    )
+    .await;
+    user["id"].as_str().expect("id").to_string()
+}
+
+/// Provisions a group with `members` over SCIM; answers its id.
+async fn scim_group(f: &SignInFixture, token: &str, name: &str, members: &[String]) -> String {
+    let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+    let group = scim(
+        f,
+        token,
+        reqwest::Method::POST,
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+               "displayName": name, "members": members}),
+    )
+    .await;
+    group["id"].as_str().expect("id").to_string()
 }
 
 async fn audit(f: &SignInFixture, action: &str) -> Vec<idsync::service::store::AuditRecord> {
@@ -296,7 +326,9 @@ async fn sessions_are_signed_with_the_registered_key(db: Db) {
     assert_eq!(f.session(&cookie).await.0, StatusCode::OK);
 }
 
-/// Products ask whether to show a password field.
+/// Products ask whether to show a password field. Anyone may ask, so the
+/// unauthenticated answer has one shape whoever is asked about, and only an
+/// admin-token caller learns who may use a password (the break-glass list).
 async fn discovery_says_who_must_use_sso(db: Db) {
     let f = SignInFixture::start(
         db,
@@ -306,37 +338,252 @@ async fn discovery_says_who_must_use_sso(db: Db) {
         None,
     )
     .await;
-    let ask = |email: &'static str| {
-        let url = format!("{}/sso/acme/discover?email={email}", f.base);
+    let ask = |workspace: &'static str, email: &'static str, token: Option<&'static str>| {
+        let url = format!("{}/sso/{workspace}/discover?email={email}", f.base);
         async move {
-            reqwest::get(url)
-                .await
-                .expect("discover")
-                .json::<Value>()
-                .await
-                .expect("JSON")
+            let mut request = reqwest::Client::new().get(url);
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            let r = request.send().await.expect("discover");
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.expect("JSON")
         }
     };
-    let alice = ask("alice@acme.com").await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let alice = ask("acme", "alice@acme.com", None).await;
     assert_eq!(alice["ssoRequired"], true);
-    assert_eq!(alice["passwordAllowed"], false);
-    assert_eq!(alice["connection"], "okta");
     assert!(
         alice["signInUrl"]
             .as_str()
             .expect("url")
             .ends_with("/sso/acme/start?connection=okta")
     );
-    let root = ask("root@acme.com").await;
+    let root = ask("acme", "root@acme.com", None).await;
+    let nobody = ask("acme", "nobody@elsewhere.example", None).await;
+    let no_workspace = ask("no-such-workspace", "alice@acme.com", None).await;
+    for other in [&root, &nobody, &no_workspace] {
+        assert_eq!(keys(other), keys(&alice), "one shape for everyone: {other}");
+    }
+    assert_eq!(
+        root["ssoRequired"], true,
+        "the break-glass list stays private"
+    );
+    assert_eq!(no_workspace["ssoRequired"], false);
+    assert!(alice.get("passwordAllowed").is_none());
+    // An authenticated caller learns who keeps a password.
+    let token = support::ADMIN_TOKEN;
+    let root = ask("acme", "root@acme.com", Some(token)).await;
     assert_eq!(
         root["passwordAllowed"], true,
         "break-glass admins keep their password"
+    );
+    let alice = ask("acme", "alice@acme.com", Some(token)).await;
+    assert_eq!(alice["passwordAllowed"], false);
+    assert_eq!(alice["connection"], "okta");
+}
+
+/// The right person: an IdP account whose email claim is someone else's (and
+/// unverified) does not sign in as them (the nOAuth pattern, tried against the
+/// certified oidc-provider), and once a user is bound to their subject, another
+/// subject with the same, verified email is refused unless relinking is on.
+async fn an_account_cannot_sign_in_as_another_persons_email(db: Db) {
+    let accounts = json!({
+        "victim": {"email": "victim@acme.com", "email_verified": true},
+        "mallory": {"email": "victim@acme.com"},
+        "impostor": {"email": "victim@acme.com", "email_verified": "true"},
+    });
+    let f =
+        SignInFixture::start(db, json!({"domains": ["acme.com"]}), accounts.clone(), None).await;
+    let token = scim_token(&f).await;
+    let victim_id = scim_user(&f, &token, "victim@acme.com").await;
+
+    let unverified = f.sign_in(&f.browser(), "victim@acme.com", "mallory").await;
+    assert_eq!(
+        unverified.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        unverified.body
+    );
+    assert!(
+        unverified.body.contains("unverified_email"),
+        "{}",
+        unverified.body
+    );
+    assert!(unverified.session_cookie().is_none());
+
+    let landing = f.sign_in(&f.browser(), "victim@acme.com", "victim").await;
+    let (status, session) = f.session(&landing.session_cookie().expect("cookie")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(session["userId"], victim_id);
+
+    // The victim is bound to the subject "victim" of okta now.
+    let impostor = f.sign_in(&f.browser(), "victim@acme.com", "impostor").await;
+    assert_eq!(impostor.status, StatusCode::FORBIDDEN, "{}", impostor.body);
+    assert!(
+        impostor.body.contains("subject_mismatch"),
+        "{}",
+        impostor.body
+    );
+    assert!(impostor.session_cookie().is_none());
+    // The bound subject still signs in, by the binding.
+    let again = f.sign_in(&f.browser(), "victim@acme.com", "victim").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+
+    // A workspace that allows relinking lets the new subject take over, audited.
+    f.admin
+        .put_object(
+            ObjectKind::Workspace,
+            "acme",
+            "acme",
+            &json!({"domains": ["acme.com"], "policy": {"allowRelinking": true}}),
+        )
+        .await
+        .expect("workspace updated");
+    let relinked = f.sign_in(&f.browser(), "victim@acme.com", "impostor").await;
+    assert_eq!(relinked.status, StatusCode::SEE_OTHER, "{}", relinked.body);
+    assert_eq!(audit(&f, "subject_relinked").await.len(), 1);
+
+    // trustUnverifiedEmail is the connection's explicit, documented-unsafe choice.
+    let mut conn = f
+        .admin
+        .get_object(ObjectKind::SsoConnection, "acme", "okta")
+        .await
+        .expect("read")
+        .expect("exists")
+        .spec;
+    conn["oidc"]["clientSecret"] = support::signin::CLIENT_SECRET.into();
+    conn["oidc"]
+        .as_object_mut()
+        .expect("oidc")
+        .remove("clientSecretSet");
+    conn["oidc"]["trustUnverifiedEmail"] = true.into();
+    f.admin
+        .put_object(ObjectKind::SsoConnection, "acme", "okta", &conn)
+        .await
+        .expect("connection updated");
+    let trusted = f.sign_in(&f.browser(), "victim@acme.com", "mallory").await;
+    assert_eq!(trusted.status, StatusCode::SEE_OTHER, "{}", trusted.body);
+}
+
+/// A session reports the member's role now: a SCIM membership change shows on
+/// the next check, no rule and no declared default give `member`, and a
+/// deactivation over SCIM ends the session on this replica's very next check.
+async fn sessions_report_the_current_role_and_die_with_deprovisioning(db: Db) {
+    let f = SignInFixture::start(
+        db,
+        json!({"domains": ["acme.com"]}),
+        json!({"alice": {"email": "alice@acme.com", "email_verified": true}}),
+        Some(json!({"rules": [{"equals": "eng-admins", "role": "admin"}]})),
+    )
+    .await;
+    let token = scim_token(&f).await;
+    let id = scim_user(&f, &token, "alice@acme.com").await;
+    let group_id = scim_group(&f, &token, "eng-admins", std::slice::from_ref(&id)).await;
+    let landing = f.sign_in(&f.browser(), "alice@acme.com", "alice").await;
+    let cookie = landing.session_cookie().expect("cookie");
+    assert_eq!(f.session(&cookie).await.1["role"], "admin");
+
+    scim(
+        &f,
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/Groups/{group_id}"),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]}),
+    )
+    .await;
+    // The check cache answers a live session for up to a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, session) = f.session(&cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        session["role"], "member",
+        "the documented default: {session}"
+    );
+
+    // Warm the cache, deactivate, and check at once.
+    assert_eq!(f.session(&cookie).await.0, StatusCode::OK);
+    scim(
+        &f,
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/Users/{id}"),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    )
+    .await;
+    assert_eq!(f.session(&cookie).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// A RoleMapping change recomputes every member in the background, audited
+/// per member whose role moved, and sessions show it.
+async fn a_mapping_change_recomputes_every_member(db: Db) {
+    let f = SignInFixture::start(
+        db,
+        json!({"domains": ["acme.com"]}),
+        json!({"alice": {"email": "alice@acme.com", "email_verified": true}}),
+        Some(json!({"rules": [{"equals": "eng", "role": "member"}]})),
+    )
+    .await;
+    let token = scim_token(&f).await;
+    let mut ids = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        ids.push(scim_user(&f, &token, &format!("{name}@acme.com")).await);
+    }
+    scim_group(&f, &token, "eng", &ids[..2]).await;
+    let cookie = f
+        .sign_in(&f.browser(), "alice@acme.com", "alice")
+        .await
+        .session_cookie()
+        .expect("cookie");
+    assert_eq!(f.session(&cookie).await.1["role"], "member");
+    f.admin
+        .put_object(
+            ObjectKind::RoleMapping,
+            "acme",
+            "default",
+            &json!({"rules": [{"equals": "eng", "role": "admin"}], "defaultRole": "viewer"}),
+        )
+        .await
+        .expect("mapping changed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while audit(&f, "role_changed").await.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recompute never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(f.session(&cookie).await.1["role"], "admin");
+    let changes = audit(&f, "role_changed").await;
+    let to: Vec<&str> = changes
+        .iter()
+        .filter_map(|e| e.detail.as_ref()?["to"].as_str())
+        .collect();
+    assert_eq!(
+        to.iter().filter(|r| **r == "admin").count(),
+        2,
+        "{changes:?}"
+    );
+    assert_eq!(
+        to.iter().filter(|r| **r == "viewer").count(),
+        1,
+        "{changes:?}"
     );
 }
 
 on_both_databases!(
     oidc_sign_in_lands_with_the_mapped_role,
-    scim_decides_who_may_sign_in
+    scim_decides_who_may_sign_in,
+    an_account_cannot_sign_in_as_another_persons_email,
+    sessions_report_the_current_role_and_die_with_deprovisioning,
+    a_mapping_change_recomputes_every_member
 );
 
 #[tokio::test]
@@ -362,4 +609,446 @@ async fn sessions_are_signed_with_the_registered_key_on_sqlite() {
 #[tokio::test]
 async fn discovery_says_who_must_use_sso_on_sqlite() {
     discovery_says_who_must_use_sso(Db::Sqlite).await
+}
+
+/// IdP URLs a resource author or an IdP chose, answered the way an attacker
+/// would answer them, against a separate `idsync serve`: every outbound
+/// request goes through the guarded client.
+mod hostile_idps {
+    use std::{io::Write, time::Duration};
+
+    use super::*;
+    use support::{
+        signin::FixtureOptions,
+        stub::{Stub, memory_mib},
+    };
+
+    async fn fixture() -> SignInFixture {
+        SignInFixture::start_with(
+            Db::Sqlite,
+            json!({"domains": ["acme.com"]}),
+            accounts(),
+            None,
+            FixtureOptions {
+                process: true,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Adds an OIDC connection `evil` whose discovery document is at `url`.
+    async fn connection_to(f: &SignInFixture, issuer: &str, url: &str) {
+        f.admin
+            .put_object(
+                ObjectKind::SsoConnection,
+                "acme",
+                "evil",
+                &json!({"protocol": "oidc", "domains": ["acme.com"], "oidc": {
+                    "issuer": issuer, "discoveryUrl": url, "clientId": "x", "clientSecret": "y"}}),
+            )
+            .await
+            .expect("connection stored");
+    }
+
+    async fn start(f: &SignInFixture) -> (StatusCode, String, Duration) {
+        let started = std::time::Instant::now();
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(format!("{}/sso/acme/start?connection=evil", f.base))
+            .send()
+            .await
+            .expect("start");
+        let status = r.status();
+        (
+            status,
+            r.text().await.unwrap_or_default(),
+            started.elapsed(),
+        )
+    }
+
+    fn log(f: &SignInFixture) -> String {
+        std::fs::read_dir(f.db.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    }
+
+    /// A discovery URL that redirects to another local port: not followed.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let f = fixture().await;
+        let target = Stub::probe();
+        let location = target.url("/internal");
+        let redirector = Stub::start(move |s| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        });
+        let issuer = format!("http://127.0.0.1:{}", redirector.port);
+        connection_to(
+            &f,
+            &issuer,
+            &redirector.url("/.well-known/openid-configuration"),
+        )
+        .await;
+        let (status, page, _) = start(&f).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+        assert!(page.contains("idp_unavailable"), "{page}");
+        assert!(redirector.hits() >= 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(target.hits(), 0, "the redirect was followed");
+        assert!(log(&f).contains("redirect"), "the log names the class");
+    }
+
+    /// A discovery document of 400 MB: read up to the cap, then dropped; the
+    /// service's peak memory barely moves.
+    #[tokio::test]
+    async fn huge_answers_are_capped() {
+        let f = fixture().await;
+        let pid = f.service.pid().expect("a process");
+        let (peak_before, _) = memory_mib(pid);
+        let flood = Stub::start(|s| {
+            // Chunked, so no Content-Length gives the size away.
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+            );
+            let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "a".repeat(1 << 20));
+            for _ in 0..400 {
+                if s.write_all(chunk.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            let _ = s.write_all(b"0\r\n\r\n");
+        });
+        let issuer = format!("http://127.0.0.1:{}", flood.port);
+        connection_to(&f, &issuer, &flood.url("/.well-known/openid-configuration")).await;
+        let (status, page, took) = start(&f).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        let (peak_after, _) = memory_mib(pid);
+        assert!(
+            peak_after - peak_before < 32.0,
+            "peak resident memory went from {peak_before:.0} to {peak_after:.0} MiB"
+        );
+        assert!(
+            log(&f).contains("answer larger than"),
+            "the log names the class"
+        );
+    }
+
+    /// The cloud metadata address is refused before any connection, whatever
+    /// the document says.
+    #[tokio::test]
+    async fn metadata_addresses_are_refused() {
+        let f = fixture().await;
+        connection_to(
+            &f,
+            "https://169.254.169.254",
+            "https://169.254.169.254/latest/meta-data/.well-known/openid-configuration",
+        )
+        .await;
+        let (status, page, took) = start(&f).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+        assert!(
+            took < Duration::from_secs(2),
+            "refused at once, not timed out: {took:?}"
+        );
+        assert!(log(&f).contains("address refused"), "{}", log(&f));
+    }
+}
+
+/// What keeps the service up whoever connects: timeouts, caps and per-source
+/// budgets, each tried against the real service.
+mod limits {
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+    use support::signin::FixtureOptions;
+
+    async fn process_with(args: &[&str]) -> SignInFixture {
+        SignInFixture::start_with(
+            Db::Sqlite,
+            json!({"domains": ["acme.com"]}),
+            accounts(),
+            None,
+            FixtureOptions {
+                process: true,
+                serve_args: args.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// 40 connections that never finish their headers are closed by the
+    /// service after the header-read timeout.
+    #[tokio::test]
+    async fn connections_that_never_finish_their_headers_are_closed() {
+        let f = process_with(&["--header-read-timeout", "2s"]).await;
+        let mut held: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut s = TcpStream::connect(("127.0.0.1", f.port)).expect("connect");
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .expect("partial headers");
+                s.set_read_timeout(Some(Duration::from_secs(6)))
+                    .expect("timeout");
+                s
+            })
+            .collect();
+        let started = Instant::now();
+        // Closed (EOF, a reset, or a 408 before the close), not left waiting.
+        let closed = tokio::task::spawn_blocking(move || {
+            held.iter_mut()
+                .map(|s| match s.read(&mut [0u8; 256]) {
+                    Ok(_) => true,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                })
+                .filter(|closed| *closed)
+                .count()
+        })
+        .await
+        .expect("reads");
+        assert_eq!(closed, 40, "connections still held");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the service held the connections for {:?}",
+            started.elapsed()
+        );
+        assert!(f.service.is_running());
+        assert!(
+            reqwest::get(format!("{}/healthz", f.base))
+                .await
+                .expect("healthz")
+                .status()
+                .is_success()
+        );
+    }
+
+    /// A request that trickles in holds its slot only until the request
+    /// timeout, and requests beyond the cap are answered 503 at once.
+    #[tokio::test]
+    async fn requests_in_flight_are_capped_and_timed_out() {
+        let f = process_with(&["--max-concurrent-requests", "2", "--request-timeout", "2s"]).await;
+        let slow = |port: u16| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            write!(
+                s,
+                "PUT /admin/v1/workspaces/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+                support::ADMIN_TOKEN
+            )
+            .expect("headers");
+            s.set_read_timeout(Some(Duration::from_secs(8)))
+                .expect("timeout");
+            s
+        };
+        let mut held = [slow(f.port), slow(f.port)];
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = reqwest::get(format!("{}/healthz", f.base))
+            .await
+            .expect("healthz");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("retry-after"));
+        let started = Instant::now();
+        let answers = tokio::task::spawn_blocking(move || {
+            held.iter_mut()
+                .map(|s| {
+                    let mut buf = [0u8; 64];
+                    let n = s.read(&mut buf).unwrap_or(0);
+                    String::from_utf8_lossy(&buf[..n]).to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("reads");
+        for a in &answers {
+            assert!(a.starts_with("HTTP/1.1 503"), "{a:?}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        let r = reqwest::get(format!("{}/healthz", f.base))
+            .await
+            .expect("healthz");
+        assert!(r.status().is_success(), "slots are free again");
+    }
+
+    /// `/metrics` on a listener of its own leaves the public port.
+    #[tokio::test]
+    async fn metrics_can_leave_the_public_port() {
+        let port = support::cluster::free_port();
+        let f = process_with(&["--metrics-listen", &format!("127.0.0.1:{port}")]).await;
+        let public = reqwest::get(format!("{}/metrics", f.base))
+            .await
+            .expect("metrics");
+        assert_eq!(public.status(), StatusCode::NOT_FOUND);
+        let own = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("metrics");
+        assert_eq!(own.status(), StatusCode::OK);
+        assert!(
+            own.text()
+                .await
+                .unwrap()
+                .contains("idsync_http_requests_total")
+        );
+    }
+
+    /// Failed authentications from one source: 401s, then 429 with
+    /// Retry-After and an RFC 7644 body even for a good token, and one
+    /// aggregated audit entry with the count instead of one per failure.
+    #[tokio::test]
+    async fn failed_authentications_are_rate_limited_and_audited_in_aggregate() {
+        let f = SignInFixture::start(
+            Db::Sqlite,
+            json!({"domains": ["acme.com"]}),
+            accounts(),
+            None,
+        )
+        .await;
+        let good = scim_token(&f).await;
+        let users = format!("{}/scim/v2/acme/Users", f.base);
+        let client = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for _ in 0..31 {
+            let r = client
+                .get(&users)
+                .bearer_auth("scim_wrong.token")
+                .send()
+                .await
+                .expect("SCIM");
+            statuses.push(r.status());
+        }
+        assert!(
+            statuses[..30]
+                .iter()
+                .all(|s| *s == StatusCode::UNAUTHORIZED),
+            "{statuses:?}"
+        );
+        assert_eq!(statuses[30], StatusCode::TOO_MANY_REQUESTS);
+        let r = client
+            .get(&users)
+            .bearer_auth(&good)
+            .send()
+            .await
+            .expect("SCIM");
+        assert_eq!(
+            r.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "the source is not even checked"
+        );
+        assert!(r.headers().contains_key("retry-after"));
+        let body: Value = r.json().await.expect("SCIM error body");
+        assert_eq!(body["status"], "429");
+        assert_eq!(
+            body["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:Error"
+        );
+        // The admin API shares the source's failure budget.
+        let admin = client
+            .get(format!("{}/admin/v1/workspaces", f.base))
+            .bearer_auth("wrong-admin-token")
+            .send()
+            .await
+            .expect("admin");
+        assert_eq!(admin.status(), StatusCode::TOO_MANY_REQUESTS);
+        // This source may not call the admin API either now: read the log
+        // through the service itself.
+        f.service.flush_audit().await;
+        let support::signin::ServiceUnderTest::InProcess(service) = &f.service else {
+            unreachable!("in process")
+        };
+        let failures = service
+            .state
+            .admin
+            .audit(&idsync::service::store::AuditFilter {
+                workspace: Some("acme".into()),
+                action: Some("scim.unauthorized".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("audit");
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        let detail = failures[0].detail.as_ref().expect("detail");
+        assert_eq!(detail["count"], 30, "{detail}");
+        assert_eq!(detail["source"], "127.0.0.1");
+    }
+
+    /// Unauthenticated sign-in traffic from one source runs out of budget.
+    #[tokio::test]
+    async fn unauthenticated_sign_in_traffic_is_rate_limited() {
+        let f = SignInFixture::start(
+            Db::Sqlite,
+            json!({"domains": ["acme.com"]}),
+            accounts(),
+            None,
+        )
+        .await;
+        let url = format!("{}/sso/acme/discover?email=a@acme.com", f.base);
+        let client = reqwest::Client::new();
+        let mut limited = None;
+        for i in 0..400 {
+            let r = client.get(&url).send().await.expect("discover");
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                limited = Some((i, r.headers().get("retry-after").cloned()));
+                break;
+            }
+        }
+        let (after, retry) = limited.expect("the budget ran out");
+        assert!(
+            after >= 200,
+            "the burst of 200 is allowed: limited after {after}"
+        );
+        assert!(retry.is_some());
+        // Session checks by a product's backend are budgeted apart.
+        assert_eq!(f.session("not-a-cookie").await.0, StatusCode::UNAUTHORIZED);
+    }
+
+    /// The audit log's retention and expired sign-in state are pruned.
+    #[tokio::test]
+    async fn old_audit_entries_and_expired_sign_in_state_are_pruned() {
+        let f = SignInFixture::start(
+            Db::Sqlite,
+            json!({"domains": ["acme.com"]}),
+            accounts(),
+            None,
+        )
+        .await;
+        assert!(
+            !f.admin
+                .audit("workspace=acme")
+                .await
+                .expect("audit")
+                .is_empty()
+        );
+        let support::signin::ServiceUnderTest::InProcess(service) = &f.service else {
+            unreachable!("in process")
+        };
+        let store = service.state.admin.store();
+        idsync::service::maintenance::prune_once(store, Duration::ZERO).await;
+        assert!(
+            f.admin
+                .audit("workspace=acme")
+                .await
+                .expect("audit")
+                .is_empty()
+        );
+    }
 }

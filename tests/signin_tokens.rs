@@ -134,7 +134,7 @@ async fn forged_stale_and_confused_tokens_are_refused_with_their_reason() {
     let attacker = rsa_key("jwt-attacker.pem");
     let server = KeySetServer::start(vec![public_jwk(&key, "k1")]).await;
     let d = server.discovery();
-    let client = OidcClient::new();
+    let client = OidcClient::new(idsync::outbound::Guarded::with_defaults());
 
     let good = sign(&key, Some("k1"), &claims());
     let ok = client
@@ -273,7 +273,7 @@ async fn a_flood_of_unknown_kids_cannot_make_the_service_hammer_the_idp() {
     let key = rsa_key("jwt-signing.pem");
     let server = KeySetServer::start(vec![public_jwk(&key, "k1")]).await;
     let d = server.discovery();
-    let client = OidcClient::new();
+    let client = OidcClient::new(idsync::outbound::Guarded::with_defaults());
     for i in 0..200 {
         let token = sign(&key, Some(&format!("made-up-{i}")), &claims());
         assert_eq!(
@@ -294,7 +294,8 @@ async fn an_idp_key_rollover_is_picked_up_on_the_first_unknown_kid() {
     let new = rsa_key("jwt-attacker.pem");
     let server = KeySetServer::start(vec![public_jwk(&old, "old")]).await;
     let d = server.discovery();
-    let client = OidcClient::new().with_jwks_min_refresh(Duration::from_millis(200));
+    let client = OidcClient::new(idsync::outbound::Guarded::with_defaults())
+        .with_jwks_min_refresh(Duration::from_millis(200));
     let token = sign(&old, Some("old"), &claims());
     assert_eq!(reason_of(&client, &d, &token).await, None);
 

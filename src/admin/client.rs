@@ -9,7 +9,11 @@ use super::model::{
     ErrorBody, InfoView, ListView, ObjectView, SamlSigningKeyDoc, ScimTokenDoc, SessionKeyDoc,
     SignInHealthView, TokenView,
 };
-use crate::service::store::{AuditRecord, ObjectKind};
+use crate::{
+    fingerprint::FingerprintKey,
+    outbound::{BodyLimit, ClientOptions, FailureClass, FetchError, Guarded, OutboundPolicy},
+    service::store::{AuditRecord, ObjectKind},
+};
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,16 +56,24 @@ impl ClientError {
     }
 }
 
-fn transport(e: reqwest::Error) -> ClientError {
-    // reqwest errors name the URL, which holds no secret; the token is a header.
-    ClientError::Transport(e.without_url().to_string())
+/// A failed request: the host and a class (the token is a header, never in it).
+fn transport(e: FetchError) -> ClientError {
+    match e.class {
+        FailureClass::RedirectRefused(_)
+        | FailureClass::InvalidUrl
+        | FailureClass::AddressRefused => ClientError::Config(e.to_string()),
+        FailureClass::TooLarge(_) => ClientError::Decode(e.to_string()),
+        _ => ClientError::Transport(e.to_string()),
+    }
 }
 
 /// An admin API client for one identity service.
 #[derive(Clone)]
 pub struct AdminClient {
     base: String,
-    http: reqwest::Client,
+    http: Guarded,
+    /// The service's fingerprint key, which the admin token derives.
+    fingerprints: FingerprintKey,
     token: String,
     actor: Option<String>,
 }
@@ -78,32 +90,40 @@ impl std::fmt::Debug for AdminClient {
 impl AdminClient {
     /// A client for the service at `url` (its base URL, without `/admin/v1`).
     pub fn new(url: &str, token: &str, ca_bundle_pem: Option<&str>) -> Result<Self, ClientError> {
+        Self::with_policy(url, token, ca_bundle_pem, OutboundPolicy::default())
+    }
+
+    /// [`Self::new`] with the operator's outbound address policy.
+    pub fn with_policy(
+        url: &str,
+        token: &str,
+        ca_bundle_pem: Option<&str>,
+        policy: OutboundPolicy,
+    ) -> Result<Self, ClientError> {
         let url = url.trim_end_matches('/');
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ClientError::Config(format!(
                 "service URL {url:?} must start with http:// or https://"
             )));
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| ClientError::Config(format!("caBundle: {e}")))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let options = ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            ca_bundle: ca_bundle_pem.map(str::to_string),
+        };
+        let http = Guarded::new(policy, &options).map_err(ClientError::Config)?;
         Ok(Self {
             base: format!("{url}/admin/v1"),
             http,
+            fingerprints: FingerprintKey::from_admin_token(token),
             token: token.trim().to_string(),
             actor: None,
         })
+    }
+
+    /// The fingerprint the service gives `doc` when it stores it.
+    pub fn fingerprint<T: Serialize>(&self, doc: &T) -> String {
+        self.fingerprints.of(doc)
     }
 
     /// Names the caller in the service's audit log.
@@ -120,7 +140,8 @@ impl AdminClient {
     ) -> Result<Option<T>, ClientError> {
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, &format!("{}{path}", self.base))
+            .map_err(transport)?
             .bearer_auth(&self.token);
         if let Some(actor) = &self.actor {
             req = req.header("x-idsync-actor", actor);
@@ -128,12 +149,14 @@ impl AdminClient {
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
         }
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
+        let (status, bytes) = self
+            .http
+            .send(req, BodyLimit::AdminApi)
+            .await
+            .map_err(transport)?;
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map(Some)
@@ -141,9 +164,11 @@ impl AdminClient {
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) => (b.error.code, b.error.message),
+            // Not the admin API's error body (a proxy's page, another
+            // service): its text is not repeated into statuses and logs.
             Err(_) => (
                 "unknown".to_string(),
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                "the answer is not an idsync admin API error".to_string(),
             ),
         };
         Err(ClientError::Api {

@@ -36,6 +36,7 @@ pub fn sso_connection(spec: &SsoConnectionSpec, refs: ResolvedRefs) -> SsoConnec
             scopes: o.scopes.clone(),
             claim_mapping: o.claim_mapping.clone(),
             use_userinfo: o.use_userinfo,
+            trust_unverified_email: o.trust_unverified_email,
         }),
         saml: spec.saml.as_ref().map(|s| SamlDoc {
             metadata_url: s.metadata_url.clone(),

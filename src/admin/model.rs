@@ -60,6 +60,8 @@ pub struct OidcDoc {
     pub claim_mapping: Option<ClaimMapping>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_userinfo: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_unverified_email: Option<bool>,
 }
 
 /// SAML settings; metadata from a ConfigMap or Secret arrives resolved as `metadata`.

@@ -136,6 +136,14 @@ pub struct OidcSpec {
     /// (default false: the ID token must carry what the mapping needs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_userinfo: Option<bool>,
+
+    /// UNSAFE: accept an email the IdP does not mark `email_verified: true`.
+    /// Off by default, because an IdP account whose unverified email is someone
+    /// else's would sign in as them. Set it only for an IdP that never sends
+    /// `email_verified` and only ever asserts addresses it owns (Microsoft
+    /// Entra ID's v2 tokens, for instance), together with `domains`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_unverified_email: Option<bool>,
 }
 
 /// OAuth client authentication methods at the token endpoint.

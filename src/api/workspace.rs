@@ -128,6 +128,14 @@ pub struct WorkspacePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_session_lifetime: Option<DurationSpec>,
 
+    /// Let a sign-in whose email matches a user bound to another IdP subject of
+    /// the same connection take that user over (rebinding it, audited as
+    /// `subject_relinked`). Default false: the sign-in is refused with
+    /// `subject_mismatch`, because an email is not a stable identity (it can be
+    /// reassigned at the IdP, or asserted by an account that is not its owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_relinking: Option<bool>,
+
     /// Whether the IdP may provision through SCIM (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_enabled: Option<bool>,

@@ -9,7 +9,18 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::service::{self, ServeConfig};
+use crate::{
+    api::DurationSpec,
+    outbound::OutboundPolicy,
+    service::{
+        self, ServeConfig,
+        http::{
+            client_addr::TrustedProxies,
+            rate_limit::{Budget, Budgets},
+            server::Limits,
+        },
+    },
+};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -33,6 +44,73 @@ pub struct ServeArgs {
     /// Base URL IdPs and browsers reach this service at (default `http://<listen>`).
     #[arg(long, env = "IDSYNC_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Address ranges IdP requests may reach although they are link-local or
+    /// a cloud metadata address (refused by default), e.g. `169.254.10.0/24`.
+    /// Repeat the flag or separate with commas.
+    #[arg(
+        long,
+        env = "IDSYNC_OUTBOUND_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub outbound_allow: Vec<String>,
+
+    /// Serve `/metrics` on this address instead of on `--listen`, so that the
+    /// admin and sign-in port does not publish workspace names (the chart does).
+    #[arg(long, env = "IDSYNC_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// A client must send a request's headers within this; also how long an
+    /// idle keep-alive connection stays open (e.g. 10s).
+    #[arg(long, env = "IDSYNC_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: DurationSpec,
+
+    /// A request must be answered within this, its body included (e.g. 30s).
+    #[arg(long, env = "IDSYNC_REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: DurationSpec,
+
+    /// Requests handled at once; more are answered 503 with Retry-After.
+    #[arg(long, env = "IDSYNC_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+
+    /// Connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "IDSYNC_MAX_CONNECTIONS", default_value_t = 8192)]
+    pub max_connections: usize,
+
+    /// Proxies (CIDRs) whose X-Forwarded-For names the client, e.g. the
+    /// ingress controller's pod range. Without it the peer address is the
+    /// client, for rate limits and the audit log alike.
+    #[arg(
+        long,
+        env = "IDSYNC_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Sign-in requests (start, callbacks, ACS, discovery) per second from one
+    /// client address, with bursts of ten times as many; 0 turns it off.
+    #[arg(long, env = "IDSYNC_RATE_LIMIT_SIGNIN", default_value_t = 20.0)]
+    pub rate_limit_signin: f64,
+
+    /// Failed SCIM-token and admin-token authentications per minute from one
+    /// client address (also the burst); past it, 429 until it refills. 0 = off.
+    #[arg(long, env = "IDSYNC_RATE_LIMIT_AUTH_FAILURES", default_value_t = 30.0)]
+    pub rate_limit_auth_failures: f64,
+
+    /// Invalid session checks per second from one client address, with bursts
+    /// of ten times as many (a product's backend checks for every browser). 0 = off.
+    #[arg(
+        long,
+        env = "IDSYNC_RATE_LIMIT_SESSION_FAILURES",
+        default_value_t = 50.0
+    )]
+    pub rate_limit_session_failures: f64,
+
+    /// Audit entries older than this are deleted by a background pruner.
+    #[arg(long, env = "IDSYNC_AUDIT_RETENTION", default_value = "400d")]
+    pub audit_retention: DurationSpec,
 }
 
 /// Minimum admin token length: shorter tokens are guessable.
@@ -94,11 +172,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
-    service::run(ServeConfig {
-        listen: args.listen,
-        database_url: args.database_url,
-        admin_token,
-        public_url,
-    })
-    .await
+    let mut config = ServeConfig::new(args.listen, args.database_url, admin_token, public_url);
+    config.outbound = OutboundPolicy::with_allowed(&args.outbound_allow)
+        .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
+    config.metrics_listen = args.metrics_listen;
+    config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
+    config.rate_limits = Budgets {
+        signin: Budget::per_second(args.rate_limit_signin, args.rate_limit_signin * 10.0),
+        credential_failures: Budget::per_minute(
+            args.rate_limit_auth_failures,
+            args.rate_limit_auth_failures,
+        ),
+        session_failures: Budget::per_second(
+            args.rate_limit_session_failures,
+            args.rate_limit_session_failures * 10.0,
+        ),
+    };
+    config.audit_retention = args.audit_retention.as_duration();
+    config.limits = Limits {
+        header_read_timeout: args.header_read_timeout.as_duration(),
+        request_timeout: args.request_timeout.as_duration(),
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_connections: args.max_connections,
+    };
+    service::run(config).await
 }

@@ -20,6 +20,7 @@ use kube::{
 };
 
 use super::{cache::Caches, metrics::OperatorMetrics, target::ServiceTargets};
+use crate::outbound::{ClientOptions, Guarded, OutboundPolicy};
 
 /// Shared by all controllers.
 pub struct Context {
@@ -29,6 +30,8 @@ pub struct Context {
     reporting_instance: String,
     pub metrics: OperatorMetrics,
     pub targets: ServiceTargets,
+    /// The guarded client IdP checks go through.
+    pub outbound: Guarded,
     /// How often a resource is re-checked against the identity service (drift).
     pub resync: Duration,
     /// Reconciles each controller runs at once.
@@ -61,6 +64,7 @@ impl Context {
         metrics: OperatorMetrics,
         resync: Duration,
         concurrency: u16,
+        outbound: &OutboundPolicy,
         caches: Caches,
     ) -> Arc<Self> {
         let reporter = Reporter {
@@ -73,7 +77,11 @@ impl Context {
                 .clone()
                 .unwrap_or_else(|| REPORTING_CONTROLLER.into()),
             recorder: Recorder::new(client.clone(), reporter),
-            targets: ServiceTargets::new(client.clone(), metrics.clone(), caches),
+            targets: ServiceTargets::new(client.clone(), metrics.clone(), caches, outbound.clone()),
+            outbound: Guarded::new(outbound.clone(), &ClientOptions::default())
+                // The default options carry no CA bundle, the only input that
+                // can make building a client fail.
+                .expect("the outbound client builds"),
             client,
             metrics,
             resync,

@@ -49,6 +49,7 @@ pub use error::{Error, Result};
 pub use metrics::OperatorMetrics;
 
 use crate::api::{DurationSpec, IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace};
+use crate::outbound::OutboundPolicy;
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "idsync-operator";
@@ -98,6 +99,17 @@ pub struct OperatorArgs {
         value_name = "NS,NS"
     )]
     pub watch_namespaces: Vec<String>,
+
+    /// Address ranges the operator may reach although they are link-local or a
+    /// cloud metadata address (refused by default) when it checks IdPs and calls
+    /// identity services, e.g. `169.254.10.0/24`.
+    #[arg(
+        long,
+        env = "IDSYNC_OUTBOUND_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub outbound_allow: Vec<String>,
 }
 
 /// Finalizer wrapper shared by every kind: apply or clean up, count, time.
@@ -254,28 +266,19 @@ pub struct Operator {
     pub watches: Vec<Runner>,
 }
 
-/// Every controller, ready to run.
+/// Every controller for one [`cache::Scope`] (see the `cache` module for why a
+/// namespace list gets one set per namespace).
 ///
 /// Watches: IdentityServices, Workspaces and Secret metadata are each watched once
 /// and shared (one store, fanned out to every controller that needs them);
 /// SSOConnections, SCIMTokens and RoleMappings have one watch and store each.
 /// Every store holds slimmed objects ([`cache::slim`]).
-pub fn controllers(
-    client: Client,
-    metrics: OperatorMetrics,
-    resync: Duration,
-    concurrency: u16,
-) -> Operator {
-    controllers_in(client, metrics, resync, concurrency, &cache::Scope::Cluster)
-}
-
-/// Every controller for one [`cache::Scope`] (see the `cache` module for why a
-/// namespace list gets one set per namespace).
 fn controllers_in(
     client: Client,
     metrics: OperatorMetrics,
     resync: Duration,
     concurrency: u16,
+    outbound: &OutboundPolicy,
     scope: &cache::Scope,
 ) -> Operator {
     let limits = kube::runtime::controller::Config::default().concurrency(concurrency.max(1));
@@ -293,6 +296,7 @@ fn controllers_in(
         metrics,
         resync,
         concurrency,
+        outbound,
         cache::Caches::new(client.clone(), &services, &workspaces, &secrets),
     );
 
@@ -513,6 +517,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!(%identity, "became leader; starting controllers");
 
+    let outbound = OutboundPolicy::with_allowed(&args.outbound_allow)
+        .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
     let scopes = cache::Scope::from_namespaces(&args.watch_namespaces);
     tracing::info!(?scopes, "watching");
     let mut operator = Operator {
@@ -525,6 +531,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             metrics.clone(),
             args.resync.as_duration(),
             args.concurrency,
+            &outbound,
             scope,
         );
         operator.controllers.extend(set.controllers);

@@ -84,8 +84,8 @@ pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action
         let refs = resolve_refs(&ctx, &conn).await?;
         let doc = desired::sso_connection(&conn.spec, refs);
         let info = match (&doc.oidc, &doc.saml) {
-            (Some(oidc), _) => validation::oidc(oidc).await,
-            (_, Some(saml)) => validation::saml(saml).await,
+            (Some(oidc), _) => validation::oidc(&ctx.outbound, oidc).await,
+            (_, Some(saml)) => validation::saml(&ctx.outbound, saml).await,
             _ => Err(Error::config("InvalidSpec", "neither oidc nor saml is set")),
         };
         let info = match info {

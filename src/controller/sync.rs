@@ -30,7 +30,7 @@ pub async fn document<T: Serialize>(
     doc: &T,
     previously_synced: Option<&str>,
 ) -> Result<Synced> {
-    let fingerprint = crate::fingerprint::of(doc);
+    let fingerprint = target.client.fingerprint(doc);
     let current = target
         .call("get", target.client.get_object(kind, workspace, name))
         .await?;

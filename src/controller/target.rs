@@ -21,6 +21,7 @@ use super::{
 };
 use crate::admin::{AdminClient, ClientError};
 use crate::api::{IdentityService, SecretKeyRef, Workspace};
+use crate::outbound::OutboundPolicy;
 
 /// Default for `IdentityService.spec.maxConcurrentRequests`.
 const DEFAULT_CONCURRENCY: usize = 8;
@@ -75,15 +76,23 @@ pub struct ServiceTargets {
     client: Client,
     metrics: OperatorMetrics,
     pub caches: Caches,
+    /// Which addresses the admin clients may reach.
+    outbound: OutboundPolicy,
     cache: Mutex<HashMap<String, (String, Target)>>,
 }
 
 impl ServiceTargets {
-    pub fn new(client: Client, metrics: OperatorMetrics, caches: Caches) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: OperatorMetrics,
+        caches: Caches,
+        outbound: OutboundPolicy,
+    ) -> Self {
         Self {
             client,
             metrics,
             caches,
+            outbound,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -114,7 +123,7 @@ impl ServiceTargets {
         })?;
         // Cache key covers everything the client is built from; the token enters
         // only as a hash.
-        let fingerprint = crate::fingerprint::of(&(
+        let fingerprint = crate::fingerprint::digest(&(
             &service.spec.url,
             &service.spec.ca_bundle,
             &service.spec.public_url,
@@ -131,9 +140,14 @@ impl ServiceTargets {
         {
             return Ok(target.clone());
         }
-        let client = AdminClient::new(&service.spec.url, &token, service.spec.ca_bundle.as_deref())
-            .map_err(|e| Error::config("InvalidServiceConfig", e.to_string()))?
-            .with_actor(format!("operator/{ns}"));
+        let client = AdminClient::with_policy(
+            &service.spec.url,
+            &token,
+            service.spec.ca_bundle.as_deref(),
+            self.outbound.clone(),
+        )
+        .map_err(|e| Error::config("InvalidServiceConfig", e.to_string()))?
+        .with_actor(format!("operator/{ns}"));
         let limit = service
             .spec
             .max_concurrent_requests

@@ -2,13 +2,14 @@
 //! (issuer matches, endpoints present, JWKS reachable) or SAML metadata (entity ID,
 //! SSO URL, signing certificates and their expiry).
 
-use std::time::Duration;
-
 use base64::{Engine, engine::general_purpose::STANDARD};
 use jiff::Timestamp;
 
 use super::error::{Error, Result};
-use crate::admin::{OidcDoc, SamlDoc};
+use crate::{
+    admin::{OidcDoc, SamlDoc},
+    outbound::{BodyLimit, Guarded, https_url},
+};
 
 /// What validation learned about the IdP.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,57 +21,15 @@ pub struct IdpInfo {
     pub summary: String,
 }
 
-/// One HTTP client for every IdP check, built on first use: a client owns a
-/// connection pool and TLS configuration, too much to rebuild on every resync.
-fn http() -> Result<reqwest::Client> {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client.clone());
-    }
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Validation {
-            reason: "InternalError",
-            message: e.to_string(),
-            transient: true,
-        })?;
-    Ok(CLIENT.get_or_init(|| client).clone())
-}
-
-async fn fetch(url: &str, what: &str) -> Result<bytes::Bytes> {
-    let unreachable = |e: String| Error::Validation {
+/// Fetches an IdP document through the guarded client. Failures name the
+/// host and a class (never the answer, never a low-level error chain): a
+/// status is read by whoever may read the resource.
+async fn fetch(http: &Guarded, url: &str, what: &str, limit: BodyLimit) -> Result<bytes::Bytes> {
+    http.get(url, limit).await.map_err(|e| Error::Validation {
         reason: "IdPUnreachable",
-        message: format!("fetching {what} from {url}: {e}"),
-        transient: true,
-    };
-    let resp = http()?
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| unreachable(error_chain(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(Error::Validation {
-            reason: "IdPUnreachable",
-            message: format!("fetching {what} from {url}: HTTP {status}"),
-            transient: status.is_server_error(),
-        });
-    }
-    resp.bytes().await.map_err(|e| unreachable(error_chain(&e)))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+        message: format!("fetching {what} from {e}"),
+        transient: e.is_transient(),
+    })
 }
 
 fn invalid(reason: &'static str, message: String) -> Error {
@@ -82,13 +41,13 @@ fn invalid(reason: &'static str, message: String) -> Error {
 }
 
 /// Fetches and checks an OIDC discovery document and its JWKS.
-pub async fn oidc(doc: &OidcDoc) -> Result<IdpInfo> {
+pub async fn oidc(http: &Guarded, doc: &OidcDoc) -> Result<IdpInfo> {
     let issuer = doc.issuer.trim_end_matches('/');
     let url = doc
         .discovery_url
         .clone()
         .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration"));
-    let body = fetch(&url, "the OIDC discovery document").await?;
+    let body = fetch(http, &url, "the OIDC discovery document", BodyLimit::Json).await?;
     let discovery: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         invalid(
             "InvalidDiscovery",
@@ -113,9 +72,26 @@ pub async fn oidc(doc: &OidcDoc) -> Result<IdpInfo> {
             ));
         }
     }
+    // The service will call these; they must be https (http only on loopback).
+    for field in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+    ] {
+        if let Some(endpoint) = discovery[field].as_str()
+            && let Err(e) = https_url(endpoint)
+        {
+            return Err(invalid(
+                "InvalidDiscovery",
+                format!("the discovery document at {url} names a {field} that is refused ({e})"),
+            ));
+        }
+    }
     let jwks_uri = discovery["jwks_uri"].as_str().unwrap_or_default();
-    let jwks: serde_json::Value = serde_json::from_slice(&fetch(jwks_uri, "the JWKS").await?)
-        .map_err(|e| invalid("InvalidJwks", format!("{jwks_uri} is not a JWK set: {e}")))?;
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&fetch(http, jwks_uri, "the JWKS", BodyLimit::Json).await?)
+            .map_err(|e| invalid("InvalidJwks", format!("{jwks_uri} is not a JWK set: {e}")))?;
     let keys = jwks["keys"].as_array().map_or(0, Vec::len);
     if keys == 0 {
         return Err(invalid(
@@ -131,7 +107,7 @@ pub async fn oidc(doc: &OidcDoc) -> Result<IdpInfo> {
 }
 
 /// Checks SAML settings: metadata (inline, resolved, or fetched) or explicit values.
-pub async fn saml(doc: &SamlDoc) -> Result<IdpInfo> {
+pub async fn saml(http: &Guarded, doc: &SamlDoc) -> Result<IdpInfo> {
     let (entity_id, sso_url, certs, source) =
         match (&doc.metadata, &doc.metadata_url, &doc.entity_id) {
             (Some(xml), _, _) => {
@@ -139,7 +115,7 @@ pub async fn saml(doc: &SamlDoc) -> Result<IdpInfo> {
                 (e, s, c, "inline metadata")
             }
             (None, Some(url), _) => {
-                let body = fetch(url, "the SAML metadata").await?;
+                let body = fetch(http, url, "the SAML metadata", BodyLimit::Metadata).await?;
                 let xml = String::from_utf8_lossy(&body);
                 let (e, s, c) = parse_metadata(&xml)?;
                 (e, s, c, "metadata URL")
@@ -291,10 +267,13 @@ mod tests {
             <IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
               <SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.com/sso"/>
             </IDPSSODescriptor></EntityDescriptor>"#;
-        let err = saml(&SamlDoc {
-            metadata: Some(xml.into()),
-            ..Default::default()
-        })
+        let err = saml(
+            &Guarded::with_defaults(),
+            &SamlDoc {
+                metadata: Some(xml.into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
         assert_eq!(err.reason(), "NoSigningCertificate");
@@ -311,10 +290,13 @@ mod tests {
               <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.com/redirect"/>
             </md:IDPSSODescriptor></md:EntityDescriptor>"#
         );
-        let info = saml(&SamlDoc {
-            metadata: Some(xml),
-            ..Default::default()
-        })
+        let info = saml(
+            &Guarded::with_defaults(),
+            &SamlDoc {
+                metadata: Some(xml),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
         assert_eq!(info.idp, "https://idp.example.com");
@@ -325,10 +307,13 @@ mod tests {
     #[tokio::test]
     async fn dtds_are_refused() {
         let xml = r#"<!DOCTYPE x [<!ENTITY a "aaaa">]><EntityDescriptor entityID="x"/>"#;
-        let err = saml(&SamlDoc {
-            metadata: Some(xml.into()),
-            ..Default::default()
-        })
+        let err = saml(
+            &Guarded::with_defaults(),
+            &SamlDoc {
+                metadata: Some(xml.into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
         assert_eq!(err.reason(), "InvalidMetadata");

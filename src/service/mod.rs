@@ -2,18 +2,28 @@
 //! SCIM, sign-in and role resolution, over one store.
 
 pub mod admin;
+pub mod failure_audit;
 pub mod http;
+pub mod maintenance;
 pub mod metrics;
 pub mod scim;
 pub mod sso;
 pub mod store;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use self::{admin::AdminService, http::AppState, metrics::ServiceMetrics, store::Store};
+use self::{
+    admin::AdminService,
+    http::{AppState, client_addr::TrustedProxies, rate_limit::Budgets, server::Limits},
+    store::Store,
+};
+use crate::{
+    fingerprint::FingerprintKey,
+    outbound::{ClientOptions, Guarded, OutboundPolicy},
+};
 
 /// Everything `idsync serve` needs, resolved from flags and environment.
 #[derive(Debug, Clone)]
@@ -24,26 +34,78 @@ pub struct ServeConfig {
     pub admin_token: String,
     /// Base URL IdPs and browsers reach the service at.
     pub public_url: String,
+    /// Which addresses requests to IdPs may reach.
+    pub outbound: OutboundPolicy,
+    /// Timeouts and caps of every listener.
+    pub limits: Limits,
+    /// Serve `/metrics` here instead of on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Per-source budgets for unauthenticated traffic and failed authentications.
+    pub rate_limits: Budgets,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Audit entries older than this are deleted.
+    pub audit_retention: Duration,
 }
 
-/// A running service: its address, and a way to stop it gracefully.
+/// `--audit-retention` by default: a little over a year, so a yearly access
+/// review still finds the whole year.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+impl ServeConfig {
+    /// The required settings; everything else at its default.
+    pub fn new(
+        listen: SocketAddr,
+        database_url: impl Into<String>,
+        admin_token: impl Into<String>,
+        public_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            listen,
+            database_url: database_url.into(),
+            admin_token: admin_token.into(),
+            public_url: public_url.into(),
+            outbound: OutboundPolicy::default(),
+            limits: Limits::default(),
+            metrics_listen: None,
+            rate_limits: Budgets::default(),
+            trusted_proxies: TrustedProxies::default(),
+            audit_retention: DEFAULT_AUDIT_RETENTION,
+        }
+    }
+}
+
+/// A running service: its addresses, and a way to stop it gracefully.
 pub struct RunningService {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when it has a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+    /// The maintenance task, stopped after the servers so that it writes the
+    /// counts of the last requests too.
+    upkeep: (watch::Sender<bool>, JoinHandle<()>),
 }
 
 impl RunningService {
     /// Stops accepting connections, finishes in-flight requests, and waits.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        for server in self.servers {
+            server.await??;
         }
-        self.task.await??;
+        let (stop_upkeep, upkeep) = self.upkeep;
+        let _ = stop_upkeep.send(true);
+        upkeep.await?;
         self.state.admin.store().close().await;
         Ok(())
     }
+}
+
+/// Resolves once `stop` has been asked for (or the sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Opens the store and binds the listener; serving starts at once in the background.
@@ -60,26 +122,55 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let admin = AdminService::new(store, config.public_url.clone());
-    let state = Arc::new(AppState::new(
-        admin,
-        ServiceMetrics::new(),
-        &config.admin_token,
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening for /metrics on {at}"))?,
+        ),
+        None => None,
+    };
+    let admin = AdminService::new(
+        store,
+        config.public_url.clone(),
+        FingerprintKey::from_admin_token(&config.admin_token),
+    );
+    let outbound = Guarded::new(config.outbound.clone(), &ClientOptions::default())
+        .map_err(|e| anyhow::anyhow!("building the outbound HTTP client: {e}"))?;
+    let state = Arc::new(AppState::new(admin, &config, outbound));
+    let (shutdown, rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    let metrics_addr = match metrics_listener {
+        Some(listener) => {
+            let at = listener.local_addr()?;
+            let app = http::metrics_router(state.clone(), &config.limits);
+            let (limits, rx) = (config.limits.clone(), rx.clone());
+            servers.push(tokio::spawn(async move {
+                http::server::serve(listener, app, &limits, stopped(rx)).await
+            }));
+            Some(at)
+        }
+        None => None,
+    };
+    let (stop_upkeep, upkeep_rx) = watch::channel(false);
+    let upkeep = tokio::spawn(maintenance::run(
+        state.admin.store().clone(),
+        state.failures.clone(),
+        config.audit_retention,
+        stopped(upkeep_rx),
     ));
-    let app = http::router(state.clone());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let app = http::router(state.clone(), &config.limits, metrics_addr.is_none());
+    let limits = config.limits.clone();
+    servers.push(tokio::spawn(async move {
+        http::server::serve(listener, app, &limits, stopped(rx)).await
+    }));
     Ok(RunningService {
         addr,
+        metrics_addr,
         state,
-        shutdown: Some(tx),
-        task,
+        shutdown,
+        servers,
+        upkeep: (stop_upkeep, upkeep),
     })
 }
 

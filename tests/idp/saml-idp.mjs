@@ -21,7 +21,8 @@
 // metadata) and samlify checks the HTTP-Redirect signature against them.
 //
 // `variant` (a form field) makes the IdP sign what a misconfigured or hostile
-// IdP would: `wrong-audience`, `no-audience`, `expired`.
+// IdP would: `wrong-audience`, `no-audience`, `expired`; `signed-response`
+// signs the Response as well as the Assertion.
 // Exits by itself when the process IDSYNC_OWNER_PID is gone.
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -58,6 +59,14 @@ const sp = samlify.ServiceProvider({
   entityID: process.env.SP_ENTITY_ID,
   assertionConsumerService: [{ Binding: POST, Location: process.env.SP_ACS_URL }],
   wantAssertionsSigned: true,
+});
+// The same SP asking for the Response to be signed as well (variant
+// `signed-response`), as ADFS and Shibboleth can be set up to do.
+const spSignedMessage = samlify.ServiceProvider({
+  entityID: process.env.SP_ENTITY_ID,
+  assertionConsumerService: [{ Binding: POST, Location: process.env.SP_ACS_URL }],
+  wantAssertionsSigned: true,
+  wantMessageSigned: true,
 });
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -105,7 +114,8 @@ async function signedResponse(login, requestId, variant) {
   const user = accounts[login];
   if (!user) throw new Error(`no account ${login}`);
   const requestInfo = requestId ? { extract: { request: { id: requestId } } } : {};
-  const { context } = await idp.createLoginResponse(sp, requestInfo, 'post', user, () => ({
+  const target = variant === 'signed-response' ? spSignedMessage : sp;
+  const { context } = await idp.createLoginResponse(target, requestInfo, 'post', user, () => ({
     id: newId(),
     context: responseXml(user, requestId, variant),
   }));

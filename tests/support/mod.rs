@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod process;
 pub mod scim;
 pub mod signin;
+pub mod stub;
 
 use std::path::{Path, PathBuf};
 
@@ -52,12 +53,12 @@ impl TestDb {
 
 /// Starts the identity service on a free port over `url`.
 pub async fn start_service(url: &str) -> RunningService {
-    service::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("valid address"),
-        database_url: url.to_string(),
-        admin_token: ADMIN_TOKEN.to_string(),
-        public_url: "https://idsync.example.test".to_string(),
-    })
+    service::start(ServeConfig::new(
+        "127.0.0.1:0".parse().expect("valid address"),
+        url,
+        ADMIN_TOKEN,
+        "https://idsync.example.test",
+    ))
     .await
     .expect("identity service starts")
 }

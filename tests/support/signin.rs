@@ -23,11 +23,14 @@ pub const CLIENT_SECRET: &str = "test-client-secret-0123456789";
 
 pub struct SignInFixture {
     pub db: TestDb,
-    pub service: RunningService,
+    pub service: ServiceUnderTest,
     pub admin: AdminClient,
     pub idp: OidcProvider,
-    /// `http://127.0.0.1:PORT`, the service's public URL.
+    /// `http://127.0.0.1:PORT`: the service itself.
     pub base: String,
+    /// The URL IdPs and browsers reach the service at (`base` unless a proxy
+    /// stands in front).
+    pub public: String,
     pub port: u16,
     /// The SAML IdP (samlify), when the fixture has the `entra` SAML connection.
     pub saml_idp: Option<OwnedProcess>,
@@ -75,6 +78,137 @@ impl Landing {
     }
 }
 
+/// How the identity service under test runs.
+pub enum ServiceUnderTest {
+    /// `service::start` in the test process.
+    InProcess(RunningService),
+    /// `idsync serve` as a process of its own, for tests that watch what a
+    /// hostile request does to the process (crashes, threads, memory).
+    Process(OwnedProcess),
+}
+
+impl ServiceUnderTest {
+    /// The process id of a separate `idsync serve`.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            ServiceUnderTest::InProcess(_) => None,
+            ServiceUnderTest::Process(p) => p.pid(),
+        }
+    }
+
+    /// Writes the counts of aggregated refusals now instead of when their
+    /// minute is over (in process only).
+    pub async fn flush_audit(&self) {
+        if let ServiceUnderTest::InProcess(s) = self {
+            s.state.failures.flush(true).await;
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        match self {
+            ServiceUnderTest::InProcess(_) => true,
+            ServiceUnderTest::Process(p) => p.is_running(),
+        }
+    }
+}
+
+/// Options for [`SignInFixture::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct FixtureOptions {
+    /// Run `idsync serve` as a separate process.
+    pub process: bool,
+    /// Extra `idsync serve` flags (process only).
+    pub serve_args: Vec<String>,
+    /// The public URL, when the service sits behind a proxy (default: its
+    /// own `http://127.0.0.1:PORT`).
+    pub public_url: Option<String>,
+}
+
+/// Starts the identity service with its public URL on its own port: in
+/// process, or as `idsync serve`. Another process may take the chosen port
+/// before the service binds it, so a few are tried.
+async fn start_service_on_a_port(db: &TestDb, opts: &FixtureOptions) -> (ServiceUnderTest, u16) {
+    for attempt in 0.. {
+        let port = free_port();
+        let direct = format!("http://127.0.0.1:{port}");
+        let public_url = opts.public_url.clone().unwrap_or_else(|| direct.clone());
+        let started = if opts.process {
+            let token_file = db.dir.path().join("admin-token");
+            std::fs::write(&token_file, ADMIN_TOKEN).expect("admin token file");
+            let mut args = vec![
+                "serve".to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--database-url".into(),
+                db.url.clone(),
+                "--admin-token-file".into(),
+                token_file.display().to_string(),
+                "--public-url".into(),
+                public_url.clone(),
+            ];
+            args.extend(opts.serve_args.iter().cloned());
+            let process = OwnedProcess::spawn(
+                "idsync serve",
+                &serve_binary(),
+                args,
+                &[],
+                &db.dir.path().join(format!("serve-{attempt}.log")),
+            );
+            match wait_until_ready(&format!("{direct}/readyz"), &process).await {
+                Ok(()) => Ok(ServiceUnderTest::Process(process)),
+                Err(e) => Err(anyhow::anyhow!(e)),
+            }
+        } else {
+            service::start(ServeConfig::new(
+                format!("127.0.0.1:{port}").parse().expect("valid address"),
+                db.url.clone(),
+                ADMIN_TOKEN,
+                public_url,
+            ))
+            .await
+            .map(ServiceUnderTest::InProcess)
+        };
+        match started {
+            Ok(service) => return (service, port),
+            Err(e) if attempt < 5 => {
+                eprintln!("identity service did not start on {port} ({e:#}); trying another port")
+            }
+            Err(e) => panic!("identity service starts: {e:#}"),
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
+/// The `idsync` binary a separate service runs: this build's, or the one
+/// `IDSYNC_TEST_SERVE_BIN` names (to run the hostile-input tests against an
+/// older build and see them fail there).
+fn serve_binary() -> std::path::PathBuf {
+    std::env::var_os("IDSYNC_TEST_SERVE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_idsync").into())
+}
+
+/// Waits for a separate `idsync serve` to answer `/readyz`, or to exit.
+async fn wait_until_ready(url: &str, process: &OwnedProcess) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        if !process.is_running() {
+            return Err(format!("idsync serve exited:\n{}", process.tail()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "idsync serve never became ready:\n{}",
+        process.tail()
+    ))
+}
+
 impl SignInFixture {
     /// Workspace `acme` (with `workspace_doc`), an OIDC connection `okta` to a real
     /// oidc-provider holding `accounts`, and a RoleMapping when given.
@@ -84,32 +218,29 @@ impl SignInFixture {
         accounts: Value,
         mapping: Option<Value>,
     ) -> Self {
+        Self::start_with(
+            db,
+            workspace_doc,
+            accounts,
+            mapping,
+            FixtureOptions::default(),
+        )
+        .await
+    }
+
+    /// `start` with the service run as `opts` says.
+    pub async fn start_with(
+        db: Db,
+        workspace_doc: Value,
+        accounts: Value,
+        mapping: Option<Value>,
+        opts: FixtureOptions,
+    ) -> Self {
         let db = TestDb::new(db).await;
-        // The public URL names the port, so the port is chosen before binding;
-        // another process may take it in between, so try a few.
-        let mut attempts = 0;
-        let (service, port) = loop {
-            let port = free_port();
-            match service::start(ServeConfig {
-                listen: format!("127.0.0.1:{port}").parse().expect("valid address"),
-                database_url: db.url.clone(),
-                admin_token: ADMIN_TOKEN.to_string(),
-                public_url: format!("http://127.0.0.1:{port}"),
-            })
-            .await
-            {
-                Ok(service) => break (service, port),
-                Err(e) if attempts < 5 => {
-                    attempts += 1;
-                    eprintln!(
-                        "identity service did not start on {port} ({e:#}); trying another port"
-                    );
-                }
-                Err(e) => panic!("identity service starts: {e:#}"),
-            }
-        };
+        let (service, port) = start_service_on_a_port(&db, &opts).await;
         let base = format!("http://127.0.0.1:{port}");
-        let redirect_uri = format!("{base}/sso/acme/oidc/okta/callback");
+        let public = opts.public_url.clone().unwrap_or_else(|| base.clone());
+        let redirect_uri = format!("{public}/sso/acme/oidc/okta/callback");
         let idp = OidcProvider::start(
             db.dir.path(),
             json!([{
@@ -154,6 +285,7 @@ impl SignInFixture {
             admin,
             idp,
             base,
+            public,
             port,
             saml_idp: None,
         }
@@ -190,7 +322,21 @@ impl SignInFixture {
         idp_env: &[(&str, &str)],
     ) -> Self {
         let mut f = Self::start(db, workspace_doc, json!({}), mapping).await;
-        let sp = format!("{}/sso/acme/saml/entra", f.base);
+        f.add_saml_idp(saml_accounts, allow_idp_initiated, idp_env)
+            .await;
+        f
+    }
+
+    /// Adds the SAML connection `entra` (domain acme.io) to a real samlify IdP
+    /// holding `saml_accounts`, imported by its metadata URL.
+    pub async fn add_saml_idp(
+        &mut self,
+        saml_accounts: Value,
+        allow_idp_initiated: bool,
+        idp_env: &[(&str, &str)],
+    ) {
+        let f = self;
+        let sp = format!("{}/sso/acme/saml/entra", f.public);
         let idp_port = free_port();
         let data = repo_root().join("tests/data");
         let process = OwnedProcess::spawn(
@@ -239,7 +385,6 @@ impl SignInFixture {
             .await
             .expect("SAML connection stored");
         f.saml_idp = Some(process);
-        f
     }
 
     /// SP-initiated SAML: start at the service, sign in at the IdP as `login`

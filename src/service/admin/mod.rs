@@ -16,7 +16,7 @@ use super::store::{
 use crate::admin::{
     ObjectView, PutResult, RoleMappingDoc, ScimTokenDoc, SsoConnectionDoc, TokenView, WorkspaceDoc,
 };
-use crate::{fingerprint, token};
+use crate::{fingerprint::FingerprintKey, token};
 
 /// Why an admin call failed. Messages say what is wrong and never echo secrets.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ pub struct Actor(pub String);
 pub struct AdminService {
     store: Store,
     public_url: String,
+    /// Keys the fingerprints of stored documents (see [`crate::fingerprint`]).
+    fingerprints: FingerprintKey,
 }
 
 /// Parses a JSON body into a document type, with a message that says where it is wrong.
@@ -80,10 +82,11 @@ fn redact(kind: ObjectKind, mut body: serde_json::Value) -> serde_json::Value {
 }
 
 impl AdminService {
-    pub fn new(store: Store, public_url: impl Into<String>) -> Self {
+    pub fn new(store: Store, public_url: impl Into<String>, fingerprints: FingerprintKey) -> Self {
         Self {
             store,
             public_url: public_url.into().trim_end_matches('/').to_string(),
+            fingerprints,
         }
     }
 
@@ -160,6 +163,32 @@ impl AdminService {
         }
     }
 
+    /// A connection asserts emails of its domains, or of the workspace's when it
+    /// declares none; with neither, it could sign anyone in as anyone.
+    async fn require_asserted_domains(
+        &self,
+        workspace: &str,
+        doc: &serde_json::Value,
+    ) -> Result<()> {
+        let declares =
+            |v: &serde_json::Value| v["domains"].as_array().is_some_and(|d| !d.is_empty());
+        if declares(doc) {
+            return Ok(());
+        }
+        let ws = self
+            .store
+            .get_object(ObjectKind::Workspace, workspace, workspace)
+            .await?;
+        if ws.is_some_and(|w| declares(&w.body)) {
+            return Ok(());
+        }
+        Err(AdminError::invalid(
+            "the connection lists no domains and neither does its workspace, so it could assert \
+             any email address: list the domains it signs people in for (spec.domains of the \
+             SSOConnection or of the Workspace)",
+        ))
+    }
+
     /// Validates a body for its kind and returns it in canonical form.
     fn canonical(kind: ObjectKind, body: &[u8]) -> Result<serde_json::Value> {
         fn checked<T: DeserializeOwned + serde::Serialize>(
@@ -194,7 +223,10 @@ impl AdminService {
         if kind != ObjectKind::Workspace {
             self.require_workspace(workspace).await?;
         }
-        let fingerprint = fingerprint::of_value(&doc);
+        if kind == ObjectKind::SsoConnection {
+            self.require_asserted_domains(workspace, &doc).await?;
+        }
+        let fingerprint = self.fingerprints.of_value(&doc);
         let audit = AuditEntry {
             workspace: Some(workspace.to_string()),
             actor: actor.0.clone(),
@@ -403,20 +435,5 @@ impl AdminService {
 
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
         Ok(self.store.query_audit(filter).await?)
-    }
-
-    /// Records a refused admin call.
-    pub async fn record_unauthorized(&self, reason: &str) -> Result<()> {
-        Ok(self
-            .store
-            .append_audit(&AuditEntry {
-                workspace: None,
-                actor: "unauthenticated".into(),
-                action: "admin.unauthorized".into(),
-                kind: None,
-                name: None,
-                detail: Some(serde_json::json!({ "reason": reason })),
-            })
-            .await?)
     }
 }

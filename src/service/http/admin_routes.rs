@@ -13,7 +13,7 @@ use super::{
     SharedState,
     error::{ApiError, Body},
 };
-use crate::admin::{InfoView, ListView};
+use crate::admin::{InfoView, ListView, PutResult};
 use crate::service::{
     admin::Actor,
     store::{AuditFilter, Backend, ObjectKind},
@@ -51,6 +51,20 @@ pub fn routes() -> Router<SharedState> {
             "/saml-signing-keys/{id}",
             axum::routing::put(put_saml_signing_key),
         )
+}
+
+/// A changed RoleMapping or Workspace (its default role, approval list) moves
+/// members' roles: recompute them in the background.
+fn roles_may_have_moved(
+    state: &SharedState,
+    kind: ObjectKind,
+    ws: &str,
+    result: Option<PutResult>,
+) {
+    let changed = matches!(result, Some(PutResult::Created | PutResult::Updated));
+    if changed && matches!(kind, ObjectKind::RoleMapping | ObjectKind::Workspace) {
+        state.scim.recompute_in_background(ws);
+    }
 }
 
 /// A key id: 1 to 32 letters, digits or '-'.
@@ -248,6 +262,7 @@ async fn put_workspace(
         .admin
         .put(ObjectKind::Workspace, &ws, &ws, &body, &actor(&headers))
         .await?;
+    roles_may_have_moved(&state, ObjectKind::Workspace, &ws, view.result);
     Ok(Json(view).into_response())
 }
 
@@ -313,7 +328,9 @@ async fn put_item(
     let actor = actor(&headers);
     Ok(match collection(&segment)? {
         Collection::Objects(kind) => {
-            Json(state.admin.put(kind, &ws, &name, &body, &actor).await?).into_response()
+            let view = state.admin.put(kind, &ws, &name, &body, &actor).await?;
+            roles_may_have_moved(&state, kind, &ws, view.result);
+            Json(view).into_response()
         }
         Collection::ScimTokens => {
             Json(state.admin.put_token(&ws, &name, &body, &actor).await?).into_response()
@@ -330,6 +347,7 @@ async fn delete_item(
     match collection(&segment)? {
         Collection::Objects(kind) => {
             state.admin.delete(kind, &ws, &name, false, &actor).await?;
+            roles_may_have_moved(&state, kind, &ws, Some(PutResult::Updated));
         }
         Collection::ScimTokens => {
             state.admin.revoke_token(&ws, &name, &actor).await?;

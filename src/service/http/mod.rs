@@ -2,7 +2,10 @@
 //! service layer, and turn its answer into JSON.
 
 mod admin_routes;
+pub mod client_addr;
 pub mod error;
+pub mod rate_limit;
+pub mod server;
 mod sso_routes;
 
 use std::{sync::Arc, time::Instant};
@@ -18,10 +21,15 @@ use axum::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::store::AuditEntry;
 use super::{
-    admin::AdminService, metrics::ServiceMetrics, scim::service::ScimService, sso::SsoService,
+    ServeConfig, admin::AdminService, failure_audit::FailureAudit, metrics::ServiceMetrics,
+    scim::service::ScimService, sso::SsoService,
 };
+use super::{scim::roles::RoleResolver, sso::session::CheckCache};
+use client_addr::TrustedProxies;
 use error::ApiError;
+use rate_limit::RateLimits;
 
 /// Largest request body accepted (admin documents, SCIM resources). SAML metadata
 /// with several certificates stays well under it.
@@ -33,25 +41,59 @@ pub struct AppState {
     pub scim: ScimService,
     pub sso: SsoService,
     pub metrics: ServiceMetrics,
+    /// Per-source budgets for unauthenticated traffic and failed authentications.
+    pub rate_limits: RateLimits,
+    /// Refusals, aggregated per source and minute into the audit log.
+    pub failures: Arc<FailureAudit>,
+    /// Whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<TrustedProxies>,
     /// SHA-256 of the admin token; comparing hashes keeps the comparison constant-time
     /// whatever the presented token's length.
     admin_token_sha256: [u8; 32],
 }
 
 impl AppState {
-    pub fn new(admin: AdminService, metrics: ServiceMetrics, admin_token: &str) -> Self {
-        let scim = ScimService::new(admin.store().clone(), admin.public_url(), metrics.clone());
-        let sso = SsoService::new(admin.store().clone(), admin.public_url(), metrics.clone());
+    pub fn new(
+        admin: AdminService,
+        config: &ServeConfig,
+        outbound: crate::outbound::Guarded,
+    ) -> Self {
+        let metrics = ServiceMetrics::new();
+        let store = admin.store().clone();
+        let failures = Arc::new(FailureAudit::new(store.clone()));
+        // One session-check cache and one compiled-mapping cache, shared by
+        // SCIM and sign-in.
+        let session_cache = Arc::new(CheckCache::default());
+        let roles = Arc::new(RoleResolver::default());
+        let scim = ScimService::new(
+            store.clone(),
+            admin.public_url(),
+            metrics.clone(),
+            session_cache.clone(),
+            roles.clone(),
+        );
+        let sso = SsoService::new(
+            store,
+            admin.public_url(),
+            metrics.clone(),
+            outbound,
+            failures.clone(),
+            session_cache,
+            roles,
+        );
         Self {
             admin,
             scim,
             sso,
             metrics,
-            admin_token_sha256: Sha256::digest(admin_token.as_bytes()).into(),
+            rate_limits: RateLimits::new(&config.rate_limits),
+            failures,
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            admin_token_sha256: Sha256::digest(config.admin_token.as_bytes()).into(),
         }
     }
 
-    fn admin_token_matches(&self, presented: &str) -> bool {
+    pub(crate) fn admin_token_matches(&self, presented: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         presented.ct_eq(&self.admin_token_sha256).into()
     }
@@ -59,24 +101,50 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
-/// The whole router.
-pub fn router(state: SharedState) -> Router {
+/// The whole router. `with_metrics`: serve `/metrics` here too (when it has
+/// no listener of its own).
+pub fn router(state: SharedState, limits: &server::Limits, with_metrics: bool) -> Router {
     let admin = admin_routes::routes().route_layer(middleware::from_fn_with_state(
         state.clone(),
         require_admin_token,
     ));
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .nest("/admin/v1", admin)
         .nest("/scim/v2", super::scim::routes())
-        .nest("/sso", sso_routes::routes())
+        .nest("/sso", sso_routes::routes(&state))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
+            server::RequestLimits::new(limits),
+            server::limit_requests,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.trusted_proxies.clone(),
+            client_addr::record_client_addr,
+        ))
+        .with_state(state)
+}
+
+/// `/metrics` (and the health checks) on a listener of its own, so the admin
+/// and sign-in port does not publish workspace names to whoever can reach it.
+pub fn metrics_router(state: SharedState, limits: &server::Limits) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(middleware::from_fn_with_state(
+            server::RequestLimits::new(limits),
+            server::limit_requests,
         ))
         .with_state(state)
 }
@@ -136,18 +204,42 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 async fn require_admin_token(
     State(state): State<SharedState>,
+    client: client_addr::ClientAddr,
     req: Request,
     next: Next,
 ) -> Response {
+    // A source that spent its failure budget is not even checked.
+    if let Err(wait) = state.rate_limits.credentials.check(client.0) {
+        return with_retry_after(
+            ApiError::too_many_requests(
+                "too many failed authentications from this source; retry later",
+            )
+            .into_response(),
+            wait,
+        );
+    }
     let reason = match bearer_token(req.headers()) {
         Some(token) if state.admin_token_matches(token) => return next.run(req).await,
         Some(_) => "wrong admin token",
         None => "missing bearer token",
     };
     state.metrics.admin_unauthorized.inc();
-    if let Err(e) = state.admin.record_unauthorized(reason).await {
-        tracing::warn!(error = %e, "could not record a refused admin call");
-    }
+    let _ = state.rate_limits.credentials.take(client.0);
+    state
+        .failures
+        .record(
+            client.0,
+            reason,
+            AuditEntry {
+                workspace: None,
+                actor: "unauthenticated".into(),
+                action: "admin.unauthorized".into(),
+                kind: None,
+                name: None,
+                detail: None,
+            },
+        )
+        .await;
     let mut response = (
         StatusCode::UNAUTHORIZED,
         Json(crate::admin::ErrorBody {
@@ -161,6 +253,15 @@ async fn require_admin_token(
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer realm=\"idsync-admin\""),
+    );
+    response
+}
+
+/// Adds `Retry-After` (whole seconds, at least one) to an answer.
+pub fn with_retry_after(mut response: Response, wait: std::time::Duration) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(rate_limit::retry_after_secs(wait)),
     );
     response
 }

@@ -4,19 +4,22 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{SharedState, bearer_token};
+use super::{
+    SharedState, bearer_token, client_addr::ClientAddr, error::ApiError, with_retry_after,
+};
 use crate::service::{
     sso::{
-        OidcCallback, STATE_COOKIE, SignedIn,
-        error::SignInError,
+        AcsPost, OidcCallback, STATE_COOKIE, SignedIn, StateCookie,
+        error::{Reason, SignInError},
         session::{self, COOKIE},
     },
     store::{format_millis, now_millis},
@@ -25,10 +28,10 @@ use crate::service::{
 /// How long the state cookie of a started sign-in lives (the request's TTL).
 const STATE_COOKIE_MAX_AGE: u64 = 600;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .route("/session", get(check_session))
-        .route("/logout", post(logout))
+pub fn routes(state: &SharedState) -> Router<SharedState> {
+    // What browsers reach without any credential: each request spends from
+    // its source's sign-in budget.
+    let browser = Router::new()
         .route("/{workspace}/start", get(start))
         .route("/{workspace}/discover", get(discover))
         .route(
@@ -40,6 +43,27 @@ pub fn routes() -> Router<SharedState> {
             "/{workspace}/saml/{connection}/metadata",
             get(saml_metadata),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_signin));
+    Router::new()
+        .route("/session", get(check_session))
+        .route("/logout", post(logout))
+        .merge(browser)
+}
+
+/// Spends one unit of the source's sign-in budget, or answers 429.
+async fn limit_signin(
+    State(state): State<SharedState>,
+    client: ClientAddr,
+    req: Request,
+    next: Next,
+) -> Response {
+    match state.rate_limits.signin.take(client.0) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let e = SignInError::new(Reason::RateLimited, "sign-in budget of this source spent");
+            with_retry_after(refused(&e), wait)
+        }
+    }
 }
 
 /// The HTTP-POST binding's form.
@@ -53,20 +77,31 @@ struct SamlPost {
 
 async fn saml_acs(
     State(state): State<SharedState>,
+    client: ClientAddr,
     Path((workspace, connection)): Path<(String, String)>,
+    headers: HeaderMap,
     axum::Form(form): axum::Form<SamlPost>,
 ) -> Response {
     let result = state
         .sso
         .saml_acs(
             &state.scim,
+            client.0,
             &workspace,
             &connection,
-            form.saml_response.as_deref(),
-            form.relay_state.as_deref(),
+            &AcsPost {
+                response: form.saml_response.as_deref(),
+                relay_state: form.relay_state.as_deref(),
+                browser_state: cookie(&headers, STATE_COOKIE),
+            },
         )
         .await;
-    signed_in(&state, result)
+    let mut response = signed_in(&state, result);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state_cookie(&workspace, None, state.sso.secure_cookies()),
+    );
+    response
 }
 
 async fn saml_metadata(
@@ -104,14 +139,21 @@ fn cookie_header(value: String) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn state_cookie(workspace: &str, value: Option<&str>, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    cookie_header(match value {
-        Some(v) => format!(
-            "{STATE_COOKIE}={v}; Path=/sso/{workspace}/; HttpOnly; SameSite=Lax; Max-Age={STATE_COOKIE_MAX_AGE}{secure}"
+/// The state cookie of a started sign-in (`None`: clears it).
+fn state_cookie(workspace: &str, cookie: Option<&StateCookie>, secure: bool) -> HeaderValue {
+    let secure_attr = if secure { "; Secure" } else { "" };
+    cookie_header(match cookie {
+        // `SameSite=None` needs `Secure`; start_saml sets it only over https.
+        Some(c) if c.cross_site_post => format!(
+            "{STATE_COOKIE}={}; Path=/sso/{workspace}/; HttpOnly; SameSite=None; Secure; Max-Age={STATE_COOKIE_MAX_AGE}",
+            c.value
+        ),
+        Some(c) => format!(
+            "{STATE_COOKIE}={}; Path=/sso/{workspace}/; HttpOnly; SameSite=Lax; Max-Age={STATE_COOKIE_MAX_AGE}{secure_attr}",
+            c.value
         ),
         None => format!(
-            "{STATE_COOKIE}=; Path=/sso/{workspace}/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
+            "{STATE_COOKIE}=; Path=/sso/{workspace}/; HttpOnly; SameSite=Lax; Max-Age=0{secure_attr}"
         ),
     })
 }
@@ -145,16 +187,21 @@ async fn start(
             if let Ok(location) = HeaderValue::from_str(&redirect.location) {
                 headers.insert(header::LOCATION, location);
             }
-            if let Some(s) = &redirect.state_cookie {
+            if let Some(c) = &redirect.state_cookie {
                 headers.append(
                     header::SET_COOKIE,
-                    state_cookie(&workspace, Some(s), state.sso.secure_cookies()),
+                    state_cookie(&workspace, Some(c), state.sso.secure_cookies()),
                 );
             }
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => refused(&e),
+        Err(e) => {
+            // The page says only the reason; the detail (which check, which
+            // host) is for whoever reads the logs.
+            tracing::info!(%workspace, reason = e.reason.code(), detail = %e.detail, "sign-in start refused");
+            refused(&e)
+        }
     }
 }
 
@@ -162,8 +209,14 @@ async fn discover(
     State(state): State<SharedState>,
     Path(workspace): Path<String>,
     Query(q): Query<DiscoverQuery>,
+    headers: HeaderMap,
 ) -> Response {
-    match state.sso.discover(&workspace, &q.email).await {
+    let authenticated = bearer_token(&headers).is_some_and(|t| state.admin_token_matches(t));
+    match state
+        .sso
+        .discover(&workspace, &q.email, authenticated)
+        .await
+    {
         Ok(d) => Json(d).into_response(),
         Err(e) => (
             e.reason.status(),
@@ -175,6 +228,7 @@ async fn discover(
 
 async fn oidc_callback(
     State(state): State<SharedState>,
+    client: ClientAddr,
     Path((workspace, connection)): Path<(String, String)>,
     Query(params): Query<OidcCallback>,
     headers: HeaderMap,
@@ -182,7 +236,14 @@ async fn oidc_callback(
     let browser_state = cookie(&headers, STATE_COOKIE);
     let result = state
         .sso
-        .oidc_callback(&state.scim, &workspace, &connection, &params, browser_state)
+        .oidc_callback(
+            &state.scim,
+            client.0,
+            &workspace,
+            &connection,
+            &params,
+            browser_state,
+        )
         .await;
     let mut response = signed_in(&state, result);
     response.headers_mut().append(
@@ -223,13 +284,28 @@ fn presented_session(headers: &HeaderMap) -> Option<&str> {
     cookie(headers, COOKIE).or_else(|| bearer_token(headers))
 }
 
-async fn check_session(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+async fn check_session(
+    State(state): State<SharedState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+) -> Response {
+    // A source whose failed checks spent its budget gets 429 for further
+    // failures (its valid sessions are still answered).
     let unauthorized = |state: &SharedState| {
         state
             .metrics
             .session_checks
             .with_label_values(&["invalid"])
             .inc();
+        if let Err(wait) = state.rate_limits.sessions.take(client.0) {
+            return with_retry_after(
+                ApiError::too_many_requests(
+                    "too many invalid session checks from this source; retry later",
+                )
+                .into_response(),
+                wait,
+            );
+        }
         (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": {"code": "no_session", "message": "no valid session: sign in again"}})),

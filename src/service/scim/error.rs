@@ -31,6 +31,9 @@ impl ScimError {
     pub fn forbidden(detail: &str) -> Self {
         Self::new(StatusCode::FORBIDDEN, detail)
     }
+    pub fn too_many_requests(detail: &str) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
+    }
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }

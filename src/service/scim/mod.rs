@@ -30,8 +30,8 @@ use self::{
     error::ScimError,
     service::{Answer, ListParams, Preconditions},
 };
-use super::http::SharedState;
-use super::store::ObjectKind;
+use super::http::{SharedState, client_addr::ClientAddr, with_retry_after};
+use super::store::{AuditEntry, ObjectKind};
 use crate::scim::{ScimProblem, schema::ResourceKind};
 
 /// Media type of SCIM answers (RFC 7644 §3.1).
@@ -146,17 +146,28 @@ async fn refused_label(state: &SharedState, ws: &str) -> String {
 
 async fn dispatch_root(
     state: State<SharedState>,
+    client: ClientAddr,
     Path(ws): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    dispatch(state, Path((ws, String::new())), method, uri, headers, body).await
+    dispatch(
+        state,
+        client,
+        Path((ws, String::new())),
+        method,
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn dispatch(
     State(state): State<SharedState>,
+    client: ClientAddr,
     Path((ws, rest)): Path<(String, String)>,
     method: Method,
     uri: Uri,
@@ -169,7 +180,11 @@ async fn dispatch(
         .as_ref()
         .map_or("unknown", Endpoint::resource_label);
     let operation = operation_label(endpoint.as_ref(), &method);
-    let (workspace, result) = match authenticate(state.scim.store(), &ws, &headers).await {
+    let (workspace, result, retry_after) = match authenticate_within_budget(
+        &state, client, &ws, &headers,
+    )
+    .await
+    {
         Ok(ctx) => {
             let result = match &endpoint {
                 Some(e) => handle(&state, &ctx, e, &method, &uri, &headers, body).await,
@@ -177,14 +192,17 @@ async fn dispatch(
                     "no SCIM endpoint at /{rest}: use /Users, /Groups, /Bulk, /.search or a discovery endpoint"
                 ))),
             };
-            (ctx.name, result)
+            (ctx.name, result, None)
         }
-        Err(e) => (refused_label(&state, &ws).await, Err(e)),
+        Err((label, e, wait)) => (label, Err(e), wait),
     };
-    let response = match result {
+    let mut response = match result {
         Ok(answer) => answer_response(answer),
         Err(e) => e.into_response(),
     };
+    if let Some(wait) = retry_after {
+        response = with_retry_after(response, wait);
+    }
     let status = response.status();
     let m = &state.metrics;
     m.scim_duration
@@ -203,6 +221,41 @@ async fn dispatch(
             .set(now);
     }
     response
+}
+
+/// Authenticates a request unless its source spent its failure budget; a
+/// failure spends from it and is audited (aggregated). The error side carries
+/// the workspace label for metrics and, for a 429, how long to wait.
+async fn authenticate_within_budget(
+    state: &SharedState,
+    client: ClientAddr,
+    ws: &str,
+    headers: &HeaderMap,
+) -> Result<WorkspaceCtx, (String, ScimError, Option<std::time::Duration>)> {
+    if let Err(wait) = state.rate_limits.credentials.check(client.0) {
+        let e = ScimError::too_many_requests(
+            "too many failed authentications from this address; retry later",
+        );
+        return Err((refused_label(state, ws).await, e, Some(wait)));
+    }
+    let e = match authenticate(state.scim.store(), ws, headers).await {
+        Ok(ctx) => return Ok(ctx),
+        Err(e) => e,
+    };
+    let label = refused_label(state, ws).await;
+    if e.status == StatusCode::UNAUTHORIZED {
+        let _ = state.rate_limits.credentials.take(client.0);
+        let entry = AuditEntry {
+            workspace: (label != "unauthenticated").then(|| ws.to_string()),
+            actor: "unauthenticated".into(),
+            action: "scim.unauthorized".into(),
+            kind: None,
+            name: None,
+            detail: None,
+        };
+        state.failures.record(client.0, &e.detail, entry).await;
+    }
+    Err((label, e, None))
 }
 
 fn answer_response(answer: Answer) -> Response {

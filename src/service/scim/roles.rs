@@ -72,6 +72,19 @@ impl RoleResolver {
     }
 }
 
+/// The documented default role: what a person gets when no rule matches and
+/// neither the mapping nor the workspace declares a default.
+pub const DEFAULT_ROLE: &str = "member";
+
+/// `member`, or, for a mapping whose hierarchy has no `member`, its lowest role
+/// (the least a declared hierarchy grants).
+fn fallback_role(mapping: Option<&CompiledMapping>) -> Option<String> {
+    match mapping.map(CompiledMapping::roles) {
+        Some(roles) if !roles.iter().any(|r| r == DEFAULT_ROLE) => roles.last().cloned(),
+        _ => Some(DEFAULT_ROLE.to_string()),
+    }
+}
+
 /// The role a person with `groups` gets, given the role they hold now.
 pub fn decide(
     mapping: Option<&CompiledMapping>,
@@ -97,7 +110,8 @@ pub fn decide_with_claims(
                 .role
                 .map(str::to_string)
         })
-        .or_else(|| ctx.default_role.clone());
+        .or_else(|| ctx.default_role.clone())
+        .or_else(|| fallback_role(mapping));
     let needs_approval = |role: &str| ctx.policy.approval_required_roles.iter().any(|r| r == role);
     match resolved {
         // An approved elevated role stays; a new one waits for approval, and the
@@ -120,6 +134,96 @@ pub fn decide_with_claims(
             role,
             pending: None,
         },
+    }
+}
+
+/// Users recomputed per transaction when a whole workspace is.
+const RECOMPUTE_BATCH: i64 = 1000;
+
+/// Recomputes every member of a workspace (its RoleMapping or default role
+/// changed), a batch of users per transaction so that SCIM writes and sign-ins
+/// go on in between. Answers how many users were looked at.
+pub async fn recompute_workspace(
+    store: &Store,
+    resolver: &RoleResolver,
+    workspace: &str,
+) -> Result<usize> {
+    let Some(mut ctx) = WorkspaceCtx::load(store, workspace).await? else {
+        return Ok(0);
+    };
+    ctx.actor = Some("role-recompute".into());
+    let mapping = resolver.mapping(store, workspace).await?;
+    let (mut after, mut seen) = (0, 0);
+    loop {
+        let batch = store
+            .user_ids_after(workspace, after, RECOMPUTE_BATCH)
+            .await?;
+        let Some((last, _)) = batch.last() else {
+            return Ok(seen);
+        };
+        after = *last;
+        seen += batch.len();
+        let ids: Vec<String> = batch.into_iter().map(|(_, id)| id).collect();
+        let mut tx = store.scim_write().await?;
+        recompute(
+            &mut tx,
+            &ctx,
+            mapping.as_deref(),
+            &ids,
+            super::super::store::now_millis(),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+}
+
+/// Runs [`recompute_workspace`] in the background, one run per workspace at a
+/// time: a change that arrives during a run makes one more run after it.
+#[derive(Clone, Default)]
+pub struct BackgroundRecompute {
+    /// Workspaces with a run going, and whether another is owed.
+    running: Arc<Mutex<HashMap<String, bool>>>,
+}
+
+impl BackgroundRecompute {
+    pub fn request(&self, store: Store, resolver: Arc<RoleResolver>, workspace: String) {
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(again) = running.get_mut(&workspace) {
+                *again = true;
+                return;
+            }
+            running.insert(workspace.clone(), false);
+        }
+        let running = self.running.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = std::time::Instant::now();
+                match recompute_workspace(&store, &resolver, &workspace).await {
+                    Ok(users) => tracing::info!(
+                        %workspace, users, took_ms = started.elapsed().as_millis() as u64,
+                        "roles recomputed after a mapping change"
+                    ),
+                    Err(e) => tracing::warn!(%workspace, error = %e, "role recompute failed"),
+                }
+                let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+                match running.get_mut(&workspace) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        running.remove(&workspace);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Whether a run is going for `workspace` (tests wait on it).
+    pub fn is_running(&self, workspace: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(workspace)
     }
 }
 

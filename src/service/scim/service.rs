@@ -2,7 +2,7 @@
 //! call without HTTP. Each write is one store transaction covering the resource,
 //! its memberships, the roles they drive and the audit entries.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -25,6 +25,7 @@ use crate::{
     },
     service::{
         metrics::ServiceMetrics,
+        sso::session::CheckCache,
         store::{
             ListQuery, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx, Store,
             StoreError, now_millis, unique_attribute,
@@ -201,8 +202,12 @@ enum Lifecycle {
 pub struct ScimService {
     store: Store,
     public_url: String,
-    roles: RoleResolver,
+    roles: Arc<RoleResolver>,
+    /// Whole-workspace role recomputes after a mapping change.
+    recompute: roles::BackgroundRecompute,
     metrics: ServiceMetrics,
+    /// This replica's session-check cache, cleared of deprovisioned users.
+    session_cache: Arc<CheckCache>,
 }
 
 /// A new resource id: a random UUID (version 4).
@@ -283,13 +288,37 @@ fn dedup(ids: Vec<String>) -> Vec<String> {
 }
 
 impl ScimService {
-    pub fn new(store: Store, public_url: &str, metrics: ServiceMetrics) -> Self {
+    pub fn new(
+        store: Store,
+        public_url: &str,
+        metrics: ServiceMetrics,
+        session_cache: Arc<CheckCache>,
+        roles: Arc<RoleResolver>,
+    ) -> Self {
         Self {
             store,
             public_url: public_url.trim_end_matches('/').to_string(),
-            roles: RoleResolver::default(),
+            roles,
+            recompute: roles::BackgroundRecompute::default(),
             metrics,
+            session_cache,
         }
+    }
+
+    /// Recomputes every member's role in the background: the workspace's
+    /// RoleMapping or default role changed, and sessions report the role a
+    /// member has now.
+    pub fn recompute_in_background(&self, workspace: &str) {
+        self.recompute.request(
+            self.store.clone(),
+            self.roles.clone(),
+            workspace.to_string(),
+        );
+    }
+
+    /// Whether a background recompute of `workspace` is still running.
+    pub fn recomputing(&self, workspace: &str) -> bool {
+        self.recompute.is_running(workspace)
     }
 
     pub fn store(&self) -> &Store {
@@ -664,13 +693,17 @@ impl ScimService {
         }
     }
 
-    fn count(&self, ctx: &WorkspaceCtx, lifecycle: Lifecycle) {
+    /// After a write committed: its lifecycle counted, and a deprovisioned
+    /// user's cached sessions dropped here (their rows were revoked in the write).
+    fn committed(&self, ctx: &WorkspaceCtx, user_id: &str, lifecycle: Lifecycle) {
         match lifecycle {
-            Lifecycle::Deprovisioned => self
-                .metrics
-                .scim_deprovisioned
-                .with_label_values(&[&ctx.name])
-                .inc(),
+            Lifecycle::Deprovisioned => {
+                self.session_cache.forget_user(&ctx.name, user_id);
+                self.metrics
+                    .scim_deprovisioned
+                    .with_label_values(&[&ctx.name])
+                    .inc()
+            }
             Lifecycle::Reactivated => self
                 .metrics
                 .scim_provisioned
@@ -740,7 +773,7 @@ impl ScimService {
             audit_updated(&mut tx, ctx, kind, id, "PUT", now).await?;
         }
         tx.commit().await?;
-        self.count(ctx, lifecycle);
+        self.committed(ctx, id, lifecycle);
         self.answer(ctx, kind, id, proj, StatusCode::OK).await
     }
 
@@ -786,7 +819,7 @@ impl ScimService {
             audit_updated(&mut tx, ctx, kind, id, "PATCH", now).await?;
         }
         tx.commit().await?;
-        self.count(ctx, lifecycle);
+        self.committed(ctx, id, lifecycle);
         self.answer(ctx, kind, id, proj, StatusCode::OK).await
     }
 
@@ -888,7 +921,7 @@ impl ScimService {
             }
         }
         tx.commit().await?;
-        self.count(ctx, lifecycle);
+        self.committed(ctx, id, lifecycle);
         Ok(Answer {
             status: StatusCode::NO_CONTENT,
             body: None,

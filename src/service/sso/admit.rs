@@ -45,37 +45,24 @@ impl SsoService {
                 ),
             ));
         }
-        let user_id = match self
-            .store
-            .find_user_by_email(&ctx.workspace, &identity.email)
-            .await?
-        {
-            UserMatch::Found { id, active: true } => id,
-            UserMatch::Found { active: false, .. } | UserMatch::Deleted => {
-                return Err(SignInError::new(
-                    Reason::Deprovisioned,
-                    "the user is deactivated in the workspace",
-                ));
+        let user_id = match self.bound_user(ctx, identity).await? {
+            Some(id) => id,
+            None => {
+                let (id, relinked) = self.user_by_email(scim, ctx, identity).await?;
+                if let Some(subject) = &identity.subject {
+                    self.store
+                        .link_identity(
+                            &ctx.workspace,
+                            &ctx.name,
+                            subject,
+                            &id,
+                            relinked.as_ref(),
+                            now_millis(),
+                        )
+                        .await?;
+                }
+                id
             }
-            UserMatch::Ambiguous => {
-                return Err(SignInError::new(
-                    Reason::AmbiguousUser,
-                    "several users carry this email",
-                ));
-            }
-            UserMatch::NotFound if policy::requires_scim(ws) => {
-                return Err(SignInError::new(
-                    Reason::NotProvisioned,
-                    "requireScimProvisioning is set and SCIM has not provisioned this person",
-                ));
-            }
-            UserMatch::NotFound if !policy::jit_allowed(ws) => {
-                return Err(SignInError::new(
-                    Reason::JitDisabled,
-                    "jitProvisioning is off and the person is not provisioned",
-                ));
-            }
-            UserMatch::NotFound => self.provision_just_in_time(scim, ctx, identity).await?,
         };
         let role = self.resolve_role(ctx, identity, &user_id).await?;
         let now = now_millis();
@@ -114,6 +101,106 @@ impl SsoService {
             return_to,
             session,
         })
+    }
+
+    /// The user this connection's subject is bound to, if it is bound; an
+    /// error when that user may not sign in.
+    async fn bound_user(
+        &self,
+        ctx: &ConnectionCtx,
+        identity: &Identity,
+    ) -> Result<Option<String>, SignInError> {
+        let Some(subject) = &identity.subject else {
+            return Ok(None);
+        };
+        match self
+            .store
+            .user_by_link(&ctx.workspace, &ctx.name, subject)
+            .await?
+        {
+            Some(user) if user.active && !user.deleted => Ok(Some(user.id)),
+            Some(_) => Err(SignInError::new(
+                Reason::Deprovisioned,
+                "the user is deactivated in the workspace",
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The user an email signs in as (creating one just in time when the
+    /// policy allows). A user already bound to another subject of this
+    /// connection is not taken over, unless the workspace allows relinking;
+    /// then the audit entry of the relink comes back with the user.
+    async fn user_by_email(
+        &self,
+        scim: &ScimService,
+        ctx: &ConnectionCtx,
+        identity: &Identity,
+    ) -> Result<(String, Option<AuditEntry>), SignInError> {
+        let ws = &ctx.workspace_doc;
+        let id = match self
+            .store
+            .find_user_by_email(&ctx.workspace, &identity.email)
+            .await?
+        {
+            UserMatch::Found { id, active: true } => id,
+            UserMatch::Found { active: false, .. } | UserMatch::Deleted => {
+                return Err(SignInError::new(
+                    Reason::Deprovisioned,
+                    "the user is deactivated in the workspace",
+                ));
+            }
+            UserMatch::Ambiguous => {
+                return Err(SignInError::new(
+                    Reason::AmbiguousUser,
+                    "several users carry this email",
+                ));
+            }
+            UserMatch::NotFound if policy::requires_scim(ws) => {
+                return Err(SignInError::new(
+                    Reason::NotProvisioned,
+                    "requireScimProvisioning is set and SCIM has not provisioned this person",
+                ));
+            }
+            UserMatch::NotFound if !policy::jit_allowed(ws) => {
+                return Err(SignInError::new(
+                    Reason::JitDisabled,
+                    "jitProvisioning is off and the person is not provisioned",
+                ));
+            }
+            UserMatch::NotFound => {
+                let id = self.provision_just_in_time(scim, ctx, identity).await?;
+                return Ok((id, None));
+            }
+        };
+        let bound = self
+            .store
+            .linked_subject(&ctx.workspace, &id, &ctx.name)
+            .await?;
+        match (bound, &identity.subject) {
+            (Some(bound), Some(subject)) if &bound != subject => {
+                let relink = ws
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.allow_relinking == Some(true));
+                if !relink {
+                    return Err(SignInError::new(
+                        Reason::SubjectMismatch,
+                        "the email belongs to a user bound to another subject of this connection",
+                    ));
+                }
+                let entry = AuditEntry {
+                    workspace: Some(ctx.workspace.clone()),
+                    actor: format!("sso:{}", ctx.name),
+                    action: "subject_relinked".into(),
+                    kind: Some("User".into()),
+                    name: Some(id.clone()),
+                    detail: Some(json!({"connection": ctx.name})),
+                };
+                Ok((id, Some(entry)))
+            }
+            _ => Ok((id, None)),
+        }
     }
 
     /// Creates the user SCIM has not, through the SCIM service so the record is

@@ -46,8 +46,12 @@ pub enum Reason {
     /// The token or assertion is malformed, or has a shape that is refused
     /// (several assertions, missing subject, ...).
     MalformedResponse,
-    /// No email (or an unverified one) in the claims or attributes.
+    /// No email in the claims or attributes.
     MissingEmail,
+    /// The IdP does not vouch for the email (`email_verified` not true).
+    UnverifiedEmail,
+    /// The email matches a user bound to another subject of this connection.
+    SubjectMismatch,
     /// The email's domain is not one this connection may assert.
     DomainNotAllowed,
     /// `requireScimProvisioning`: the person was never provisioned.
@@ -60,6 +64,8 @@ pub enum Reason {
     AmbiguousUser,
     /// The store could not be reached.
     Unavailable,
+    /// The source sent more sign-in requests than its budget allows.
+    RateLimited,
 }
 
 impl Reason {
@@ -83,12 +89,15 @@ impl Reason {
             Reason::Replayed => "replayed",
             Reason::MalformedResponse => "malformed_response",
             Reason::MissingEmail => "missing_email",
+            Reason::UnverifiedEmail => "unverified_email",
+            Reason::SubjectMismatch => "subject_mismatch",
             Reason::DomainNotAllowed => "domain_not_allowed",
             Reason::NotProvisioned => "not_provisioned",
             Reason::Deprovisioned => "deprovisioned",
             Reason::JitDisabled => "jit_disabled",
             Reason::AmbiguousUser => "ambiguous_user",
             Reason::Unavailable => "unavailable",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -97,10 +106,12 @@ impl Reason {
             Reason::UnknownConnection => StatusCode::NOT_FOUND,
             Reason::BadRequest | Reason::IdpError | Reason::InvalidState => StatusCode::BAD_REQUEST,
             Reason::IdpUnavailable | Reason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Reason::NotProvisioned
             | Reason::Deprovisioned
             | Reason::JitDisabled
             | Reason::DomainNotAllowed
+            | Reason::SubjectMismatch
             | Reason::AmbiguousUser => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -132,6 +143,9 @@ impl Reason {
                 "Signing in is temporarily unavailable. Try again in a few minutes."
             }
             Reason::UnknownConnection => "There is no single sign-on configured for this address.",
+            Reason::RateLimited => {
+                "Too many sign-in attempts came from your network. Wait a minute, then try again."
+            }
             _ => {
                 "Your identity provider's answer could not be accepted. Start signing in again; \
                  if it keeps failing, tell your IT administrator the reason code below."

@@ -13,7 +13,11 @@ use super::{
 /// Who the IdP says signed in, after claim or attribute mapping.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
-    pub subject: String,
+    /// The IdP's stable id for the person, which a user is bound to: the OIDC
+    /// `sub` (the connection fixes the issuer), or a SAML NameID of the
+    /// persistent format. `None` when the IdP gives no stable id (an
+    /// email-format NameID), and then the email alone matches.
+    pub subject: Option<String>,
     pub email: String,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
@@ -22,11 +26,25 @@ pub struct Identity {
     pub claims: BTreeMap<String, Vec<String>>,
 }
 
+/// Whether the IdP vouches for the email: `email_verified` is JSON `true`, or
+/// the string "true" that some IdPs send.
+fn email_verified(claims: &Map<String, Value>) -> bool {
+    match claims.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
 /// Maps claims to an identity, by the connection's claim mapping (OIDC defaults:
-/// `email`, `given_name`, `family_name`, `groups`).
+/// `email`, `given_name`, `family_name`, `groups`). The email must be verified
+/// by the IdP (`email_verified`), unless the connection says to trust
+/// unverified ones: an account at the IdP whose unverified email is someone
+/// else's would otherwise sign in as them (the "nOAuth" pattern).
 pub fn identity_from_claims(
     claims: &Map<String, Value>,
     mapping: Option<&crate::api::ClaimMapping>,
+    trust_unverified_email: bool,
 ) -> Result<Identity, SignInError> {
     let m = mapping.cloned().unwrap_or_default();
     let text = |key: Option<&String>, default: &str| {
@@ -43,11 +61,11 @@ pub fn identity_from_claims(
                 "the ID token carries no email address",
             )
         })?;
-    // An IdP that says the address is unverified is not vouching for it.
-    if claims.get("email_verified") == Some(&Value::Bool(false)) {
+    if !trust_unverified_email && !email_verified(claims) {
         return Err(SignInError::new(
-            Reason::MissingEmail,
-            "the IdP marks the email address unverified",
+            Reason::UnverifiedEmail,
+            "the ID token's email_verified is not true (missing or false); the IdP does not \
+             vouch for the address",
         ));
     }
     let groups_key = m.groups.as_deref().unwrap_or("groups");
@@ -63,8 +81,8 @@ pub fn identity_from_claims(
         subject: claims
             .get("sub")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         email,
         given_name: text(m.given_name.as_ref(), "given_name"),
         family_name: text(m.family_name.as_ref(), "family_name"),
@@ -106,7 +124,7 @@ pub fn identity_from_assertion(
     assertion: &samael::schema::Assertion,
     mapping: Option<&crate::api::ClaimMapping>,
 ) -> Result<Identity, SignInError> {
-    let (name_id, attrs) = saml::attributes(assertion);
+    let (name_id, persistent, attrs) = saml::attributes(assertion);
     let pick = |configured: Option<&String>, defaults: &[&str]| -> Vec<String> {
         match configured {
             Some(name) => attrs.get(name).cloned().unwrap_or_default(),
@@ -138,7 +156,7 @@ pub fn identity_from_assertion(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok(Identity {
-        subject: name_id.unwrap_or_default(),
+        subject: name_id.filter(|_| persistent),
         email,
         given_name: pick(m.given_name.as_ref(), SAML_GIVEN).into_iter().next(),
         family_name: pick(m.family_name.as_ref(), SAML_FAMILY).into_iter().next(),
@@ -173,7 +191,7 @@ mod tests {
             "groups": ["eng", "admins"], "dept": "R&D",
         }))
         .expect("an object");
-        let id = identity_from_claims(&claims, None).expect("an identity");
+        let id = identity_from_claims(&claims, None, true).expect("an identity");
         assert_eq!(id.email, "Alice@Acme.com");
         assert_eq!(id.groups, ["eng", "admins"]);
         assert_eq!(id.claims["dept"], ["R&D"]);
@@ -181,20 +199,36 @@ mod tests {
 
     #[test]
     fn unverified_or_missing_emails_are_refused() {
-        let unverified: Map<String, Value> = serde_json::from_value(
+        let claims =
+            |v: Value| -> Map<String, Value> { serde_json::from_value(v).expect("an object") };
+        let reason = |c: &Map<String, Value>, trust: bool| {
+            identity_from_claims(c, None, trust)
+                .map(|_| ())
+                .unwrap_err()
+                .reason
+        };
+        for unverified in [
             json!({"sub": "u", "email": "a@b.com", "email_verified": false}),
-        )
-        .expect("an object");
-        let missing: Map<String, Value> =
-            serde_json::from_value(json!({"sub": "u"})).expect("an object");
-        for claims in [unverified, missing] {
-            assert_eq!(
-                identity_from_claims(&claims, None)
-                    .map(|_| ())
-                    .unwrap_err()
-                    .reason,
-                Reason::MissingEmail
-            );
+            json!({"sub": "u", "email": "a@b.com"}),
+            json!({"sub": "u", "email": "a@b.com", "email_verified": "false"}),
+            json!({"sub": "u", "email": "a@b.com", "email_verified": 1}),
+        ] {
+            assert_eq!(reason(&claims(unverified), false), Reason::UnverifiedEmail);
         }
+        for verified in [
+            json!({"sub": "u", "email": "a@b.com", "email_verified": true}),
+            json!({"sub": "u", "email": "a@b.com", "email_verified": "TRUE"}),
+        ] {
+            assert!(identity_from_claims(&claims(verified), None, false).is_ok());
+        }
+        // Trusting unverified emails is the connection's explicit choice.
+        assert!(
+            identity_from_claims(&claims(json!({"sub": "u", "email": "a@b.com"})), None, true)
+                .is_ok()
+        );
+        assert_eq!(
+            reason(&claims(json!({"sub": "u"})), true),
+            Reason::MissingEmail
+        );
     }
 }

@@ -14,7 +14,11 @@ pub mod saml;
 pub mod session;
 pub mod sp_keys;
 
-use std::time::{Duration, Instant};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -26,6 +30,7 @@ use self::{
     session::Sessions,
 };
 use super::{
+    failure_audit::FailureAudit,
     metrics::ServiceMetrics,
     scim::{roles::RoleResolver, service::ScimService},
     store::{AuditEntry, ObjectKind, SessionRecord, SignInRequest, SignInStats, Store, now_millis},
@@ -54,8 +59,19 @@ pub struct ConnectionCtx {
 #[derive(Debug, Clone)]
 pub struct Redirect {
     pub location: String,
-    /// Value of the state cookie to set (OIDC), binding the sign-in to this browser.
-    pub state_cookie: Option<String>,
+    /// The state cookie to set, binding the sign-in to this browser.
+    pub state_cookie: Option<StateCookie>,
+}
+
+/// The cookie that makes a sign-in finish only in the browser that started
+/// it (login CSRF): it carries the handle the IdP echoes (OIDC `state`, SAML
+/// RelayState).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCookie {
+    pub value: String,
+    /// `SameSite=None` (SAML: the ACS is a cross-site POST, which `Lax`
+    /// cookies do not reach) or `Lax` (OIDC: the callback is a top-level GET).
+    pub cross_site_post: bool,
 }
 
 /// A finished sign-in.
@@ -68,16 +84,30 @@ pub struct SignedIn {
 }
 
 /// What a product asks before showing a password field.
+///
+/// Anyone may ask, so the unauthenticated answer has one shape for every email
+/// and workspace, known or not: whether the email's domain requires SSO and
+/// where to start. Whether this very person may use a password (the
+/// break-glass list) is told only to an authenticated caller.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Discovery {
     pub workspace: String,
     pub sso_required: bool,
-    pub password_allowed: bool,
+    pub sign_in_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_allowed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sign_in_url: Option<String>,
+}
+
+/// What the browser posts to the ACS (HTTP-POST binding), and the state
+/// cookie it carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcsPost<'a> {
+    pub response: Option<&'a str>,
+    pub relay_state: Option<&'a str>,
+    pub browser_state: Option<&'a str>,
 }
 
 /// The callback parameters of an OIDC authorization response.
@@ -95,8 +125,10 @@ pub struct SsoService {
     saml: SamlSp,
     sp_keys: sp_keys::SpKeys,
     pub sessions: Sessions,
-    roles: RoleResolver,
+    roles: Arc<RoleResolver>,
     metrics: ServiceMetrics,
+    /// Refused sign-ins, aggregated per source and minute.
+    failures: Arc<FailureAudit>,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -108,15 +140,24 @@ fn corrupt(e: impl std::fmt::Display) -> SignInError {
 }
 
 impl SsoService {
-    pub fn new(store: Store, public_url: &str, metrics: ServiceMetrics) -> Self {
+    pub fn new(
+        store: Store,
+        public_url: &str,
+        metrics: ServiceMetrics,
+        outbound: crate::outbound::Guarded,
+        failures: Arc<FailureAudit>,
+        session_cache: Arc<session::CheckCache>,
+        roles: Arc<RoleResolver>,
+    ) -> Self {
         Self {
-            sessions: Sessions::new(store.clone()),
+            failures,
+            sessions: Sessions::new(store.clone(), session_cache),
             sp_keys: sp_keys::SpKeys::new(store.clone()),
             store,
             public_url: public_url.trim_end_matches('/').to_string(),
-            oidc: OidcClient::new(),
-            saml: SamlSp::new(),
-            roles: RoleResolver::default(),
+            oidc: OidcClient::new(outbound.clone()),
+            saml: SamlSp::new(outbound),
+            roles,
             metrics,
         }
     }
@@ -176,22 +217,39 @@ impl SsoService {
         })
     }
 
-    /// Whether this email must use SSO, and where it would sign in.
-    pub async fn discover(&self, workspace: &str, email: &str) -> Result<Discovery, SignInError> {
-        let ws = self.workspace(workspace).await?;
+    /// Whether this email must use SSO, and where it would sign in. With
+    /// `authenticated` (an admin-token caller), also whether this person may
+    /// use a password and through which connection they would come.
+    pub async fn discover(
+        &self,
+        workspace: &str,
+        email: &str,
+        authenticated: bool,
+    ) -> Result<Discovery, SignInError> {
+        let mut answer = Discovery {
+            workspace: workspace.to_string(),
+            sso_required: false,
+            sign_in_url: None,
+            password_allowed: None,
+            connection: None,
+        };
+        let ws = match self.workspace(workspace).await {
+            Ok(ws) => ws,
+            // An unknown workspace answers like one that requires nothing.
+            Err(e) if e.reason == Reason::UnknownConnection && !authenticated => return Ok(answer),
+            Err(e) => return Err(e),
+        };
         let connections = self.connections(workspace).await?;
         let routed = policy::route(&ws, &connections, None, Some(email))
             .filter(|(_, c)| policy::domain_allowed(&ws, c, email));
-        let required = policy::sso_required(&ws, email);
-        Ok(Discovery {
-            workspace: workspace.to_string(),
-            sso_required: required,
-            password_allowed: !required,
-            connection: routed.map(|(n, _)| n.clone()),
-            sign_in_url: routed.map(|(n, _)| {
-                format!("{}/start?connection={}", self.base(workspace), urlencode(n))
-            }),
-        })
+        answer.sso_required = policy::sso_required_for_domain(&ws, email);
+        answer.sign_in_url = routed
+            .map(|(n, _)| format!("{}/start?connection={}", self.base(workspace), urlencode(n)));
+        if authenticated {
+            answer.password_allowed = Some(!policy::sso_required(&ws, email));
+            answer.connection = routed.map(|(n, _)| n.clone());
+        }
+        Ok(answer)
     }
 
     /// Starts a sign-in: picks the connection and answers where the browser goes.
@@ -266,11 +324,16 @@ impl SsoService {
             return_to,
         )
         .await?;
-        // No state cookie: the ACS is a cross-site POST, which SameSite=Lax
-        // cookies do not reach; InResponseTo binds the answer to this request.
+        // The ACS is a cross-site POST, which only a `SameSite=None; Secure`
+        // cookie reaches, and browsers take such a cookie only over https:
+        // there the RelayState is bound to this browser; over plain http
+        // (development) InResponseTo alone binds the answer to this request.
         Ok(Redirect {
             location,
-            state_cookie: None,
+            state_cookie: self.secure_cookies().then_some(StateCookie {
+                value: relay_state,
+                cross_site_post: true,
+            }),
         })
     }
 
@@ -305,26 +368,30 @@ impl SsoService {
     pub async fn saml_acs(
         &self,
         scim: &ScimService,
+        client: IpAddr,
         workspace: &str,
         connection: &str,
-        response: Option<&str>,
-        relay_state: Option<&str>,
+        post: &AcsPost<'_>,
     ) -> Result<SignedIn, SignInError> {
         let started = Instant::now();
         let ctx = self
             .callback_connection(workspace, connection, Protocol::Saml)
             .await?;
-        let result = self.saml_sign_in(&ctx, response, relay_state).await;
-        self.finish(scim, &ctx, Protocol::Saml, started, result)
+        let result = self.saml_sign_in(&ctx, post).await;
+        self.finish(scim, client, &ctx, Protocol::Saml, started, result)
             .await
     }
 
     async fn saml_sign_in(
         &self,
         ctx: &ConnectionCtx,
-        response: Option<&str>,
-        relay_state: Option<&str>,
+        post: &AcsPost<'_>,
     ) -> Result<(Identity, String), SignInError> {
+        let AcsPost {
+            response,
+            relay_state,
+            browser_state,
+        } = *post;
         let response = response
             .ok_or_else(|| SignInError::new(Reason::BadRequest, "the POST has no SAMLResponse"))?;
         let xml = saml::decode_response(response)?;
@@ -349,6 +416,14 @@ impl SsoService {
                 Reason::InvalidState,
                 "the response answers no sign-in started here (unknown, used or expired \
                  RelayState) and IdP-initiated sign-in is off",
+            ));
+        }
+        // Login CSRF: over https, a sign-in started here finishes only in the
+        // browser that started it (see `start_saml`).
+        if request.is_some() && self.secure_cookies() && !same_handle(browser_state, relay_state) {
+            return Err(SignInError::new(
+                Reason::InvalidState,
+                "the RelayState does not belong to this browser",
             ));
         }
         let provider = self.saml_provider(ctx, request.is_none()).await?;
@@ -414,7 +489,10 @@ impl SsoService {
         .await?;
         Ok(Redirect {
             location,
-            state_cookie: Some(req.state),
+            state_cookie: Some(StateCookie {
+                value: req.state,
+                cross_site_post: false,
+            }),
         })
     }
 
@@ -422,6 +500,7 @@ impl SsoService {
     pub async fn oidc_callback(
         &self,
         scim: &ScimService,
+        client: IpAddr,
         workspace: &str,
         connection: &str,
         params: &OidcCallback,
@@ -432,7 +511,7 @@ impl SsoService {
             .callback_connection(workspace, connection, Protocol::Oidc)
             .await?;
         let result = self.oidc_sign_in(&ctx, params, browser_state).await;
-        self.finish(scim, &ctx, Protocol::Oidc, started, result)
+        self.finish(scim, client, &ctx, Protocol::Oidc, started, result)
             .await
     }
 
@@ -471,7 +550,7 @@ impl SsoService {
                 SignInError::new(Reason::InvalidState, "unknown, used or expired state")
             })?;
         // Login CSRF: the state must come back to the browser that started it.
-        if browser_state != Some(state.as_str()) {
+        if !same_handle(browser_state, Some(state)) {
             return Err(SignInError::new(
                 Reason::InvalidState,
                 "the state does not belong to this browser",
@@ -512,7 +591,11 @@ impl SsoService {
                 claims.entry(k).or_insert(v);
             }
         }
-        let identity = identity_from_claims(&claims, cfg.claim_mapping.as_ref())?;
+        let identity = identity_from_claims(
+            &claims,
+            cfg.claim_mapping.as_ref(),
+            cfg.trust_unverified_email == Some(true),
+        )?;
         Ok((identity, request.return_to))
     }
 
@@ -521,6 +604,7 @@ impl SsoService {
     async fn finish(
         &self,
         scim: &ScimService,
+        client: IpAddr,
         ctx: &ConnectionCtx,
         protocol: Protocol,
         started: Instant,
@@ -558,13 +642,9 @@ impl SsoService {
                 action: "sign_in_failed".into(),
                 kind: Some("SSOConnection".into()),
                 name: Some(ctx.name.clone()),
-                detail: Some(json!({
-                    "protocol": protocol.as_str(), "reason": e.reason.code(), "detail": e.detail,
-                })),
+                detail: Some(json!({"protocol": protocol.as_str(), "detail": e.detail})),
             };
-            if let Err(e) = self.store.append_audit(&entry).await {
-                tracing::warn!(error = %e, "could not audit a refused sign-in");
-            }
+            self.failures.record(client, e.reason.code(), entry).await;
         }
         result
     }
@@ -659,6 +739,15 @@ impl SsoService {
         let revoked = self.store.revoke_session(&id, &entry, now).await?;
         self.sessions.forget(&id);
         Ok(revoked)
+    }
+}
+
+/// Whether the cookie carries the handle the IdP echoed (constant time).
+fn same_handle(cookie: Option<&str>, echoed: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    match (cookie, echoed) {
+        (Some(c), Some(e)) => c.len() == e.len() && bool::from(c.as_bytes().ct_eq(e.as_bytes())),
+        _ => false,
     }
 }
 

@@ -24,7 +24,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::{Reason, SignInError};
-use crate::{admin::OidcDoc, api::sso_connection::TokenEndpointAuthMethod};
+use crate::{
+    admin::OidcDoc,
+    api::sso_connection::TokenEndpointAuthMethod,
+    outbound::{BodyLimit, FailureClass, FetchError, Guarded, https_url},
+};
 
 /// Discovery documents are refetched after this long.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -37,8 +41,6 @@ pub const CLOCK_SKEW_SECS: u64 = 60;
 /// An ID token issued longer ago than this is refused (it was minted for this
 /// sign-in, seconds ago).
 const MAX_ID_TOKEN_AGE_SECS: i64 = 600;
-/// Timeout of each call to the IdP.
-const IDP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Asymmetric algorithms an ID token may be signed with.
 const ALLOWED_ALGORITHMS: &[(&str, Algorithm)] = &[
@@ -64,15 +66,40 @@ pub struct Discovery {
     pub userinfo_endpoint: Option<String>,
 }
 
+impl Discovery {
+    /// Every endpoint must be https (plain http only on loopback): a discovery
+    /// document is the IdP's word, and the next requests go where it says.
+    pub fn check_endpoints(&self) -> Result<(), SignInError> {
+        let endpoints = [
+            ("authorization_endpoint", Some(&self.authorization_endpoint)),
+            ("token_endpoint", Some(&self.token_endpoint)),
+            ("jwks_uri", Some(&self.jwks_uri)),
+            ("userinfo_endpoint", self.userinfo_endpoint.as_ref()),
+        ];
+        for (name, url) in endpoints {
+            if let Some(url) = url {
+                https_url(url).map_err(|e| {
+                    SignInError::new(
+                        Reason::IdpUnavailable,
+                        format!("the discovery document's {name} ({e}) is refused"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 struct KeySet {
     keys: Arc<Vec<Jwk>>,
     fetched: Instant,
     last_attempt: Instant,
 }
 
-/// Talks to OpenID Providers; caches discovery documents and key sets.
+/// Talks to OpenID Providers (through the guarded client); caches discovery
+/// documents and key sets.
 pub struct OidcClient {
-    http: reqwest::Client,
+    http: Guarded,
     jwks_min_refresh: Duration,
     discovery: Mutex<HashMap<String, (Arc<Discovery>, Instant)>>,
     jwks: Mutex<HashMap<String, KeySet>>,
@@ -97,8 +124,9 @@ struct TokenError {
     error: Option<String>,
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> SignInError {
-    SignInError::new(Reason::IdpUnavailable, format!("{what}: {e}"))
+/// An IdP call that failed: the host and a class, never the answer's text.
+fn unavailable(what: &str, e: FetchError) -> SignInError {
+    SignInError::new(Reason::IdpUnavailable, format!("{what} at {e}"))
 }
 
 /// A random URL-safe string of 32 bytes (256 bits).
@@ -126,12 +154,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
 }
 
 impl OidcClient {
-    pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(IDP_TIMEOUT)
-            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+    pub fn new(http: Guarded) -> Self {
         Self {
             http,
             jwks_min_refresh: JWKS_MIN_REFRESH,
@@ -163,14 +186,10 @@ impl OidcClient {
         }
         let d: Discovery = self
             .http
-            .get(&url)
-            .send()
+            .get_json(&url)
             .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable("fetching the discovery document", e))?
-            .json()
-            .await
-            .map_err(|e| unavailable("reading the discovery document", e))?;
+            .map_err(|e| unavailable("the discovery document", e))?;
+        d.check_endpoints()?;
         if d.issuer != cfg.issuer {
             return Err(SignInError::new(
                 Reason::WrongIssuer,
@@ -193,8 +212,12 @@ impl OidcClient {
         redirect_uri: &str,
         req: &AuthRequest,
     ) -> Result<String, SignInError> {
-        let mut url = reqwest::Url::parse(&d.authorization_endpoint)
-            .map_err(|e| unavailable("the authorization endpoint is not a URL", e))?;
+        let mut url = reqwest::Url::parse(&d.authorization_endpoint).map_err(|_| {
+            SignInError::new(
+                Reason::IdpUnavailable,
+                "the authorization endpoint is not a URL",
+            )
+        })?;
         let scopes = if cfg.scopes.is_empty() {
             "openid email profile".to_string()
         } else {
@@ -228,7 +251,10 @@ impl OidcClient {
             ("redirect_uri", redirect_uri),
             ("code_verifier", code_verifier),
         ];
-        let mut request = self.http.post(&d.token_endpoint);
+        let mut request = self
+            .http
+            .request(reqwest::Method::POST, &d.token_endpoint)
+            .map_err(|e| unavailable("the token endpoint", e))?;
         match cfg.token_endpoint_auth_method {
             Some(TokenEndpointAuthMethod::ClientSecretPost) => {
                 form.push(("client_id", &cfg.client_id));
@@ -239,16 +265,11 @@ impl OidcClient {
                 request = request.basic_auth(form_encode(&cfg.client_id), Some(form_encode(secret)))
             }
         }
-        let response = request
-            .form(&form)
-            .send()
+        let (status, body) = self
+            .http
+            .send(request.form(&form), BodyLimit::Json)
             .await
-            .map_err(|e| unavailable("calling the token endpoint", e))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable("reading the token endpoint's answer", e))?;
+            .map_err(|e| unavailable("the token endpoint", e))?;
         if !status.is_success() {
             // Only the OAuth error code: descriptions are free text from the IdP.
             let code = serde_json::from_slice::<TokenError>(&body)
@@ -386,17 +407,28 @@ impl OidcClient {
                 "useUserinfo is set but the IdP has no userinfo endpoint",
             )
         })?;
-        let claims: Map<String, Value> = self
+        let request = self
             .http
-            .get(url)
-            .bearer_auth(access_token)
-            .send()
+            .request(reqwest::Method::GET, url)
+            .map_err(|e| unavailable("the userinfo endpoint", e))?
+            .bearer_auth(access_token);
+        let (status, body) = self
+            .http
+            .send(request, BodyLimit::Json)
             .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable("calling the userinfo endpoint", e))?
-            .json()
-            .await
-            .map_err(|e| unavailable("reading the userinfo answer", e))?;
+            .map_err(|e| unavailable("the userinfo endpoint", e))?;
+        let decoded = if status.is_success() {
+            serde_json::from_slice::<Map<String, Value>>(&body).map_err(|_| FailureClass::Decode)
+        } else {
+            Err(FailureClass::Status(status.as_u16()))
+        };
+        let claims = decoded.map_err(|class| {
+            let host = reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            unavailable("the userinfo endpoint", FetchError { host, class })
+        })?;
         if claims.get("sub").and_then(Value::as_str) != Some(sub) {
             return Err(SignInError::new(
                 Reason::MalformedResponse,
@@ -462,26 +494,15 @@ impl OidcClient {
         }
         let raw: RawSet = self
             .http
-            .get(uri)
-            .send()
+            .get_json(uri)
             .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable("fetching the JWKS", e))?
-            .json()
-            .await
-            .map_err(|e| unavailable("reading the JWKS", e))?;
+            .map_err(|e| unavailable("the JWKS", e))?;
         // Keys of types we do not understand are skipped, not fatal.
         Ok(raw
             .keys
             .into_iter()
             .filter_map(|k| serde_json::from_value(k).ok())
             .collect())
-    }
-}
-
-impl Default for OidcClient {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -20,7 +20,8 @@ pub fn email_domain(email: &str) -> Option<String> {
 }
 
 /// The domains a connection may assert emails of: its own, else the
-/// workspace's; empty means any.
+/// workspace's. Empty means none (the admin API refuses such a connection;
+/// a workspace that later drops its domains refuses sign-in, not opens it).
 pub fn connection_domains<'a>(ws: &'a WorkspaceDoc, conn: &'a SsoConnectionDoc) -> &'a [String] {
     if conn.domains.is_empty() {
         &ws.domains
@@ -32,7 +33,7 @@ pub fn connection_domains<'a>(ws: &'a WorkspaceDoc, conn: &'a SsoConnectionDoc) 
 /// Whether `conn` may sign in someone with this email.
 pub fn domain_allowed(ws: &WorkspaceDoc, conn: &SsoConnectionDoc, email: &str) -> bool {
     let allowed = connection_domains(ws, conn);
-    allowed.is_empty() || email_domain(email).is_some_and(|d| allowed.contains(&d))
+    email_domain(email).is_some_and(|d| allowed.contains(&d))
 }
 
 /// Picks the connection for a sign-in: the named one, else the one whose
@@ -69,19 +70,12 @@ pub fn route<'a>(
     }
 }
 
-/// Whether this person must sign in through SSO (and may not use a password).
-pub fn sso_required(ws: &WorkspaceDoc, email: &str) -> bool {
+/// Whether SSO is required for this email's domain (the workspace's rule,
+/// before any break-glass exception).
+pub fn sso_required_for_domain(ws: &WorkspaceDoc, email: &str) -> bool {
     let Some(policy) = &ws.policy else {
         return false;
     };
-    let email_lc = email.to_ascii_lowercase();
-    if policy
-        .break_glass_admins
-        .iter()
-        .any(|a| a.to_ascii_lowercase() == email_lc)
-    {
-        return false;
-    }
     match policy.require_sso.as_ref().map(|r| (r.mode, &r.domains)) {
         None | Some((RequireSsoMode::Off, _)) => false,
         Some((RequireSsoMode::All, _)) => true,
@@ -89,6 +83,20 @@ pub fn sso_required(ws: &WorkspaceDoc, email: &str) -> bool {
             email_domain(email).is_some_and(|d| domains.contains(&d))
         }
     }
+}
+
+/// Whether this email is one of the workspace's break-glass administrators.
+pub fn is_break_glass(ws: &WorkspaceDoc, email: &str) -> bool {
+    ws.policy.as_ref().is_some_and(|p| {
+        p.break_glass_admins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(email))
+    })
+}
+
+/// Whether this person must sign in through SSO (and may not use a password).
+pub fn sso_required(ws: &WorkspaceDoc, email: &str) -> bool {
+    !is_break_glass(ws, email) && sso_required_for_domain(ws, email)
 }
 
 /// Whether a person SCIM never provisioned may be created at first sign-in.

@@ -15,7 +15,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -70,19 +70,66 @@ struct Keys {
     loaded: Option<Instant>,
 }
 
+/// Live sessions checked in the last `CHECK_CACHE_TTL`, by session id. Shared
+/// with SCIM, which drops a deprovisioned member's entries in the request
+/// that deprovisions them, so this replica's very next check is a 401.
+#[derive(Default)]
+pub struct CheckCache {
+    entries: Mutex<HashMap<String, (SessionRecord, Instant)>>,
+}
+
+impl CheckCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionRecord, Instant)>> {
+        // Guards map operations only; a poisoned map is still a usable map.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &str, now: i64) -> Option<SessionRecord> {
+        let cache = self.lock();
+        let (record, at) = cache.get(id)?;
+        (at.elapsed() < CHECK_CACHE_TTL && record.expires_at > now).then(|| record.clone())
+    }
+
+    fn put(&self, id: String, record: Option<&SessionRecord>) {
+        let mut cache = self.lock();
+        match record {
+            Some(r) => {
+                if cache.len() >= CHECK_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(id, (r.clone(), Instant::now()));
+            }
+            None => {
+                cache.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets one session (sign-out on this replica).
+    pub fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Forgets every session of a user (deprovisioning on this replica).
+    pub fn forget_user(&self, workspace: &str, user_id: &str) {
+        self.lock()
+            .retain(|_, (r, _)| !(r.workspace == workspace && r.user_id == user_id));
+    }
+}
+
 /// Session cookies and checks, shared by every handler.
 pub struct Sessions {
     store: Store,
     keys: Mutex<Keys>,
-    cache: Mutex<HashMap<String, (SessionRecord, Instant)>>,
+    cache: Arc<CheckCache>,
 }
 
 impl Sessions {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, cache: Arc<CheckCache>) -> Self {
         Self {
             store,
             keys: Mutex::new(Keys::default()),
-            cache: Mutex::new(HashMap::new()),
+            cache,
         }
     }
 
@@ -188,37 +235,17 @@ impl Sessions {
         let Some(id) = self.verify(cookie).await? else {
             return Ok(None);
         };
-        {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((record, at)) = cache.get(&id)
-                && at.elapsed() < CHECK_CACHE_TTL
-                && record.expires_at > now
-            {
-                return Ok(Some(record.clone()));
-            }
+        if let Some(record) = self.cache.get(&id, now) {
+            return Ok(Some(record));
         }
         let record = self.store.live_session(&id, now).await?;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        match &record {
-            Some(r) => {
-                if cache.len() >= CHECK_CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(id, (r.clone(), Instant::now()));
-            }
-            None => {
-                cache.remove(&id);
-            }
-        }
+        self.cache.put(id, record.as_ref());
         Ok(record)
     }
 
     /// Forgets a session here at once (sign-out on this replica).
     pub fn forget(&self, id: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.cache.forget(id);
     }
 }
 

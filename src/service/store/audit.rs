@@ -77,6 +77,61 @@ impl Store {
         Ok(())
     }
 
+    /// Appends an entry on its own and answers its id (for an aggregate entry
+    /// whose count is set when its minute is over).
+    pub async fn append_audit_returning_id(&self, entry: &AuditEntry) -> Result<i64> {
+        let detail = entry.detail.as_ref().map(|d| d.to_string());
+        let mut tx = self.begin_write().await?;
+        let id = tx
+            .fetch_one(
+                "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    now_millis().into(),
+                    entry.workspace.as_deref().into(),
+                    entry.actor.as_str().into(),
+                    entry.action.as_str().into(),
+                    entry.kind.as_deref().into(),
+                    entry.name.as_deref().into(),
+                    detail.as_deref().into(),
+                ],
+                |row| row.int("id"),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Rewrites the detail of an aggregate entry (its final count). Entries
+    /// are otherwise never changed.
+    pub async fn set_audit_detail(&self, id: i64, detail: &serde_json::Value) -> Result<()> {
+        let text = detail.to_string();
+        let mut tx = self.begin_write().await?;
+        tx.execute(
+            "UPDATE audit_log SET detail = $1 WHERE id = $2",
+            &[text.as_str().into(), id.into()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes entries older than `before` (ms), at most `batch` of them (the
+    /// oldest); answers how many went. The retention pruner calls it until
+    /// it answers less than `batch`, so no transaction grows unbounded.
+    pub async fn prune_audit(&self, before: i64, batch: i64) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM audit_log WHERE id IN \
+                 (SELECT id FROM audit_log WHERE at < $1 ORDER BY id LIMIT $2)",
+                &[before.into(), batch.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     pub async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT id, at, workspace, actor, action, kind, name, detail FROM audit_log \

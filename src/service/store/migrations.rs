@@ -41,6 +41,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0005_scim_member_names.sql"),
         include_str!("../../../migrations/postgres/0005_scim_member_names.sql"),
     ),
+    (
+        6,
+        "identity_links",
+        include_str!("../../../migrations/sqlite/0006_identity_links.sql"),
+        include_str!("../../../migrations/postgres/0006_identity_links.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

@@ -14,6 +14,7 @@ mod args;
 mod audit;
 mod columns;
 mod group_commit;
+mod identity_links;
 mod migrations;
 mod objects;
 mod point_reads;
@@ -33,6 +34,7 @@ use sqlx::{
 use args::Arg;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 use columns::Columns;
+pub use identity_links::LinkedUser;
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{
     ListQuery, Member, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx,

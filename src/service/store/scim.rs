@@ -502,6 +502,28 @@ impl Store {
         tx.commit().await
     }
 
+    /// The next `limit` users of a workspace after `after_pk`, in pk order:
+    /// (pk, id). The role recompute walks a workspace with it.
+    pub async fn user_ids_after(
+        &self,
+        workspace: &str,
+        after_pk: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT pk, id FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
+             AND pk > $2 AND deleted_at IS NULL ORDER BY pk LIMIT $3",
+        )
+        .bind(workspace)
+        .bind(after_pk)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("pk")?, r.try_get("id")?)))
+            .collect()
+    }
+
     /// Begins a SCIM write transaction.
     pub async fn scim_write(&self) -> Result<ScimTx> {
         Ok(ScimTx {

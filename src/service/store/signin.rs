@@ -146,6 +146,28 @@ impl Store {
         Ok(request.filter(|r| r.expires_at >= now))
     }
 
+    /// Deletes sign-in state that can no longer be used: requests and replay
+    /// cache entries past their expiry, and sessions a day past theirs (the
+    /// day keeps a just-expired session explainable). Answers the rows gone.
+    pub async fn prune_signin_state(&self, now: i64) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let mut gone = 0;
+        for sql in [
+            "DELETE FROM signin_requests WHERE expires_at < $1",
+            "DELETE FROM saml_replay_cache WHERE expires_at < $1",
+        ] {
+            gone += tx.execute(sql, &[now.into()]).await?;
+        }
+        gone += tx
+            .execute(
+                "DELETE FROM sessions WHERE expires_at < $1",
+                &[(now - 24 * 3600 * 1000).into()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
     /// Remembers a consumed assertion ID until `expires_at`; false when it was
     /// already consumed (a replay), on this replica or any other.
     pub async fn remember_assertion(&self, id: &str, now: i64, expires_at: i64) -> Result<bool> {
@@ -355,9 +377,11 @@ impl Store {
     /// active: deprovisioning ends sessions even if a revocation were missed.
     pub async fn live_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>> {
         // A primary-key probe and one joined row: a point read. Every
-        // request the product checks a session for comes here.
+        // request the product checks a session for comes here. The role is
+        // the user's now, not the one they signed in with: a SCIM membership
+        // or RoleMapping change shows on the next check.
         self.read_optional(
-            "SELECT s.workspace, s.user_id, s.role, s.connection, s.created_at, s.expires_at, \
+            "SELECT s.workspace, s.user_id, r.role, s.connection, s.created_at, s.expires_at, \
              r.name_key FROM sessions s JOIN scim_resources r \
              ON r.workspace = s.workspace AND r.id = s.user_id AND r.kind = 'User' \
              WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \

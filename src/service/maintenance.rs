@@ -1,0 +1,57 @@
+//! Background upkeep of a service process: the counts of aggregated refusals,
+//! and pruning what would otherwise grow without bound (expired sign-in state,
+//! and audit entries past `--audit-retention`). Every replica runs it; the
+//! deletes are idempotent.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{
+    failure_audit::FailureAudit,
+    store::{Store, now_millis},
+};
+
+/// How often aggregated refusal counts are written.
+const FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// How often expired rows are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Audit entries deleted per transaction.
+const AUDIT_PRUNE_BATCH: i64 = 10_000;
+
+/// Runs until `stop` resolves, then writes the last counts.
+pub async fn run(
+    store: Store,
+    failures: Arc<FailureAudit>,
+    audit_retention: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = flush.tick() => failures.flush(false).await,
+            _ = prune.tick() => prune_once(&store, audit_retention).await,
+        }
+    }
+    failures.flush(true).await;
+}
+
+/// One pruning pass; failures are logged and retried on the next pass.
+pub async fn prune_once(store: &Store, audit_retention: Duration) {
+    let now = now_millis();
+    if let Err(e) = store.prune_signin_state(now).await {
+        tracing::warn!(error = %e, "pruning expired sign-in state failed");
+    }
+    let before = now.saturating_sub(audit_retention.as_millis().min(i64::MAX as u128) as i64);
+    loop {
+        match store.prune_audit(before, AUDIT_PRUNE_BATCH).await {
+            Ok(n) if (n as i64) < AUDIT_PRUNE_BATCH => break,
+            Ok(_) => tokio::task::yield_now().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning the audit log failed");
+                break;
+            }
+        }
+    }
+}
