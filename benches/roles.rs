@@ -40,7 +40,7 @@ fn measure(
     groups: &[String],
     claims: &BTreeMap<String, Vec<String>>,
 ) {
-    let principal = Principal { groups, claims };
+    let principal = Principal::new(groups, claims);
     // Warm up caches and the regex engine's lazy DFA.
     for _ in 0..100_000 {
         black_box(mapping.evaluate(black_box(principal)));

@@ -322,6 +322,27 @@ async fn idp_initiated_sign_in_is_opt_in_and_single_use(db: Db) {
     assert_refused(&on.post_acs(&on.browser(), &unsolicited).await, "replayed");
 }
 
+/// A RoleMapping rule limited to the `okta` connection: the SAML IdP of the
+/// same workspace asserting the admins group gets nobody admin.
+#[tokio::test]
+async fn a_rule_limited_to_a_connection_ignores_another_idps_groups() {
+    let f = SignInFixture::start_with_saml(
+        Db::Sqlite,
+        json!({"domains": ["acme.com", "acme.io"]}),
+        accounts(),
+        Some(json!({"rules": [{"equals": "admins", "role": "admin", "connections": ["okta"]}]})),
+        false,
+    )
+    .await;
+    let browser = f.browser();
+    let post = f.saml_through_idp(&browser, "alice", "").await;
+    let landing = f.post_acs(&browser, &post).await;
+    assert_eq!(landing.status, StatusCode::SEE_OTHER, "{}", landing.body);
+    let (_, session) = f.session(&landing.session_cookie().expect("cookie")).await;
+    assert_eq!(session["userName"], "alice@acme.io");
+    assert_eq!(session["role"], "member", "entra's admins group is not okta's: {session}");
+}
+
 on_both_databases!(saml_sign_in_lands_with_the_mapped_role);
 
 #[tokio::test]

@@ -124,6 +124,17 @@ pub struct RoleRule {
     /// group names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_case: Option<bool>,
+
+    /// SSOConnections (by name) whose sign-in assertions this rule sees, so a
+    /// second IdP of the workspace cannot assert, say, the admins group. Groups
+    /// the directory pushed over SCIM count whatever this says. Empty: every
+    /// connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        inner(regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")),
+        length(max = 16)
+    )]
+    pub connections: Vec<String>,
 }
 
 /// What a rule matches against.
@@ -152,6 +163,12 @@ pub struct RoleTest {
     /// The person's claims or attributes; each may have several values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Vec<String>>,
+    /// The SSOConnection that asserted these groups and claims at sign-in
+    /// (default: the groups come from the directory, the claims from no
+    /// particular connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"))]
+    pub connection: Option<String>,
     /// The role they must get (the workspace default when nothing matches is written
     /// as that role; `none` when no rule matches and the mapping has no defaultRole).
     #[schemars(regex(pattern = r"^[a-z][-a-z0-9_]{0,62}$"), length(max = 63))]

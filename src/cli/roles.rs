@@ -59,10 +59,7 @@ pub fn run(cmd: RolesCommand) -> anyhow::Result<()> {
             .or_default()
             .push(v.to_string());
     }
-    let resolution = compiled.evaluate(Principal {
-        groups: &groups,
-        claims: &claim_map,
-    });
+    let resolution = compiled.evaluate(Principal::new(&groups, &claim_map));
     let name = mapping.metadata.name.as_deref().unwrap_or("<unnamed>");
     match resolution.decided_by {
         DecidedBy::Rule(i) => {

@@ -37,6 +37,8 @@ pub enum CompileError {
 pub(super) struct CompiledRule {
     /// Index into the hierarchy; lower is higher.
     pub(super) rank: u32,
+    /// Connections whose sign-in assertions the rule sees (empty: any).
+    pub(super) connections: Vec<String>,
 }
 
 /// All rules that test one source (the groups, or one named claim).
@@ -166,7 +168,10 @@ impl CompiledMapping {
                 }
                 _ => return Err(CompileError::MatcherCount { rule: index }),
             }
-            rules.push(CompiledRule { rank });
+            rules.push(CompiledRule {
+                rank,
+                connections: rule.connections.clone(),
+            });
         }
 
         let groups = groups.finish()?;

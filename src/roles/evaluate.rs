@@ -5,11 +5,46 @@ use std::collections::BTreeMap;
 use super::compile::{CompiledMapping, SourceMatcher};
 use crate::api::{RoleTest, Strategy};
 
-/// What the IdP says about a person.
+/// What is known about a person: the groups the directory pushed (SCIM),
+/// which every rule sees, and what an IdP asserted at sign-in (groups and
+/// claims), which a rule that lists connections sees only from those.
 #[derive(Debug, Clone, Copy)]
 pub struct Principal<'a> {
     pub groups: &'a [String],
     pub claims: &'a BTreeMap<String, Vec<String>>,
+    pub asserted_groups: &'a [String],
+    /// The connection that asserted `claims` and `asserted_groups`.
+    pub connection: Option<&'a str>,
+}
+
+impl<'a> Principal<'a> {
+    /// Directory groups and claims of no particular connection (inline
+    /// tests, `idsync roles test`, SCIM recomputes).
+    pub fn new(groups: &'a [String], claims: &'a BTreeMap<String, Vec<String>>) -> Self {
+        Self {
+            groups,
+            claims,
+            asserted_groups: &[],
+            connection: None,
+        }
+    }
+
+    /// Adds what `connection` asserted at sign-in: its groups (the claims
+    /// already given are taken as its claims too).
+    pub fn through(mut self, connection: &'a str, asserted_groups: &'a [String]) -> Self {
+        self.connection = Some(connection);
+        self.asserted_groups = asserted_groups;
+        self
+    }
+}
+
+/// Where a value came from, for rules limited to connections.
+#[derive(Debug, Clone, Copy)]
+enum Origin<'a> {
+    /// Pushed by the workspace's directory over SCIM: every rule sees it.
+    Directory,
+    /// Asserted at sign-in through this connection (or none named).
+    Connection(Option<&'a str>),
 }
 
 /// Which part of the mapping decided the role.
@@ -61,16 +96,30 @@ impl std::fmt::Display for TestFailure {
 }
 
 /// The best rule seen so far under the mapping's strategy.
-struct Best {
+struct Best<'a> {
     strategy: Strategy,
     /// (rank, rule) of the best match; lower is better for both.
     best: Option<(u32, u32)>,
+    /// Where the values offered now came from.
+    origin: Origin<'a>,
 }
 
-impl Best {
+impl Best<'_> {
     #[inline]
     fn offer(&mut self, mapping: &CompiledMapping, rule: u32) {
-        let rank = mapping.rules[rule as usize].rank;
+        let compiled = &mapping.rules[rule as usize];
+        let seen = compiled.connections.is_empty()
+            || match self.origin {
+                Origin::Directory => true,
+                Origin::Connection(Some(c)) => {
+                    compiled.connections.iter().any(|allowed| allowed == c)
+                }
+                Origin::Connection(None) => false,
+            };
+        if !seen {
+            return;
+        }
+        let rank = compiled.rank;
         let candidate = match self.strategy {
             // First match: the lowest rule index wins, whatever its role.
             Strategy::FirstMatch => (0, rule),
@@ -89,8 +138,13 @@ impl CompiledMapping {
         let mut best = Best {
             strategy: self.strategy,
             best: None,
+            origin: Origin::Directory,
         };
         for group in principal.groups {
+            self.groups.offer_matches(self, group, &mut best);
+        }
+        best.origin = Origin::Connection(principal.connection);
+        for group in principal.asserted_groups {
             self.groups.offer_matches(self, group, &mut best);
         }
         if !self.claims.is_empty() {
@@ -126,10 +180,13 @@ impl CompiledMapping {
             .iter()
             .enumerate()
             .filter_map(|(index, test)| {
-                let got = self.evaluate(Principal {
-                    groups: &test.groups,
-                    claims: &test.claims,
-                });
+                let got = match &test.connection {
+                    // The test's groups were asserted through that connection.
+                    Some(c) => {
+                        self.evaluate(Principal::new(&[], &test.claims).through(c, &test.groups))
+                    }
+                    None => self.evaluate(Principal::new(&test.groups, &test.claims)),
+                };
                 let got_role = got.role.unwrap_or("none");
                 (got_role != test.expect).then(|| TestFailure {
                     index,
@@ -149,7 +206,7 @@ impl CompiledMapping {
 
 impl SourceMatcher {
     #[inline]
-    fn offer_matches(&self, mapping: &CompiledMapping, value: &str, best: &mut Best) {
+    fn offer_matches(&self, mapping: &CompiledMapping, value: &str, best: &mut Best<'_>) {
         if let Some(rules) = self.exact.get(value) {
             rules.iter().for_each(|&r| best.offer(mapping, r));
         }

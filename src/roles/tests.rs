@@ -30,10 +30,7 @@ fn groups(names: &[&str]) -> Vec<String> {
 fn resolve(mapping: &CompiledMapping, gs: &[&str]) -> (Option<String>, DecidedBy) {
     let claims = BTreeMap::new();
     let g = groups(gs);
-    let r = mapping.evaluate(Principal {
-        groups: &g,
-        claims: &claims,
-    });
+    let r = mapping.evaluate(Principal::new(&g, &claims));
     (r.role.map(str::to_string), r.decided_by)
 }
 
@@ -140,10 +137,7 @@ fn claims_match_by_name() {
     .unwrap();
     let mut claims = BTreeMap::new();
     claims.insert("department".to_string(), vec!["data-science".to_string()]);
-    let r = m.evaluate(Principal {
-        groups: &[],
-        claims: &claims,
-    });
+    let r = m.evaluate(Principal::new(&[], &claims));
     assert_eq!(r.role, Some("member"));
     // A group with the same value is not the claim.
     assert_eq!(resolve(&m, &["data-science"]).0, None);
@@ -213,5 +207,30 @@ fn inline_tests_report_each_failure() {
     assert_eq!(
         failures[0].to_string(),
         "test 1 (\"others get nothing\"): expected member, got none (no rule matched, no defaultRole)"
+    );
+}
+
+#[test]
+fn a_rule_limited_to_connections_sees_only_their_assertions_and_the_directory() {
+    let mut limited = rule("admin", "admins");
+    limited.connections = vec!["okta".into()];
+    let m = CompiledMapping::compile_spec(&spec(Strategy::FirstMatch, vec![limited])).unwrap();
+    let admins = groups(&["admins"]);
+    let none = BTreeMap::new();
+    let via = |connection: &str| {
+        m.evaluate(Principal::new(&[], &none).through(connection, &admins))
+            .role
+            .map(str::to_string)
+    };
+    assert_eq!(via("okta").as_deref(), Some("admin"));
+    assert_eq!(
+        via("partner-idp"),
+        None,
+        "a second IdP cannot assert the group"
+    );
+    // The directory's own groups count for every rule.
+    assert_eq!(
+        m.evaluate(Principal::new(&admins, &none)).role,
+        Some("admin")
     );
 }

@@ -131,6 +131,10 @@ impl SourceLimiter {
         }
         let Budget { per_second, burst } = self.budget;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        // A source that never spent has a full bucket: checking it needs none.
+        if cost == 0.0 && !buckets.contains_key(&source(ip)) {
+            return Ok(());
+        }
         if buckets.len() >= MAX_SOURCES {
             buckets.retain(|_, b| {
                 b.tokens + now.duration_since(b.at).as_secs_f64() * per_second < burst

@@ -85,31 +85,32 @@ fn fallback_role(mapping: Option<&CompiledMapping>) -> Option<String> {
     }
 }
 
-/// The role a person with `groups` gets, given the role they hold now.
+/// The role a person with `groups` (from the directory) gets, given the role
+/// they hold now.
 pub fn decide(
     mapping: Option<&CompiledMapping>,
     ctx: &WorkspaceCtx,
     groups: &[String],
     current: Option<&str>,
 ) -> RoleDecision {
-    decide_with_claims(mapping, ctx, groups, &Default::default(), current)
+    decide_for(
+        mapping,
+        ctx,
+        Principal::new(groups, &Default::default()),
+        current,
+    )
 }
 
-/// The role a person gets from their groups and the IdP's claims (at sign-in),
-/// given the role they hold now.
-pub fn decide_with_claims(
+/// The role a person gets from what is known of them (the directory's groups,
+/// and at sign-in what the IdP asserted), given the role they hold now.
+pub fn decide_for(
     mapping: Option<&CompiledMapping>,
     ctx: &WorkspaceCtx,
-    groups: &[String],
-    claims: &std::collections::BTreeMap<String, Vec<String>>,
+    principal: Principal<'_>,
     current: Option<&str>,
 ) -> RoleDecision {
     let resolved = mapping
-        .and_then(|m| {
-            m.evaluate(Principal { groups, claims })
-                .role
-                .map(str::to_string)
-        })
+        .and_then(|m| m.evaluate(principal).role.map(str::to_string))
         .or_else(|| ctx.default_role.clone())
         .or_else(|| fallback_role(mapping));
     let needs_approval = |role: &str| ctx.policy.approval_required_roles.iter().any(|r| r == role);

@@ -13,10 +13,10 @@ use super::{
 };
 use crate::{
     api::Protocol,
-    roles::CompiledMapping,
+    roles::{CompiledMapping, Principal},
     scim::schema::ResourceKind,
     service::{
-        scim::{context::WorkspaceCtx, roles::decide_with_claims, service::ScimService},
+        scim::{context::WorkspaceCtx, roles::decide_for, service::ScimService},
         store::{AuditEntry, SessionRecord, UserMatch, now_millis},
     },
 };
@@ -289,21 +289,17 @@ impl SsoService {
         identity: &Identity,
         user_id: &str,
     ) -> Result<Option<String>, SignInError> {
-        let (current, pending, mut groups) = self
+        let (current, pending, groups) = self
             .store
             .user_roles_and_groups(&ctx.workspace, user_id)
             .await?;
-        groups.extend(identity.groups.iter().cloned());
         let mapping: Option<Arc<CompiledMapping>> =
             self.roles.mapping(&self.store, &ctx.workspace).await?;
         let scim_ctx = self.scim_ctx(ctx).await?;
-        let decision = decide_with_claims(
-            mapping.as_deref(),
-            &scim_ctx,
-            &groups,
-            &identity.claims,
-            current.as_deref(),
-        );
+        // The directory's groups, and what this connection asserted.
+        let principal =
+            Principal::new(&groups, &identity.claims).through(&ctx.name, &identity.groups);
+        let decision = decide_for(mapping.as_deref(), &scim_ctx, principal, current.as_deref());
         if decision.role != current || decision.pending != pending {
             let mut entries = Vec::new();
             if decision.role != current {
