@@ -6,7 +6,9 @@
 //!    checks and ours), on a response signed by the samlify test IdP;
 //! 3. session checks/s through `GET /sso/session`, 64 concurrent keep-alive
 //!    clients over 1,000 live sessions, with p50/p99;
-//! 4. session checks/s in-process (the service layer without HTTP).
+//! 4. session checks/s in-process (the service layer without HTTP);
+//! 5. the role recompute a RoleMapping change starts, over 100,000 members of
+//!    ten 10,000-member groups (`IDSYNC_BENCH_MEMBERS` for another count).
 //!
 //! Run with `cargo bench --bench signin`. Prints numbers; asserts nothing.
 
@@ -287,6 +289,139 @@ async fn session_checks() {
     service.stop().await.expect("stop");
 }
 
+async fn role_recompute() {
+    use idsync::service::scim::roles;
+    let members: usize = std::env::var("IDSYNC_BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let db = support::TestDb::new(support::Db::Sqlite).await;
+    let service = support::start_service(&db.url).await;
+    let state = service.state.clone();
+    let admin = support::client(&service);
+    admin
+        .put_object(
+            ObjectKind::Workspace,
+            "acme",
+            "acme",
+            &json!({"domains": ["acme.com"]}),
+        )
+        .await
+        .expect("workspace");
+    let ctx = WorkspaceCtx::load(state.admin.store(), "acme")
+        .await
+        .expect("store")
+        .expect("workspace");
+    let started = Instant::now();
+    let groups = 10;
+    let per_group = members.div_ceil(groups);
+    for g in 0..groups {
+        let mut ids = Vec::with_capacity(per_group);
+        for i in 0..per_group.min(members - g * per_group) {
+            let user = state
+                .scim
+                .create(
+                    &ctx,
+                    ResourceKind::User,
+                    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                           "userName": format!("u{g}-{i}@acme.com")}),
+                    &Default::default(),
+                )
+                .await
+                .expect("user");
+            ids.push(json!({"value": user.body.expect("body")["id"]}));
+        }
+        state
+            .scim
+            .create(
+                &ctx,
+                ResourceKind::Group,
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                       "displayName": format!("team-{g}"), "members": ids}),
+                &Default::default(),
+            )
+            .await
+            .expect("group");
+    }
+    println!(
+        "  (provisioned {members} members in {groups} groups in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    // Every member of team-0..4 becomes admin; the rest keeps member.
+    let rules: Vec<_> = (0..5)
+        .map(|g| json!({"equals": format!("team-{g}"), "role": "admin"}))
+        .collect();
+    admin
+        .put_object(
+            ObjectKind::RoleMapping,
+            "acme",
+            "default",
+            &json!({"rules": rules}),
+        )
+        .await
+        .expect("mapping");
+    // The PUT started the background run; time a run of the same code here.
+    while state.scim.recomputing("acme") {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resolver = roles::RoleResolver::default();
+    admin
+        .put_object(
+            ObjectKind::RoleMapping,
+            "acme",
+            "default",
+            &json!({"rules": rules[..2]}),
+        )
+        .await
+        .expect("mapping");
+    while state.scim.recomputing("acme") {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let seen = roles::recompute_workspace(state.admin.store(), &resolver, "acme")
+        .await
+        .expect("recompute");
+    let took = wall.elapsed().as_secs_f64();
+    println!(
+        "role recompute after a RoleMapping change       {seen} members   {took:.2} s   {:.0} members/s   {:.1} µs CPU each (nothing moved: every role already right)",
+        seen as f64 / took,
+        (cpu_seconds() - cpu) / seen as f64 * 1e6
+    );
+    // Now a change that moves 30,000 roles, timed in the background as it runs.
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    admin
+        .put_object(
+            ObjectKind::RoleMapping,
+            "acme",
+            "default",
+            &json!({"rules": rules}),
+        )
+        .await
+        .expect("mapping");
+    while state.scim.recomputing("acme") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = wall.elapsed().as_secs_f64();
+    let moved = state
+        .admin
+        .audit(&idsync::service::store::AuditFilter {
+            workspace: Some("acme".into()),
+            action: Some("role_changed".into()),
+            since: Some(now_millis() - (took * 1000.0) as i64 - 1000),
+            limit: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .len();
+    println!(
+        "role recompute in the background, roles moving  {members} members   {took:.2} s   {:.0} members/s   {moved} role_changed entries   {:.1} µs CPU per member",
+        members as f64 / took,
+        (cpu_seconds() - cpu) / members as f64 * 1e6
+    );
+    service.stop().await.expect("stop");
+}
+
 fn main() {
     support::cluster::install_crypto();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -304,5 +439,6 @@ fn main() {
         id_token_checks().await;
         saml_checks().await;
         session_checks().await;
+        role_recompute().await;
     });
 }

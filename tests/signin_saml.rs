@@ -340,7 +340,10 @@ async fn a_rule_limited_to_a_connection_ignores_another_idps_groups() {
     assert_eq!(landing.status, StatusCode::SEE_OTHER, "{}", landing.body);
     let (_, session) = f.session(&landing.session_cookie().expect("cookie")).await;
     assert_eq!(session["userName"], "alice@acme.io");
-    assert_eq!(session["role"], "member", "entra's admins group is not okta's: {session}");
+    assert_eq!(
+        session["role"], "member",
+        "entra's admins group is not okta's: {session}"
+    );
 }
 
 on_both_databases!(saml_sign_in_lands_with_the_mapped_role);

@@ -132,7 +132,9 @@ async fn start_service_on_a_port(db: &TestDb, opts: &FixtureOptions) -> (Service
         let port = free_port();
         let direct = format!("http://127.0.0.1:{port}");
         let public_url = opts.public_url.clone().unwrap_or_else(|| direct.clone());
-        let started = if opts.process {
+        // IDSYNC_TEST_SERVE_BIN runs every fixture against that binary.
+        let process = opts.process || std::env::var_os("IDSYNC_TEST_SERVE_BIN").is_some();
+        let started = if process {
             let token_file = db.dir.path().join("admin-token");
             std::fs::write(&token_file, ADMIN_TOKEN).expect("admin token file");
             let mut args = vec![
