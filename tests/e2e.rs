@@ -774,3 +774,62 @@ spec:
     );
     eprintln!("namespace deletion completed in {:?}", started.elapsed());
 }
+
+/// A Secret that exists before a SCIMToken names it is the application's:
+/// it keeps its data, gains no owner, and survives the SCIMToken's deletion;
+/// the SCIMToken says why it is not Ready.
+#[tokio::test]
+async fn secrets_the_operator_did_not_create_are_left_alone() {
+    let s = stack();
+    let client = client().await;
+    let ns = "foreign-secret";
+    s.cp.apply(&tenant_yaml(ns, "foreign-secret"));
+    s.cp.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: app-creds, namespace: {ns}}}
+stringData: {{token: the-application-s-own, other: kept}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {{name: scim, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  secretName: app-creds
+"#
+    ));
+    let tokens: Api<ScimToken> = Api::namespaced(client.clone(), ns);
+    let condition = eventually("SecretConflict in status", Duration::from_secs(30), || async {
+        let t = tokens.get("scim").await.ok()?;
+        let ready = t
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.reason == "SecretConflict").then_some(ready)
+    })
+    .await;
+    assert_eq!(condition.status, "False");
+    assert!(condition.message.contains("app-creds"), "{}", condition.message);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let untouched = secrets.get("app-creds").await.unwrap();
+    assert!(untouched.metadata.owner_references.is_none(), "adopted: {untouched:?}");
+    assert_eq!(
+        secret_value(&client, ns, "app-creds", "token").await.as_deref(),
+        Some("the-application-s-own")
+    );
+    // No token was issued for it either.
+    let admin = s.service.admin();
+    assert!(admin.list_tokens("foreign-secret").await.unwrap().is_empty());
+    let (ok, out, err) = s.cp.kubectl_run(
+        &["delete", "scimtoken", "scim", "-n", ns, "--timeout=60s"],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        secret_value(&client, ns, "app-creds", "other").await.as_deref(),
+        Some("kept"),
+        "the garbage collector deleted the application's Secret"
+    );
+}

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Context,
     error::{Error, Result},
-    scim_token::{MANAGED_BY_LABEL, secret_matches, write_secret},
+    owned_secret::{self, MANAGED_BY_LABEL},
     target::Target,
 };
 use crate::{
@@ -265,13 +265,20 @@ pub async fn reconcile(
     let name = ring.secret_name(svc);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let current = api.get_opt(&name).await?;
+    // A Secret idsync did not create is neither read nor written.
+    owned_secret::check_owned(
+        current.as_ref(),
+        svc.metadata.uid.as_deref(),
+        &format!("IdentityService {}", svc.name_any()),
+        &name,
+    )?;
     let now = jiff::Timestamp::now().as_millisecond();
     let have = stored_keys(current.as_ref());
     let want = ring.desired(&have, now, || ring.new_key(svc, now))?;
     let rotated = want.first().map(|k| &k.id) != have.first().map(|k| &k.id);
     let secret = desired_secret(svc, &name, &want)?;
-    if !secret_matches(current.as_ref(), &secret) {
-        write_secret(ctx, &ns, &name, &secret, "IdentityService").await?;
+    if !owned_secret::matches(current.as_ref(), &secret) {
+        owned_secret::write(ctx, &ns, &secret, current.is_some(), "IdentityService").await?;
     }
     let registered = ring.registered(target).await?;
     for key in want.iter().filter(|k| !registered.contains(&k.id)) {

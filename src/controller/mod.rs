@@ -7,6 +7,7 @@ mod error;
 mod identity_service;
 mod keyring;
 mod metrics;
+mod owned_secret;
 mod resync;
 mod role_mapping;
 mod scim_token;

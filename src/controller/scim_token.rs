@@ -18,13 +18,14 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ObjectMeta, Patch, PatchParams},
+    api::ObjectMeta,
     runtime::{controller::Action, events::EventType},
 };
 
 use super::{
-    Context, FIELD_MANAGER,
+    Context,
     error::{Error, Result},
+    owned_secret::{self, MANAGED_BY_LABEL},
     status::{self, Cond, READY, ROTATED},
     target::Target,
 };
@@ -34,8 +35,6 @@ use crate::token;
 
 /// Overlap when the resource sets no rotation schedule (rotation by annotation only).
 const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
-/// Label on Secrets the operator owns, so it can watch only those.
-pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "idsync");
 pub const TOKEN_LABEL: &str = "idsync.dev/scim-token";
 const TOKEN_ID_ANNOTATION: &str = "idsync.dev/token-id";
 
@@ -128,48 +127,6 @@ fn desired_secret(t: &ScimToken, token_value: &str, token_id: &str, scim_base_ur
     }
 }
 
-/// Whether the stored Secret already matches what we would write.
-pub(super) fn secret_matches(current: Option<&Secret>, want: &Secret) -> bool {
-    let Some(current) = current else { return false };
-    let has_all = |have: &Option<BTreeMap<String, String>>,
-                   want: &Option<BTreeMap<String, String>>| {
-        want.iter()
-            .flatten()
-            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
-    };
-    current.data == want.data
-        && has_all(&current.metadata.labels, &want.metadata.labels)
-        && has_all(&current.metadata.annotations, &want.metadata.annotations)
-        && current.metadata.owner_references == want.metadata.owner_references
-}
-
-/// Writes an operator-owned Secret by server-side apply, counting the write
-/// under the kind that owns it.
-pub(super) async fn write_secret(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    secret: &Secret,
-    owner_kind: &str,
-) -> Result<()> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut body =
-        serde_json::to_value(secret).map_err(|e| Error::config("Internal", e.to_string()))?;
-    body["apiVersion"] = "v1".into();
-    body["kind"] = "Secret".into();
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.metrics
-        .secret_writes
-        .with_label_values(&[owner_kind])
-        .inc();
-    Ok(())
-}
-
 fn overlap_of(t: &ScimToken) -> Duration {
     t.spec
         .rotation
@@ -191,6 +148,13 @@ async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) ->
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
     let secret = secrets.get_opt(&t.secret_name()).await?;
+    // A Secret idsync did not create is neither read nor written.
+    owned_secret::check_owned(
+        secret.as_ref(),
+        t.metadata.uid.as_deref(),
+        &format!("SCIMToken {}", t.name_any()),
+        &t.secret_name(),
+    )?;
     let status = t.status.clone().unwrap_or_default();
 
     // What the Secret holds, and whether the service accepts it.
@@ -248,11 +212,11 @@ async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) ->
                 )
                 .await?;
             // 2. The Secret.
-            write_secret(
+            owned_secret::write(
                 ctx,
                 &t.namespace().unwrap_or_default(),
-                &t.secret_name(),
                 &desired_secret(t, new.expose(), &new.id, &scim_base_url),
+                secret.is_some(),
                 "SCIMToken",
             )
             .await?;
@@ -305,12 +269,12 @@ async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) ->
     } else {
         secret
     };
-    if !secret_matches(secret_now.as_ref(), &want) {
-        write_secret(
+    if !owned_secret::matches(secret_now.as_ref(), &want) {
+        owned_secret::write(
             ctx,
             &t.namespace().unwrap_or_default(),
-            &t.secret_name(),
             &want,
+            secret_now.is_some(),
             "SCIMToken",
         )
         .await?;
