@@ -196,6 +196,9 @@ pub fn https_url(s: &str) -> Result<Url, FetchError> {
     }
 }
 
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Extra settings of one client.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -271,6 +274,10 @@ impl Guarded {
             }))
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
+            // Below the idle timeout servers commonly keep (idsync's own is
+            // its 10 s header-read timeout), so a pooled connection is not
+            // reused just as the server closes it.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &options.ca_bundle {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())

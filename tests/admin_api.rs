@@ -456,7 +456,120 @@ async fn health_readiness_and_metrics(db: Db) {
     svc.stop().await.unwrap();
 }
 
+/// Workspace ids are claimed: the first claimant to write one owns it, and
+/// every write to it or to anything in it from another claimant is refused
+/// with a 409 that names the owner and changes nothing, until the owner
+/// deletes it or an administrator releases the claim.
+async fn workspace_ids_are_claimed(db: Db) {
+    let db = TestDb::new(db).await;
+    let svc = start_service(&db.url).await;
+    let team_a = client(&svc).with_claimant("kubernetes:prod:team-a/prod:uid-a");
+    let team_b = client(&svc).with_claimant("kubernetes:prod:team-b/prod:uid-b");
+    let ws = json!({"domains": ["team-a.example"]});
+    team_a
+        .put_object(ObjectKind::Workspace, "prod", "prod", &ws)
+        .await
+        .unwrap();
+    let writes_before = audit_count(&svc).await;
+    let taken = |e: ClientError| match e {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!(status, StatusCode::CONFLICT);
+            assert_eq!(code, "workspace_taken");
+            assert!(message.contains("namespace team-a"), "{message}");
+        }
+        other => panic!("not a 409: {other:?}"),
+    };
+    let evil = json!({"domains": ["evil.example"]});
+    taken(
+        team_b
+            .put_object(ObjectKind::Workspace, "prod", "prod", &evil)
+            .await
+            .unwrap_err(),
+    );
+    let conn = json!({"protocol": "oidc", "domains": ["team-a.example"],
+                      "oidc": {"issuer": "https://evil.example", "clientId": "x", "clientSecret": "y"}});
+    taken(
+        team_b
+            .put_object(ObjectKind::SsoConnection, "prod", "evil", &conn)
+            .await
+            .unwrap_err(),
+    );
+    let token = ScimTokenDoc {
+        name: "evil".into(),
+        sha256: Some("0".repeat(64)),
+        expires_at: None,
+    };
+    taken(
+        team_b
+            .put_token("prod", "aaaaaaaaaaaaaaaa", &token)
+            .await
+            .unwrap_err(),
+    );
+    taken(
+        team_b
+            .delete_object(ObjectKind::Workspace, "prod", "prod", true)
+            .await
+            .unwrap_err(),
+    );
+    taken(team_b.release_workspace("prod").await.unwrap_err());
+    assert_eq!(
+        audit_count(&svc).await,
+        writes_before,
+        "a refused write changed something"
+    );
+    let stored = client(&svc)
+        .get_object(ObjectKind::Workspace, "prod", "prod")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.spec["domains"][0], "team-a.example");
+
+    // The owner writes on; an administrator (no claimant) may release the claim.
+    team_a
+        .put_object(ObjectKind::SsoConnection, "prod", "okta", &conn)
+        .await
+        .unwrap();
+    assert!(client(&svc).release_workspace("prod").await.unwrap());
+    let released = client(&svc)
+        .audit("workspace=prod&action=workspace.released")
+        .await
+        .unwrap();
+    assert_eq!(released.len(), 1);
+    team_b
+        .put_object(ObjectKind::Workspace, "prod", "prod", &evil)
+        .await
+        .unwrap();
+    taken_by_b(
+        team_a
+            .put_object(ObjectKind::Workspace, "prod", "prod", &ws)
+            .await
+            .unwrap_err(),
+    );
+    // Deleting the workspace frees the id too.
+    team_b
+        .delete_object(ObjectKind::Workspace, "prod", "prod", true)
+        .await
+        .unwrap();
+    team_a
+        .put_object(ObjectKind::Workspace, "prod", "prod", &ws)
+        .await
+        .unwrap();
+    svc.stop().await.unwrap();
+}
+
+fn taken_by_b(e: ClientError) {
+    assert!(
+        matches!(&e, ClientError::Api { code, message, .. } if code == "workspace_taken" && message.contains("team-b")),
+        "{e:?}"
+    );
+}
+
 on_both_databases!(
+    workspace_ids_are_claimed,
     second_identical_put_changes_nothing,
     bad_input_gets_a_clear_4xx_and_changes_nothing,
     wrong_or_missing_admin_token_is_401_and_audited,

@@ -799,28 +799,47 @@ spec:
 "#
     ));
     let tokens: Api<ScimToken> = Api::namespaced(client.clone(), ns);
-    let condition = eventually("SecretConflict in status", Duration::from_secs(30), || async {
-        let t = tokens.get("scim").await.ok()?;
-        let ready = t
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")?;
-        (ready.reason == "SecretConflict").then_some(ready)
-    })
+    let condition = eventually(
+        "SecretConflict in status",
+        Duration::from_secs(30),
+        || async {
+            let t = tokens.get("scim").await.ok()?;
+            let ready = t
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.reason == "SecretConflict").then_some(ready)
+        },
+    )
     .await;
     assert_eq!(condition.status, "False");
-    assert!(condition.message.contains("app-creds"), "{}", condition.message);
+    assert!(
+        condition.message.contains("app-creds"),
+        "{}",
+        condition.message
+    );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let untouched = secrets.get("app-creds").await.unwrap();
-    assert!(untouched.metadata.owner_references.is_none(), "adopted: {untouched:?}");
+    assert!(
+        untouched.metadata.owner_references.is_none(),
+        "adopted: {untouched:?}"
+    );
     assert_eq!(
-        secret_value(&client, ns, "app-creds", "token").await.as_deref(),
+        secret_value(&client, ns, "app-creds", "token")
+            .await
+            .as_deref(),
         Some("the-application-s-own")
     );
     // No token was issued for it either.
     let admin = s.service.admin();
-    assert!(admin.list_tokens("foreign-secret").await.unwrap().is_empty());
+    assert!(
+        admin
+            .list_tokens("foreign-secret")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let (ok, out, err) = s.cp.kubectl_run(
         &["delete", "scimtoken", "scim", "-n", ns, "--timeout=60s"],
         None,
@@ -828,8 +847,146 @@ spec:
     assert!(ok, "{out}{err}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        secret_value(&client, ns, "app-creds", "other").await.as_deref(),
+        secret_value(&client, ns, "app-creds", "other")
+            .await
+            .as_deref(),
         Some("kept"),
         "the garbage collector deleted the application's Secret"
     );
+}
+
+/// The Ready condition of a resource, once it has the given reason.
+async fn ready_with_reason(
+    client: &Client,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::core::ApiResource {
+            group: "idsync.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "idsync.dev/v1alpha1".into(),
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+        },
+    );
+    eventually(
+        &format!("{kind} {ns}/{name} {reason}"),
+        Duration::from_secs(45),
+        || async {
+            let obj = api.get(name).await.ok()?;
+            let conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> =
+                serde_json::from_value(obj.data["status"]["conditions"].clone()).ok()?;
+            conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.reason == reason)
+        },
+    )
+    .await
+}
+
+/// Two namespaces that both declare workspace id `contested`: exactly one
+/// owns it, the other waits with WorkspaceIdTaken and writes nothing across
+/// resyncs, its SSOConnection included (so nobody signs in through it); once
+/// the winner is deleted, the other claims the id on its next pass.
+#[tokio::test]
+async fn one_namespace_owns_a_workspace_id_and_the_other_waits() {
+    let s = stack();
+    let client = client().await;
+    s.cp.apply(&tenant_yaml("claim-a", "contested"));
+    wait_ready("workspaces", "claim-a", "main", "60s");
+    s.cp.apply(&tenant_yaml("claim-b", "contested"));
+    s.cp.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: evil-oidc, namespace: claim-b}}
+stringData: {{clientSecret: evil}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: SSOConnection
+metadata: {{name: evil, namespace: claim-b}}
+spec:
+  workspaceRef: {{name: main}}
+  protocol: oidc
+  oidc:
+    issuer: {issuer}
+    clientId: octomil-idsync
+    clientSecretRef: {{name: evil-oidc, key: clientSecret}}
+"#,
+        issuer = s.oidc.issuer
+    ));
+    let taken =
+        ready_with_reason(&client, "Workspace", "claim-b", "main", "WorkspaceIdTaken").await;
+    assert_eq!(taken.status, "False");
+    assert!(
+        taken.message.contains("namespace claim-a"),
+        "{}",
+        taken.message
+    );
+    let conn = ready_with_reason(
+        &client,
+        "SSOConnection",
+        "claim-b",
+        "evil",
+        "WorkspaceIdTaken",
+    )
+    .await;
+    assert_eq!(conn.status, "False");
+    let admin = s.service.admin();
+    assert!(
+        admin
+            .get_object(ObjectKind::SsoConnection, "contested", "evil")
+            .await
+            .unwrap()
+            .is_none(),
+        "the other namespace's connection reached the workspace"
+    );
+    let start = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/sso/contested/start?connection=evil",
+            s.service.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        start.status(),
+        404,
+        "a sign-in through the other namespace's connection"
+    );
+    // Nothing more is written to the id across resyncs: no flip-flop.
+    let writes = || async {
+        admin
+            .audit("workspace=contested&limit=1000")
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = writes().await;
+    tokio::time::sleep(RESYNC * 5).await;
+    assert_eq!(
+        writes().await,
+        before,
+        "the contested workspace was rewritten"
+    );
+    let stored = admin
+        .get_object(ObjectKind::Workspace, "contested", "contested")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.spec["domains"][0], "contested.example.com");
+
+    // The owner goes; the waiting namespace claims the id on its next pass.
+    let (ok, out, err) =
+        s.cp.kubectl_run(&["delete", "namespace", "claim-a", "--timeout=90s"], None);
+    assert!(ok, "{out}{err}");
+    wait_ready("workspaces", "claim-b", "main", "60s");
+    wait_ready("ssoconnections", "claim-b", "evil", "60s");
 }

@@ -76,6 +76,8 @@ pub struct AdminClient {
     fingerprints: FingerprintKey,
     token: String,
     actor: Option<String>,
+    /// Whose claim on a workspace id the writes are made under.
+    claimant: Option<String>,
 }
 
 impl std::fmt::Debug for AdminClient {
@@ -118,12 +120,38 @@ impl AdminClient {
             fingerprints: FingerprintKey::from_admin_token(token),
             token: token.trim().to_string(),
             actor: None,
+            claimant: None,
         })
     }
 
     /// The fingerprint the service gives `doc` when it stores it.
     pub fn fingerprint<T: Serialize>(&self, doc: &T) -> String {
         self.fingerprints.of(doc)
+    }
+
+    /// Makes every write on behalf of `claimant` (a Workspace resource, or
+    /// `admin/<name>`): the service refuses writes to workspace ids another
+    /// claimant holds, and claims free ones for this one.
+    pub fn with_claimant(mut self, claimant: impl Into<String>) -> Self {
+        self.claimant = Some(claimant.into());
+        self
+    }
+
+    /// The claimant this client writes for, if any.
+    pub fn claimant(&self) -> Option<&str> {
+        self.claimant.as_deref()
+    }
+
+    /// Frees a workspace id's claim (as its owner, or as the administrator).
+    pub async fn release_workspace(&self, workspace: &str) -> Result<bool, ClientError> {
+        let answer: Option<serde_json::Value> = self
+            .call(
+                Method::POST,
+                &format!("/workspaces/{workspace}/release"),
+                None,
+            )
+            .await?;
+        Ok(answer.is_some_and(|a| a["released"] == true))
     }
 
     /// Names the caller in the service's audit log.
@@ -145,6 +173,9 @@ impl AdminClient {
             .bearer_auth(&self.token);
         if let Some(actor) = &self.actor {
             req = req.header("x-idsync-actor", actor);
+        }
+        if let Some(claimant) = &self.claimant {
+            req = req.header("x-idsync-claimant", claimant);
         }
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);

@@ -142,6 +142,11 @@ pub struct ObjectView {
     /// URLs to configure at the IdP (SCIM base URL, redirect URI, ACS URL, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, String>,
+    /// Who owns the workspace id (on single-object GETs): the operator writes
+    /// again when it is not the resource it reconciles, even if the content
+    /// matches, so that the write is refused or claims the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimant: Option<String>,
 }
 
 /// A SCIM token as the admin API returns it: metadata, never the hash or value.

@@ -77,6 +77,9 @@ pub enum AdminCommand {
     /// Issue, list and revoke SCIM bearer tokens.
     #[command(subcommand, name = "scim-token")]
     ScimToken(ScimTokenCommand),
+    /// Workspace ids: free a claim whose owner is gone for good.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// Read the audit log, newest first.
     Audit {
         #[arg(long, short = 'w')]
@@ -93,6 +96,14 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Release the claim on a workspace id (audited), so another Workspace
+    /// resource or `admin apply --owner` may claim it. The workspace itself
+    /// and everything in it stay.
+    Release { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +308,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::ScimToken(cmd) => scim_token(&args, cmd).await,
+        AdminCommand::Workspace(WorkspaceCommand::Release { id }) => {
+            let released = args.client()?.release_workspace(id).await?;
+            if released {
+                eprintln!("released the claim on workspace {id}");
+            } else {
+                eprintln!("workspace {id} was not claimed");
+            }
+            Ok(())
+        }
         AdminCommand::Audit {
             workspace,
             kind,

@@ -39,6 +39,12 @@ pub struct ApplyArgs {
     /// Show what would change without changing anything.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Who owns the workspace ids this applies: they are claimed as
+    /// `admin/<OWNER>`, and a workspace another owner (a Workspace resource, or
+    /// another `--owner`) claimed is refused.
+    #[arg(long, default_value = "cli", value_name = "OWNER")]
+    pub owner: String,
 }
 
 /// (namespace, name, key) → value
@@ -123,7 +129,9 @@ pub async fn run(admin: &AdminArgs, args: &ApplyArgs) -> anyhow::Result<()> {
         manifests.extend(manifest::load_path(path)?.into_iter().map(|(_, m)| m));
     }
     let (secrets, config_maps) = collect_values(&manifests, &args.secrets)?;
-    let client = admin.client()?;
+    let client = admin
+        .client()?
+        .with_claimant(format!("admin/{}", args.owner));
 
     // Workspace resource name → workspace id, per namespace, for references.
     let workspaces: BTreeMap<(String, String), &Workspace> = manifests

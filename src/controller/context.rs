@@ -58,15 +58,32 @@ const REPORTING_CONTROLLER: &str = "idsync-operator";
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
 
+/// How the operator runs, resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often every resource is compared with the identity service.
+    pub resync: Duration,
+    /// Reconciles each controller runs at once.
+    pub concurrency: u16,
+    /// Which addresses IdP checks and admin calls may reach.
+    pub outbound: OutboundPolicy,
+    /// This cluster's name in workspace claims (`--cluster-name`).
+    pub cluster: String,
+}
+
 impl Context {
     pub fn new(
         client: Client,
         metrics: OperatorMetrics,
-        resync: Duration,
-        concurrency: u16,
-        outbound: &OutboundPolicy,
+        settings: &Settings,
         caches: Caches,
     ) -> Arc<Self> {
+        let Settings {
+            resync,
+            concurrency,
+            outbound,
+            cluster,
+        } = settings.clone();
         let reporter = Reporter {
             controller: REPORTING_CONTROLLER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -77,7 +94,13 @@ impl Context {
                 .clone()
                 .unwrap_or_else(|| REPORTING_CONTROLLER.into()),
             recorder: Recorder::new(client.clone(), reporter),
-            targets: ServiceTargets::new(client.clone(), metrics.clone(), caches, outbound.clone()),
+            targets: ServiceTargets::new(
+                client.clone(),
+                metrics.clone(),
+                caches,
+                outbound.clone(),
+                cluster,
+            ),
             outbound: Guarded::new(outbound.clone(), &ClientOptions::default())
                 // The default options carry no CA bundle, the only input that
                 // can make building a client fail.

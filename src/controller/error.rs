@@ -82,6 +82,9 @@ impl Error {
             Error::Service(e) if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) => {
                 "ServiceUnauthorized"
             }
+            Error::Service(ClientError::Api { code, .. }) if code == "workspace_taken" => {
+                "WorkspaceIdTaken"
+            }
             Error::Service(_) => "ServiceRejected",
             Error::Config { reason, .. } => reason,
             Error::Finalizer(_) => "FinalizerFailed",

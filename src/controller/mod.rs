@@ -111,6 +111,12 @@ pub struct OperatorArgs {
         value_name = "CIDR"
     )]
     pub outbound_allow: Vec<String>,
+
+    /// This cluster's name in the claims the identity service keeps on
+    /// workspace ids (`kubernetes:<name>:<namespace>/<workspace>:<uid>`). Give each
+    /// cluster its own when several share one identity service.
+    #[arg(long, env = "IDSYNC_CLUSTER_NAME", default_value = "kubernetes")]
+    pub cluster_name: String,
 }
 
 /// Finalizer wrapper shared by every kind: apply or clean up, count, time.
@@ -277,12 +283,11 @@ pub struct Operator {
 fn controllers_in(
     client: Client,
     metrics: OperatorMetrics,
-    resync: Duration,
-    concurrency: u16,
-    outbound: &OutboundPolicy,
+    settings: &context::Settings,
     scope: &cache::Scope,
 ) -> Operator {
-    let limits = kube::runtime::controller::Config::default().concurrency(concurrency.max(1));
+    let limits =
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1));
     let cfg = watcher::Config::default().any_semantic();
 
     let services = cache::Shared::<IdentityService>::new();
@@ -295,9 +300,7 @@ fn controllers_in(
     let ctx = Context::new(
         client.clone(),
         metrics,
-        resync,
-        concurrency,
-        outbound,
+        settings,
         cache::Caches::new(client.clone(), &services, &workspaces, &secrets),
     );
 
@@ -518,8 +521,13 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!(%identity, "became leader; starting controllers");
 
-    let outbound = OutboundPolicy::with_allowed(&args.outbound_allow)
-        .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
+    let settings = context::Settings {
+        resync: args.resync.as_duration(),
+        concurrency: args.concurrency,
+        outbound: OutboundPolicy::with_allowed(&args.outbound_allow)
+            .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?,
+        cluster: args.cluster_name.clone(),
+    };
     let scopes = cache::Scope::from_namespaces(&args.watch_namespaces);
     tracing::info!(?scopes, "watching");
     let mut operator = Operator {
@@ -527,14 +535,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         watches: Vec::new(),
     };
     for scope in &scopes {
-        let set = controllers_in(
-            client.clone(),
-            metrics.clone(),
-            args.resync.as_duration(),
-            args.concurrency,
-            &outbound,
-            scope,
-        );
+        let set = controllers_in(client.clone(), metrics.clone(), &settings, scope);
         operator.controllers.extend(set.controllers);
         operator.watches.extend(set.watches);
     }

@@ -34,8 +34,12 @@ pub async fn document<T: Serialize>(
     let current = target
         .call("get", target.client.get_object(kind, workspace, name))
         .await?;
+    // Matching content is in sync only when this resource owns the
+    // workspace id: otherwise the PUT below claims it, or is refused.
     if let Some(current) = &current
         && current.fingerprint == fingerprint
+        && (target.client.claimant().is_none()
+            || current.claimant.as_deref() == target.client.claimant())
     {
         return Ok(Synced {
             fingerprint,

@@ -62,6 +62,14 @@ impl Target {
         result
     }
 
+    /// This target, writing on behalf of `claimant` (see [`claimant_of`]).
+    pub fn claimed_by(&self, claimant: String) -> Self {
+        Self {
+            client: self.client.clone().with_claimant(claimant),
+            ..self.clone()
+        }
+    }
+
     pub fn scim_base_url(&self, workspace_id: &str) -> String {
         format!(
             "{}/scim/v2/{workspace_id}",
@@ -78,7 +86,21 @@ pub struct ServiceTargets {
     pub caches: Caches,
     /// Which addresses the admin clients may reach.
     outbound: OutboundPolicy,
+    /// This cluster's name in claimants (`--cluster-name`).
+    cluster: String,
     cache: Mutex<HashMap<String, (String, Target)>>,
+}
+
+/// Who a Workspace resource's writes are for: this cluster, its namespace and
+/// name, and its UID (so a re-created Workspace of the same name is a new
+/// claimant only after the old one released the id).
+pub fn claimant_of(cluster: &str, ws: &Workspace) -> String {
+    format!(
+        "kubernetes:{cluster}:{}/{}:{}",
+        ws.metadata.namespace.as_deref().unwrap_or_default(),
+        ws.metadata.name.as_deref().unwrap_or_default(),
+        ws.metadata.uid.as_deref().unwrap_or_default()
+    )
 }
 
 impl ServiceTargets {
@@ -87,12 +109,14 @@ impl ServiceTargets {
         metrics: OperatorMetrics,
         caches: Caches,
         outbound: OutboundPolicy,
+        cluster: String,
     ) -> Self {
         Self {
             client,
             metrics,
             caches,
             outbound,
+            cluster,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -198,8 +222,34 @@ impl ServiceTargets {
                 ),
             )
         })?;
-        let target = self.for_service(&service).await?;
+        let target = self
+            .for_service(&service)
+            .await?
+            .claimed_by(self.claimant(&ws));
         Ok((ws, target))
+    }
+
+    /// The target a Workspace syncs to, writing under its claim.
+    pub async fn for_workspace(&self, ws: &Workspace) -> Result<Target> {
+        let service = self.service_of(ws).ok_or_else(|| {
+            Error::config(
+                "IdentityServiceNotFound",
+                format!(
+                    "IdentityService `{}` not found in namespace {}",
+                    ws.spec.service_ref.name,
+                    ws.metadata.namespace.as_deref().unwrap_or_default()
+                ),
+            )
+        })?;
+        Ok(self
+            .for_service(&service)
+            .await?
+            .claimed_by(self.claimant(ws)))
+    }
+
+    /// The claimant a Workspace's writes are for.
+    pub fn claimant(&self, ws: &Workspace) -> String {
+        claimant_of(&self.cluster, ws)
     }
 
     /// Where to clean up a Workspace's objects. During a namespace deletion the
@@ -224,7 +274,9 @@ impl ServiceTargets {
             },
             None => None,
         };
-        let target = fresh.or_else(cached);
+        let target = fresh
+            .or_else(cached)
+            .map(|t| t.claimed_by(self.claimant(ws)));
         if target.is_none() {
             tracing::warn!(
                 workspace = %format!("{ns}/{}", ws.metadata.name.clone().unwrap_or_default()),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kube::{ResourceExt, runtime::controller::Action};
+use kube::runtime::controller::Action;
 
 use super::{
     Context,
@@ -18,17 +18,7 @@ pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     let id = ws.workspace_id();
     let current = ws.status.clone().unwrap_or_default();
     let outcome = async {
-        let service = ctx.targets.service_of(&ws).ok_or_else(|| {
-            Error::config(
-                "IdentityServiceNotFound",
-                format!(
-                    "IdentityService `{}` not found in namespace {}",
-                    ws.spec.service_ref.name,
-                    ws.namespace().unwrap_or_default()
-                ),
-            )
-        })?;
-        let target = ctx.targets.for_service(&service).await?;
+        let target = ctx.targets.for_workspace(&ws).await?;
         let synced = sync::document(
             &ctx,
             &target,
@@ -93,12 +83,17 @@ pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
 pub async fn cleanup(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     let id = ws.workspace_id();
     let policy = ws.spec.deletion_policy.unwrap_or_default();
-    if policy == WorkspaceDeletionPolicy::Retain {
-        return Ok(Action::await_change());
-    }
     let Some(target) = ctx.targets.cleanup_target(&ws).await? else {
         return Ok(Action::await_change());
     };
+    if policy == WorkspaceDeletionPolicy::Retain {
+        // The workspace stays in the service, but this resource no longer
+        // owns its id: another may claim it.
+        target
+            .call("release", target.client.release_workspace(&id))
+            .await?;
+        return Ok(Action::await_change());
+    }
     let cascade = policy == WorkspaceDeletionPolicy::Cascade;
     match target
         .call(

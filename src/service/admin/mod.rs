@@ -27,6 +27,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The workspace id belongs to another claimant.
+    #[error("{0}")]
+    Taken(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,9 +45,42 @@ impl AdminError {
 
 pub type Result<T, E = AdminError> = std::result::Result<T, E>;
 
-/// Who is calling, for the audit log.
-#[derive(Debug, Clone)]
-pub struct Actor(pub String);
+/// Who is calling: the name the audit log shows, and the claimant it writes
+/// for (a Workspace resource, or `admin/<name>`). A caller with the admin
+/// token and no claimant acts as the administrator: claims neither bind nor
+/// stop it.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub name: String,
+    pub claimant: Option<String>,
+}
+
+impl Actor {
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            claimant: None,
+        }
+    }
+}
+
+/// The namespace a claimant names (`kubernetes:<cluster>:<namespace>/<name>:<uid>`),
+/// for messages; the claimant itself otherwise (`admin/<name>`).
+pub fn claimant_owner(claimant: &str) -> String {
+    match claimant
+        .strip_prefix("kubernetes:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((_cluster, rest)) => {
+            let object = rest.rsplit_once(':').map_or(rest, |(o, _uid)| o);
+            match object.split_once('/') {
+                Some((ns, name)) => format!("namespace {ns} (Workspace {name})"),
+                None => object.to_string(),
+            }
+        }
+        None => claimant.to_string(),
+    }
+}
 
 /// The admin API's logic over the store.
 #[derive(Clone, Debug)]
@@ -146,6 +182,7 @@ impl AdminService {
             result,
             spec: redact(object.kind, object.body.clone()),
             endpoints: self.endpoints(object),
+            claimant: None,
         }
     }
 
@@ -223,13 +260,14 @@ impl AdminService {
         if kind != ObjectKind::Workspace {
             self.require_workspace(workspace).await?;
         }
+        self.check_claim(workspace, actor, true).await?;
         if kind == ObjectKind::SsoConnection {
             self.require_asserted_domains(workspace, &doc).await?;
         }
         let fingerprint = self.fingerprints.of_value(&doc);
         let audit = AuditEntry {
             workspace: Some(workspace.to_string()),
-            actor: actor.0.clone(),
+            actor: actor.name.clone(),
             action: String::new(),
             kind: Some(kind.as_str().to_string()),
             name: Some(name.to_string()),
@@ -261,7 +299,10 @@ impl AdminService {
 
     pub async fn get(&self, kind: ObjectKind, workspace: &str, name: &str) -> Result<ObjectView> {
         match self.store.get_object(kind, workspace, name).await? {
-            Some(object) => Ok(self.view(&object, None)),
+            Some(object) => Ok(ObjectView {
+                claimant: self.store.workspace_claimant(workspace).await?,
+                ..self.view(&object, None)
+            }),
             None => Err(AdminError::NotFound(format!(
                 "{} {workspace}/{name} not found",
                 kind.as_str()
@@ -301,6 +342,7 @@ impl AdminService {
         cascade: bool,
         actor: &Actor,
     ) -> Result<bool> {
+        self.check_claim(workspace, actor, false).await?;
         if kind == ObjectKind::Workspace && !cascade {
             let dependents = self.store.count_dependents(workspace).await?;
             if dependents > 0 {
@@ -311,16 +353,80 @@ impl AdminService {
         }
         let audit = AuditEntry {
             workspace: Some(workspace.to_string()),
-            actor: actor.0.clone(),
+            actor: actor.name.clone(),
             action: format!("{}.deleted", kind.as_str()),
             kind: Some(kind.as_str().to_string()),
             name: Some(name.to_string()),
             detail: cascade.then(|| serde_json::json!({ "cascade": true })),
         };
-        Ok(self
+        let deleted = self
             .store
             .delete_object(kind, workspace, name, cascade, audit)
+            .await?;
+        if kind == ObjectKind::Workspace {
+            // The id is free again once its workspace is gone.
+            let entry = self.release_entry(workspace, actor, "deleted");
+            self.store
+                .release_workspace(workspace, &entry, store::now_millis())
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Refuses a write to a workspace another claimant owns (claiming a free
+    /// one for the caller when `claim_if_free`). Callers without a claimant
+    /// act as the administrator.
+    async fn check_claim(&self, workspace: &str, actor: &Actor, claim_if_free: bool) -> Result<()> {
+        let Some(claimant) = &actor.claimant else {
+            return Ok(());
+        };
+        let owner = if claim_if_free {
+            Some(
+                self.store
+                    .claim_workspace(workspace, claimant, store::now_millis())
+                    .await?,
+            )
+        } else {
+            self.store.workspace_claimant(workspace).await?
+        };
+        match owner {
+            Some(owner) if &owner != claimant => Err(AdminError::Taken(format!(
+                "workspace {workspace} is claimed by {}; choose another spec.workspaceId, or \
+                 release the claim if its owner is gone for good (idsync admin workspace release \
+                 {workspace})",
+                claimant_owner(&owner)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn release_entry(&self, workspace: &str, actor: &Actor, why: &str) -> AuditEntry {
+        AuditEntry {
+            workspace: Some(workspace.to_string()),
+            actor: actor.name.clone(),
+            action: "workspace.released".into(),
+            kind: Some("Workspace".into()),
+            name: Some(workspace.to_string()),
+            detail: Some(serde_json::json!({ "why": why })),
+        }
+    }
+
+    /// Frees a workspace id whose owner is gone for good (`idsync admin
+    /// workspace release`), or that its owner gives up (the finalizer of a
+    /// retained Workspace). Only the owner or an administrator may.
+    pub async fn release(&self, workspace: &str, actor: &Actor) -> Result<bool> {
+        validate::workspace_id(workspace).map_err(AdminError::NotFound)?;
+        self.check_claim(workspace, actor, false).await?;
+        let entry = self.release_entry(workspace, actor, "released");
+        Ok(self
+            .store
+            .release_workspace(workspace, &entry, store::now_millis())
             .await?)
+    }
+
+    /// The claimant that owns a workspace id, if any.
+    pub async fn claimant(&self, workspace: &str) -> Result<Option<String>> {
+        Ok(self.store.workspace_claimant(workspace).await?)
     }
 
     fn token_view(&self, t: &StoredToken, result: Option<PutResult>) -> TokenView {
@@ -377,6 +483,7 @@ impl AdminService {
             })
             .transpose()?;
         self.require_workspace(workspace).await?;
+        self.check_claim(workspace, actor, true).await?;
         let reg = TokenRegistration {
             id: id.to_string(),
             workspace: workspace.to_string(),
@@ -386,7 +493,7 @@ impl AdminService {
         };
         let audit = AuditEntry {
             workspace: Some(workspace.to_string()),
-            actor: actor.0.clone(),
+            actor: actor.name.clone(),
             action: "scim-token.registered".into(),
             kind: Some("scim-token".into()),
             name: Some(doc.name),
@@ -422,9 +529,10 @@ impl AdminService {
 
     /// Revokes a token. Revoking an unknown or already revoked token succeeds.
     pub async fn revoke_token(&self, workspace: &str, id: &str, actor: &Actor) -> Result<bool> {
+        self.check_claim(workspace, actor, false).await?;
         let audit = AuditEntry {
             workspace: Some(workspace.to_string()),
-            actor: actor.0.clone(),
+            actor: actor.name.clone(),
             action: "scim-token.revoked".into(),
             kind: Some("scim-token".into()),
             name: None,

@@ -22,6 +22,9 @@ use crate::service::{
 /// Header a caller may set to name itself in the audit log (e.g.
 /// `operator/acme/okta-oidc`).
 pub const ACTOR_HEADER: &str = "x-idsync-actor";
+/// Header naming who the write is for, whose claim on the workspace id it
+/// must hold (see `AdminService::check_claim`).
+pub const CLAIMANT_HEADER: &str = "x-idsync-claimant";
 const MAX_AUDIT_LIMIT: i64 = 1000;
 
 pub fn routes() -> Router<SharedState> {
@@ -34,6 +37,10 @@ pub fn routes() -> Router<SharedState> {
             get(get_workspace)
                 .put(put_workspace)
                 .delete(delete_workspace),
+        )
+        .route(
+            "/workspaces/{ws}/release",
+            axum::routing::post(release_workspace),
         )
         .route("/workspaces/{ws}/{collection}", get(list_items))
         .route(
@@ -196,20 +203,25 @@ async fn sign_in_health(
 }
 
 fn actor(headers: &HeaderMap) -> Actor {
-    let named = headers
-        .get(ACTOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect::<String>()
-        })
-        .filter(|v| !v.is_empty());
-    Actor(match named {
-        Some(name) => format!("admin:{name}"),
-        None => "admin".into(),
-    })
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.chars()
+                    .filter(|c| !c.is_control())
+                    .take(300)
+                    .collect::<String>()
+            })
+            .filter(|v| !v.is_empty())
+    };
+    Actor {
+        name: match header(ACTOR_HEADER) {
+            Some(name) => format!("admin:{name}"),
+            None => "admin".into(),
+        },
+        claimant: header(CLAIMANT_HEADER),
+    }
 }
 
 /// What a `{collection}` path segment names.
@@ -271,6 +283,16 @@ async fn put_workspace(
 struct DeleteParams {
     #[serde(default)]
     cascade: bool,
+}
+
+/// `POST /workspaces/{ws}/release`: frees the workspace id's claim.
+async fn release_workspace(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let released = state.admin.release(&ws, &actor(&headers)).await?;
+    Ok(Json(serde_json::json!({ "released": released })).into_response())
 }
 
 async fn delete_workspace(

@@ -82,6 +82,7 @@ impl From<AdminError> for ApiError {
             }
             AdminError::NotFound(m) => Self::not_found(m),
             AdminError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            AdminError::Taken(m) => Self::new(StatusCode::CONFLICT, "workspace_taken", m),
             AdminError::Store(s) => s.into(),
         }
     }

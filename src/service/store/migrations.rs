@@ -47,6 +47,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0006_identity_links.sql"),
         include_str!("../../../migrations/postgres/0006_identity_links.sql"),
     ),
+    (
+        7,
+        "workspace_claims",
+        include_str!("../../../migrations/sqlite/0007_workspace_claims.sql"),
+        include_str!("../../../migrations/postgres/0007_workspace_claims.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

@@ -12,6 +12,7 @@
 
 mod args;
 mod audit;
+mod claims;
 mod columns;
 mod group_commit;
 mod identity_links;
