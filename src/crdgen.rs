@@ -10,12 +10,15 @@ use std::{fs, io, path::Path};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace};
+use crate::api::{
+    ClusterIdentityService, IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace,
+};
 
 /// Every CRD idsync serves, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
         IdentityService::crd(),
+        ClusterIdentityService::crd(),
         Workspace::crd(),
         SsoConnection::crd(),
         ScimToken::crd(),

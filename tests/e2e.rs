@@ -990,3 +990,111 @@ spec:
     wait_ready("workspaces", "claim-b", "main", "60s");
     wait_ready("ssoconnections", "claim-b", "evil", "60s");
 }
+
+/// A ClusterIdentityService that allows namespaces labelled for it: a
+/// Workspace in an allowed namespace becomes Ready with no admin token there,
+/// one in another namespace is refused with a condition.
+#[tokio::test]
+async fn a_cluster_identity_service_serves_the_namespaces_it_allows() {
+    let s = stack();
+    let client = client().await;
+    s.cp.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: cluster-admin-token, namespace: default}}
+stringData: {{token: {token}}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: ClusterIdentityService
+metadata: {{name: shared}}
+spec:
+  url: {url}
+  adminTokenSecretRef: {{name: cluster-admin-token, key: token}}
+  allowedNamespaces:
+    selector: {{matchLabels: {{idsync.dev/tenant: enabled}}}}
+"#,
+        token = s.service.admin_token,
+        url = s.service.url
+    ));
+    for (ns, label) in [("tenant-a", "enabled"), ("tenant-b", "not-yet")] {
+        s.cp.apply(&format!(
+            r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}, labels: {{idsync.dev/tenant: {label}}}}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: Workspace
+metadata: {{name: main, namespace: {ns}}}
+spec:
+  serviceRef: {{kind: ClusterIdentityService, name: shared}}
+  workspaceId: cluster-{ns}
+  domains: [{ns}.example.com]
+"#
+        ));
+    }
+    let (ok, out, err) = s.cp.kubectl_run(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "clusteridentityservice/shared",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    wait_ready("workspaces", "tenant-a", "main", "60s");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "tenant-a");
+    assert!(
+        secrets
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "tenant-a holds a Secret"
+    );
+    let admin = s.service.admin();
+    assert!(
+        admin
+            .get_object(
+                ObjectKind::Workspace,
+                "cluster-tenant-a",
+                "cluster-tenant-a"
+            )
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let refused = ready_with_reason(
+        &client,
+        "Workspace",
+        "tenant-b",
+        "main",
+        "NamespaceNotAllowed",
+    )
+    .await;
+    assert_eq!(refused.status, "False");
+    assert!(refused.message.contains("shared"), "{}", refused.message);
+    assert!(
+        admin
+            .get_object(
+                ObjectKind::Workspace,
+                "cluster-tenant-b",
+                "cluster-tenant-b"
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The service's key Secrets sit in the operator's namespace, owned by it.
+    let keys: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let ring = keys
+        .get("cluster-shared-session-keys")
+        .await
+        .expect("the session keys Secret");
+    assert!(
+        ring.metadata
+            .owner_references
+            .is_some_and(|o| o[0].kind == "ClusterIdentityService")
+    );
+}

@@ -215,7 +215,8 @@ fn lint_and_template_pass_for_every_values_file() {
     let all = template(&[], true);
     let k = kinds(&all);
     for (kind, n) in [
-        ("CustomResourceDefinition", 5),
+        ("CustomResourceDefinition", 6),
+        ("ClusterIdentityService", 1),
         ("Deployment", 2),
         ("ServiceMonitor", 2),
         ("PrometheusRule", 1),
@@ -306,12 +307,19 @@ fn lint_and_template_pass_for_every_values_file() {
     assert_eq!(cluster_roles.len(), 1, "{cluster_roles:?}");
     assert_eq!(
         cluster_roles[0]["rules"],
-        json!([{
-            "apiGroups": ["apiextensions.k8s.io"],
-            "resources": ["customresourcedefinitions"],
-            "resourceNames": ["identityservices.idsync.dev", "workspaces.idsync.dev", "ssoconnections.idsync.dev", "scimtokens.idsync.dev", "rolemappings.idsync.dev"],
-            "verbs": ["get"],
-        }])
+        json!([
+            {
+                "apiGroups": ["apiextensions.k8s.io"],
+                "resources": ["customresourcedefinitions"],
+                "resourceNames": ["identityservices.idsync.dev", "clusteridentityservices.idsync.dev", "workspaces.idsync.dev", "ssoconnections.idsync.dev", "scimtokens.idsync.dev", "rolemappings.idsync.dev"],
+                "verbs": ["get"],
+            },
+            // The cluster-scoped kind, and namespace labels for its selector:
+            // no Secret access outside the release namespace.
+            {"apiGroups": ["idsync.dev"], "resources": ["clusteridentityservices"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["idsync.dev"], "resources": ["clusteridentityservices/status"], "verbs": ["patch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+        ])
     );
     let env = &find(&scoped, "Deployment", "idsync-operator")["spec"]["template"]["spec"]["containers"]
         [0]["env"];
@@ -708,7 +716,11 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
     );
     assert!(ok, "{out}{err}");
 
-    let objects = helm_install(&cp, RELEASE, NAMESPACE, &[]);
+    // The identity service runs as a host process; the chart's
+    // ClusterIdentityService points at it.
+    let service_port = support::cluster::free_port();
+    let service_url = format!("clusterIdentityService.url=http://127.0.0.1:{service_port}");
+    let objects = helm_install(&cp, RELEASE, NAMESPACE, &["--set", &service_url]);
     let installed = kinds(&objects);
     for kind in [
         "CustomResourceDefinition",
@@ -729,7 +741,7 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .map(|o| format!("crd/{}", o["metadata"]["name"].as_str().unwrap()))
         .collect();
-    assert_eq!(crd_names.len(), 5);
+    assert_eq!(crd_names.len(), 6);
     let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
     args.extend(crd_names.iter().map(String::as_str));
     let (ok, out, err) = cp.kubectl_run(&args, None);
@@ -759,7 +771,8 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
     cmd.env("KUBECONFIG", &cp.kubeconfig)
         .args(["upgrade", RELEASE])
         .arg(chart())
-        .args(["--namespace", NAMESPACE, "--set", "operator.resync=1m"]);
+        .args(["--namespace", NAMESPACE, "--set", "operator.resync=1m"])
+        .args(["--set", &service_url]);
     let out = run(cmd);
     assert!(out.status.success(), "helm upgrade:\n{}", text(&out));
     assert_eq!(
@@ -792,7 +805,15 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
         );
     }
 
-    let service = ServiceProcess::start(&dir);
+    // On the chart's generated admin token: the ClusterIdentityService uses it.
+    let token = {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(before.trim())
+            .expect("base64");
+        String::from_utf8(decoded).expect("a text token")
+    };
+    let service = ServiceProcess::start_on(&dir, service_port, token);
     let clients = support::cluster::example_oidc_clients();
     let oidc = OidcProvider::start(&dir, clients, json!({}));
     let operator = OperatorProcess::start(
@@ -805,6 +826,8 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
             NAMESPACE,
             "--lease-name",
             "idsync-operator",
+            "--operator-namespace",
+            NAMESPACE,
         ],
     );
     cp.apply(&support::cluster::examples_yaml(&service, &oidc));
@@ -817,6 +840,37 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
     ] {
         cp.wait_ready(kind, "idsync-examples", "--all", "120s");
     }
+    // A tenant namespace, as the chart README says: labelled for the chart's
+    // ClusterIdentityService, a Workspace naming it, no admin token there.
+    cp.apply(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {name: tenant, labels: {idsync.dev/tenant: enabled}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: Workspace
+metadata: {name: main, namespace: tenant}
+spec:
+  serviceRef: {kind: ClusterIdentityService, name: idsync}
+  domains: [tenant.example.com]
+"#,
+    );
+    let (ok, out, err) = cp.kubectl_run(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "clusteridentityservice/idsync",
+            "--timeout=90s",
+        ],
+        None,
+    );
+    assert!(ok, "the chart's ClusterIdentityService: {out}{err}");
+    cp.wait_ready("workspaces", "tenant", "main", "90s");
+    let (_, secrets, _) = cp.kubectl_run(&["get", "secrets", "-n", "tenant", "-o", "name"], None);
+    assert!(
+        secrets.trim().is_empty(),
+        "the tenant holds Secrets: {secrets}"
+    );
     let log = std::fs::read_to_string(&operator.process.log).unwrap_or_default();
     assert!(
         !log.to_lowercase().contains("forbidden"),

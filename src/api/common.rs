@@ -14,6 +14,34 @@ pub struct LocalObjectRef {
     pub name: String,
 }
 
+/// The identity service a Workspace lives in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRef {
+    /// `IdentityService` (default: in this namespace) or `ClusterIdentityService`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ServiceKind>,
+    /// Name of the service object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Kinds a Workspace's `serviceRef` may name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ServiceKind {
+    /// A namespaced IdentityService in the Workspace's namespace.
+    #[default]
+    IdentityService,
+    /// A cluster-scoped ClusterIdentityService that allows the namespace.
+    ClusterIdentityService,
+}
+
+impl ServiceRef {
+    pub fn kind(&self) -> ServiceKind {
+        self.kind.unwrap_or_default()
+    }
+}
+
 /// A key in a Kubernetes Secret in the same namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -9,6 +9,7 @@
 //! - validation lives in the schema (patterns, enums, CEL rules), so a bad manifest
 //!   is refused at `kubectl apply`.
 
+pub mod cluster_identity_service;
 pub mod common;
 pub mod duration;
 pub mod identity_service;
@@ -17,7 +18,12 @@ pub mod scim_token;
 pub mod sso_connection;
 pub mod workspace;
 
-pub use common::{Condition, DeletionPolicy, LocalObjectRef, SecretKeyRef};
+pub use cluster_identity_service::{
+    AllowedNamespaces, ClusterIdentityService, ClusterIdentityServiceSpec,
+};
+pub use common::{
+    Condition, DeletionPolicy, LocalObjectRef, SecretKeyRef, ServiceKind, ServiceRef,
+};
 pub use duration::DurationSpec;
 pub use identity_service::{IdentityService, IdentityServiceSpec, IdentityServiceStatus};
 pub use role_mapping::{

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, DurationSpec, LocalObjectRef};
+use super::{Condition, DurationSpec, ServiceRef};
 
 /// One tenant (organization) of the identity service: its domains, default role and
 /// how its people must sign in.
@@ -28,8 +28,10 @@ use super::{Condition, DurationSpec, LocalObjectRef};
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkspaceSpec {
-    /// The `IdentityService` (same namespace) this workspace lives in.
-    pub service_ref: LocalObjectRef,
+    /// The identity service this workspace lives in: an `IdentityService` of
+    /// this namespace (`{name: idsync}`), or a `ClusterIdentityService` that
+    /// allows this namespace (`{kind: ClusterIdentityService, name: idsync}`).
+    pub service_ref: ServiceRef,
 
     /// Workspace identifier in the identity service and in its URLs
     /// (`/scim/v2/{workspaceId}/`). Defaults to `metadata.name`. Immutable.

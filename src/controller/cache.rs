@@ -17,6 +17,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use futures::{Stream, StreamExt};
@@ -226,6 +227,19 @@ where
     watch(scope.api::<K>(client), cfg)
 }
 
+/// The watch of every ClusterIdentityService (cluster-scoped, whatever the
+/// scope of the rest).
+pub fn cluster_services(
+    client: &Client,
+) -> impl Stream<Item = watcher::Result<watcher::Event<crate::api::ClusterIdentityService>>>
++ Send
++ 'static {
+    watch(
+        Api::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+}
+
 /// The metadata-only watch of every Secret in the scope
 /// (`Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests).
 pub fn secret_metadata(
@@ -240,6 +254,9 @@ pub fn secret_metadata(
 }
 
 type SecretData = Arc<BTreeMap<String, ByteString>>;
+type Labels = BTreeMap<String, String>;
+/// A value read directly from the apiserver, and when.
+type Fetched<T> = (Instant, T);
 
 /// Stores the reconcilers read, and the values of the Secrets they read.
 ///
@@ -249,31 +266,107 @@ type SecretData = Arc<BTreeMap<String, ByteString>>;
 pub struct Caches {
     client: Client,
     pub services: Store<crate::api::IdentityService>,
+    pub cluster_services: Store<crate::api::ClusterIdentityService>,
     pub workspaces: Store<crate::api::Workspace>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
-    filled: [Readiness; 3],
+    filled: [Readiness; 4],
     values: Mutex<HashMap<ObjectRef<Secret>, (String, SecretData)>>,
+    /// Namespace labels and Secrets outside the watched scope, read directly
+    /// and kept for [`DIRECT_TTL`].
+    namespace_labels: Mutex<HashMap<String, Fetched<Arc<Labels>>>>,
+    direct_secrets: Mutex<HashMap<ObjectRef<Secret>, Fetched<Option<SecretData>>>>,
 }
+
+/// How long a directly read namespace's labels or Secret are reused: a
+/// namespace newly labelled for a ClusterIdentityService (or a rotated admin
+/// token) takes effect within this.
+const DIRECT_TTL: Duration = Duration::from_secs(10);
 
 impl Caches {
     pub fn new(
         client: Client,
         services: &Shared<crate::api::IdentityService>,
+        cluster_services: &Shared<crate::api::ClusterIdentityService>,
         workspaces: &Shared<crate::api::Workspace>,
         secrets: &Shared<PartialObjectMeta<Secret>>,
     ) -> Self {
         Self {
             client,
             services: services.store.clone(),
+            cluster_services: cluster_services.store.clone(),
             workspaces: workspaces.store.clone(),
             secrets: secrets.store.clone(),
             filled: [
                 services.readiness(),
+                cluster_services.readiness(),
                 workspaces.readiness(),
                 secrets.readiness(),
             ],
             values: Mutex::new(HashMap::new()),
+            namespace_labels: Mutex::new(HashMap::new()),
+            direct_secrets: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn cluster_service(&self, name: &str) -> Option<Arc<crate::api::ClusterIdentityService>> {
+        self.cluster_services.get(&ObjectRef::new(name))
+    }
+
+    /// A namespace's labels (for ClusterIdentityService selectors).
+    pub async fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> kube::Result<Arc<BTreeMap<String, String>>> {
+        if let Some((at, labels)) = self
+            .namespace_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            && at.elapsed() < DIRECT_TTL
+        {
+            return Ok(labels.clone());
+        }
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let labels = Arc::new(
+            api.get_opt(name)
+                .await?
+                .and_then(|n| n.metadata.labels)
+                .unwrap_or_default(),
+        );
+        self.namespace_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), (Instant::now(), labels.clone()));
+        Ok(labels)
+    }
+
+    /// A Secret's data read directly (the operator's own namespace, which a
+    /// namespace-scoped install need not watch).
+    pub async fn direct_secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kube::Result<Option<SecretData>> {
+        let key = ObjectRef::<Secret>::new(name).within(namespace);
+        if let Some((at, data)) = self
+            .direct_secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && at.elapsed() < DIRECT_TTL
+        {
+            return Ok(data.clone());
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let data = api
+            .get_opt(name)
+            .await?
+            .map(|s| Arc::new(s.data.unwrap_or_default()));
+        self.direct_secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), data.clone()));
+        Ok(data)
     }
 
     /// Waits until every store has its first full list, so a reconcile never

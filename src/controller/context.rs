@@ -69,6 +69,8 @@ pub struct Settings {
     pub outbound: OutboundPolicy,
     /// This cluster's name in workspace claims (`--cluster-name`).
     pub cluster: String,
+    /// Where ClusterIdentityServices keep their Secrets.
+    pub operator_namespace: String,
 }
 
 impl Context {
@@ -83,6 +85,7 @@ impl Context {
             concurrency,
             outbound,
             cluster,
+            operator_namespace,
         } = settings.clone();
         let reporter = Reporter {
             controller: REPORTING_CONTROLLER.into(),
@@ -100,6 +103,7 @@ impl Context {
                 caches,
                 outbound.clone(),
                 cluster,
+                operator_namespace,
             ),
             outbound: Guarded::new(outbound.clone(), &ClientOptions::default())
                 // The default options carry no CA bundle, the only input that

@@ -12,24 +12,72 @@ use super::{
     keyring::{self, SAML_SIGNING_KEYS, SESSION_KEYS},
     status::{self, Cond, READY},
 };
-use crate::api::{IdentityService, IdentityServiceStatus};
+use crate::api::{ClusterIdentityService, IdentityService, IdentityServiceStatus};
 
 pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Action> {
-    let outcome: Result<(crate::admin::InfoView, Vec<&keyring::Keyring>)> = async {
+    let outcome = async {
         let target = ctx.targets.for_service(&svc).await?;
-        let info = target.call("info", target.client.info()).await?;
-        let mut rotated = Vec::new();
-        for ring in [&SESSION_KEYS, &SAML_SIGNING_KEYS] {
-            if keyring::reconcile(&ctx, &svc, &target, ring).await? {
-                rotated.push(ring);
-            }
-        }
-        Ok((info, rotated))
+        check_and_keep_keys(&ctx, &target, &keyring::KeyOwner::of_service(&svc)).await
     }
     .await;
-    let current = svc.status.clone().unwrap_or_default();
-    let generation = svc.metadata.generation;
-    let new = match &outcome {
+    let new = status_for(svc.status.as_ref(), svc.metadata.generation, &outcome);
+    status::patch_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
+    announce(&ctx, svc.as_ref(), &outcome).await;
+    // The periodic resync comes from the resync walk (super::resync).
+    outcome.map(|_| Action::await_change())
+}
+
+/// A ClusterIdentityService: the same checks and keys, its Secrets in the
+/// operator's namespace. No finalizer: deleting it removes nothing from the
+/// service (its key Secrets go with it, by owner reference).
+pub async fn apply_cluster(svc: Arc<ClusterIdentityService>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.targets.caches.ready().await;
+    let _timer = ctx.metrics.time_reconcile("ClusterIdentityService");
+    let outcome = async {
+        let target = ctx.targets.for_cluster_service(&svc).await?;
+        let owner = keyring::KeyOwner::of_cluster_service(&svc, &ctx.targets.operator_namespace);
+        check_and_keep_keys(&ctx, &target, &owner).await
+    }
+    .await;
+    let new = status_for(svc.status.as_ref(), svc.metadata.generation, &outcome);
+    status::patch_cluster_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
+    announce(&ctx, svc.as_ref(), &outcome).await;
+    let label = match &outcome {
+        Ok(_) => "ok",
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&["ClusterIdentityService", label])
+        .inc();
+    outcome.map(|_| Action::await_change())
+}
+
+type Checked = (crate::admin::InfoView, Vec<&'static keyring::Keyring>);
+
+/// Whether the admin API answers with the token, and the key rings kept.
+async fn check_and_keep_keys(
+    ctx: &Context,
+    target: &super::target::Target,
+    owner: &keyring::KeyOwner,
+) -> Result<Checked> {
+    let info = target.call("info", target.client.info()).await?;
+    let mut rotated = Vec::new();
+    for ring in [&SESSION_KEYS, &SAML_SIGNING_KEYS] {
+        if keyring::reconcile(ctx, owner, target, ring).await? {
+            rotated.push(ring);
+        }
+    }
+    Ok((info, rotated))
+}
+
+fn status_for(
+    current: Option<&IdentityServiceStatus>,
+    generation: Option<i64>,
+    outcome: &Result<Checked>,
+) -> IdentityServiceStatus {
+    let current = current.cloned().unwrap_or_default();
+    match outcome {
         Ok((info, _)) => IdentityServiceStatus {
             observed_generation: generation,
             service_version: Some(info.version.clone()),
@@ -55,15 +103,19 @@ pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Actio
                 vec![Cond::error(READY, e)],
             ),
         },
-    };
-    status::patch_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
-    if let Ok((_, rotated)) = &outcome {
+    }
+}
+
+async fn announce<K: kube::Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    outcome: &Result<Checked>,
+) {
+    if let Ok((_, rotated)) = outcome {
         for ring in rotated {
             let (reason, message) = ring.rotated_event;
-            ctx.event(svc.as_ref(), EventType::Normal, reason, message.into())
+            ctx.event(obj, EventType::Normal, reason, message.into())
                 .await;
         }
     }
-    // The periodic resync comes from the resync walk (super::resync).
-    outcome.map(|_| Action::await_change())
 }

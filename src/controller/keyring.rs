@@ -17,7 +17,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{Api, Resource, ResourceExt, api::ObjectMeta};
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +31,7 @@ use super::{
 };
 use crate::{
     admin::{SamlSigningKeyDoc, SessionKeyDoc},
-    api::IdentityService,
+    api::{ClusterIdentityService, IdentityService},
 };
 
 /// The key in the Secret's data holding the key set.
@@ -127,11 +129,11 @@ impl Keyring {
         Ok(keys)
     }
 
-    fn secret_name(&self, svc: &IdentityService) -> String {
-        format!("{}{}", svc.name_any(), self.secret_suffix)
+    fn secret_name(&self, owner: &KeyOwner) -> String {
+        format!("{}{}", owner.secret_prefix, self.secret_suffix)
     }
 
-    fn new_key(&self, svc: &IdentityService, now: i64) -> Result<StoredKey> {
+    fn new_key(&self, owner: &KeyOwner, now: i64) -> Result<StoredKey> {
         let internal = |e: String| Error::config("KeyGenerationFailed", e);
         let mut id = [0u8; 6];
         crate::token::random_bytes(&mut id).map_err(|e| internal(e.to_string()))?;
@@ -148,11 +150,7 @@ impl Keyring {
                 }
             }
             KeyKind::SamlSigning => {
-                let subject = format!(
-                    "idsync SAML SP {}/{}",
-                    svc.namespace().unwrap_or_default(),
-                    svc.name_any()
-                );
+                let subject = format!("idsync SAML SP {}", owner.display);
                 let made = crate::saml_signing::generate(&subject, now).map_err(internal)?;
                 StoredKey {
                     id,
@@ -232,7 +230,47 @@ fn stored_keys(secret: Option<&Secret>) -> Vec<StoredKey> {
         .unwrap_or_default()
 }
 
-fn desired_secret(svc: &IdentityService, name: &str, keys: &[StoredKey]) -> Result<Secret> {
+/// The object a service's key Secrets belong to: a namespaced IdentityService
+/// (Secrets beside it), or a ClusterIdentityService (Secrets in the
+/// operator's namespace).
+pub struct KeyOwner {
+    /// Where the Secrets live.
+    pub namespace: String,
+    /// Their names start with this.
+    pub secret_prefix: String,
+    /// How messages and certificates name the owner.
+    pub display: String,
+    pub uid: Option<String>,
+    pub owner_ref: Option<OwnerReference>,
+}
+
+impl KeyOwner {
+    pub fn of_service(svc: &IdentityService) -> Self {
+        Self {
+            namespace: svc.namespace().unwrap_or_default(),
+            secret_prefix: svc.name_any(),
+            display: format!(
+                "IdentityService {}/{}",
+                svc.namespace().unwrap_or_default(),
+                svc.name_any()
+            ),
+            uid: svc.metadata.uid.clone(),
+            owner_ref: svc.controller_owner_ref(&()),
+        }
+    }
+
+    pub fn of_cluster_service(svc: &ClusterIdentityService, operator_namespace: &str) -> Self {
+        Self {
+            namespace: operator_namespace.to_string(),
+            secret_prefix: format!("cluster-{}", svc.name_any()),
+            display: format!("ClusterIdentityService {}", svc.name_any()),
+            uid: svc.metadata.uid.clone(),
+            owner_ref: svc.controller_owner_ref(&()),
+        }
+    }
+}
+
+fn desired_secret(owner: &KeyOwner, name: &str, keys: &[StoredKey]) -> Result<Secret> {
     let json = serde_json::to_vec(keys).map_err(|e| Error::config("Internal", e.to_string()))?;
     let mut labels = BTreeMap::new();
     labels.insert(
@@ -242,9 +280,9 @@ fn desired_secret(svc: &IdentityService, name: &str, keys: &[StoredKey]) -> Resu
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
-            namespace: svc.namespace(),
+            namespace: Some(owner.namespace.clone()),
             labels: Some(labels),
-            owner_references: svc.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: owner.owner_ref.clone().map(|o| vec![o]),
             ..Default::default()
         },
         type_: Some("Opaque".into()),
@@ -257,28 +295,34 @@ fn desired_secret(svc: &IdentityService, name: &str, keys: &[StoredKey]) -> Resu
 /// Returns whether a new key was made.
 pub async fn reconcile(
     ctx: &Context,
-    svc: &IdentityService,
+    owner: &KeyOwner,
     target: &Target,
     ring: &Keyring,
 ) -> Result<bool> {
-    let ns = svc.namespace().unwrap_or_default();
-    let name = ring.secret_name(svc);
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = ring.secret_name(owner);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let current = api.get_opt(&name).await?;
     // A Secret idsync did not create is neither read nor written.
     owned_secret::check_owned(
         current.as_ref(),
-        svc.metadata.uid.as_deref(),
-        &format!("IdentityService {}", svc.name_any()),
+        owner.uid.as_deref(),
+        &owner.display,
         &name,
     )?;
     let now = jiff::Timestamp::now().as_millisecond();
     let have = stored_keys(current.as_ref());
-    let want = ring.desired(&have, now, || ring.new_key(svc, now))?;
+    let want = ring.desired(&have, now, || ring.new_key(owner, now))?;
     let rotated = want.first().map(|k| &k.id) != have.first().map(|k| &k.id);
-    let secret = desired_secret(svc, &name, &want)?;
+    let secret = desired_secret(owner, &name, &want)?;
     if !owned_secret::matches(current.as_ref(), &secret) {
-        owned_secret::write(ctx, &ns, &secret, current.is_some(), "IdentityService").await?;
+        owned_secret::write(
+            ctx,
+            &owner.namespace,
+            &secret,
+            current.is_some(),
+            "IdentityService",
+        )
+        .await?;
     }
     let registered = ring.registered(target).await?;
     for key in want.iter().filter(|k| !registered.contains(&k.id)) {

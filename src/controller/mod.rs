@@ -49,7 +49,10 @@ pub use context::Context;
 pub use error::{Error, Result};
 pub use metrics::OperatorMetrics;
 
-use crate::api::{DurationSpec, IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace};
+use crate::api::{
+    ClusterIdentityService, DurationSpec, IdentityService, RoleMapping, ScimToken, ServiceKind,
+    SsoConnection, Workspace,
+};
 use crate::outbound::OutboundPolicy;
 
 /// Field manager of every write the operator makes.
@@ -117,6 +120,12 @@ pub struct OperatorArgs {
     /// cluster its own when several share one identity service.
     #[arg(long, env = "IDSYNC_CLUSTER_NAME", default_value = "kubernetes")]
     pub cluster_name: String,
+
+    /// The operator's own namespace, where ClusterIdentityServices' admin
+    /// token and key Secrets live (default: the in-cluster namespace, else the
+    /// kubeconfig context's).
+    #[arg(long, env = "IDSYNC_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
 }
 
 /// Finalizer wrapper shared by every kind: apply or clean up, count, time.
@@ -178,6 +187,7 @@ fn static_kind(kind: &str) -> &'static str {
         "SSOConnection" => "SSOConnection",
         "SCIMToken" => "SCIMToken",
         "RoleMapping" => "RoleMapping",
+        "ClusterIdentityService" => "ClusterIdentityService",
         _ => "Other",
     }
 }
@@ -285,12 +295,14 @@ fn controllers_in(
     metrics: OperatorMetrics,
     settings: &context::Settings,
     scope: &cache::Scope,
+    with_cluster_services: bool,
 ) -> Operator {
     let limits =
         kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1));
     let cfg = watcher::Config::default().any_semantic();
 
     let services = cache::Shared::<IdentityService>::new();
+    let cluster_services = cache::Shared::<ClusterIdentityService>::new();
     let workspaces = cache::Shared::<Workspace>::new();
     let secrets = cache::Shared::<PartialObjectMeta<Secret>>::new();
     let (sso_store, sso_stream) = cache::owned::<SsoConnection>(&client, scope, cfg.clone());
@@ -301,7 +313,13 @@ fn controllers_in(
         client.clone(),
         metrics,
         settings,
-        cache::Caches::new(client.clone(), &services, &workspaces, &secrets),
+        cache::Caches::new(
+            client.clone(),
+            &services,
+            &cluster_services,
+            &workspaces,
+            &secrets,
+        ),
     );
 
     let svc = Controller::for_shared_stream(services.subscribe(), services.store.clone())
@@ -332,16 +350,38 @@ fn controllers_in(
         let store = workspaces.store.clone();
         Controller::for_shared_stream(workspaces.subscribe(), workspaces.store.clone())
             .with_config(limits.clone())
-            .watches_shared_stream(services.subscribe(), move |svc: Arc<IdentityService>| {
-                let ns = svc.namespace();
-                let name = svc.name_any();
-                store
-                    .state()
-                    .iter()
-                    .filter(|w| w.namespace() == ns && w.spec.service_ref.name == name)
-                    .map(|w| ObjectRef::from_obj(w.as_ref()))
-                    .collect::<Vec<_>>()
+            .watches_shared_stream(services.subscribe(), {
+                let store = store.clone();
+                move |svc: Arc<IdentityService>| {
+                    let ns = svc.namespace();
+                    let name = svc.name_any();
+                    store
+                        .state()
+                        .iter()
+                        .filter(|w| {
+                            w.namespace() == ns
+                                && w.spec.service_ref.kind() == ServiceKind::IdentityService
+                                && w.spec.service_ref.name == name
+                        })
+                        .map(|w| ObjectRef::from_obj(w.as_ref()))
+                        .collect::<Vec<_>>()
+                }
             })
+            .watches_shared_stream(
+                cluster_services.subscribe(),
+                move |svc: Arc<ClusterIdentityService>| {
+                    let name = svc.name_any();
+                    store
+                        .state()
+                        .iter()
+                        .filter(|w| {
+                            w.spec.service_ref.kind() == ServiceKind::ClusterIdentityService
+                                && w.spec.service_ref.name == name
+                        })
+                        .map(|w| ObjectRef::from_obj(w.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
             .reconcile_on(resync::paced(
                 workspaces.store.clone(),
                 ctx.clone(),
@@ -407,7 +447,7 @@ fn controllers_in(
         );
 
     let mappings = Controller::for_stream(mapping_stream, mapping_store.clone())
-        .with_config(limits)
+        .with_config(limits.clone())
         .watches_shared_stream(
             workspaces.subscribe(),
             workspace_dependents(mapping_store.clone(), |r: &RoleMapping| {
@@ -422,19 +462,34 @@ fn controllers_in(
             ctx.clone(),
         );
 
+    // One operator reconciles each ClusterIdentityService once, whatever the
+    // number of namespace scopes it watches.
+    let cluster = with_cluster_services.then(|| {
+        let store = cluster_services.store.clone();
+        drain(
+            Controller::for_shared_stream(cluster_services.subscribe(), store.clone())
+                .with_config(limits)
+                .reconcile_on(resync::paced(store, ctx.clone(), "ClusterIdentityService"))
+                .shutdown_on_signal()
+                .run(identity_service::apply_cluster, error_policy, ctx.clone()),
+        )
+    });
     let watches = vec![
+        cluster_services.run(cache::cluster_services(&client)),
         services.run(cache::full(&client, scope, cfg.clone())),
         workspaces.run(cache::full(&client, scope, cfg)),
         secrets.run(cache::secret_metadata(&client, scope)),
     ];
+    let mut controllers = vec![
+        drain(svc),
+        drain(ws),
+        drain(sso),
+        drain(tokens),
+        drain(mappings),
+    ];
+    controllers.extend(cluster);
     Operator {
-        controllers: vec![
-            drain(svc),
-            drain(ws),
-            drain(sso),
-            drain(tokens),
-            drain(mappings),
-        ],
+        controllers,
         watches,
     }
 }
@@ -527,6 +582,10 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         outbound: OutboundPolicy::with_allowed(&args.outbound_allow)
             .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?,
         cluster: args.cluster_name.clone(),
+        operator_namespace: args
+            .operator_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
     };
     let scopes = cache::Scope::from_namespaces(&args.watch_namespaces);
     tracing::info!(?scopes, "watching");
@@ -535,7 +594,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         watches: Vec::new(),
     };
     for scope in &scopes {
-        let set = controllers_in(client.clone(), metrics.clone(), &settings, scope);
+        let first = operator.controllers.is_empty();
+        let set = controllers_in(client.clone(), metrics.clone(), &settings, scope, first);
         operator.controllers.extend(set.controllers);
         operator.watches.extend(set.watches);
     }

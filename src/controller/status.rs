@@ -99,10 +99,42 @@ where
         + std::fmt::Debug,
     S: Serialize + PartialEq,
 {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    patch_with(ctx, api, obj, current, new).await
+}
+
+/// [`patch_if_changed`] for a cluster-scoped object.
+pub async fn patch_cluster_if_changed<K, S>(
+    ctx: &Context,
+    obj: &K,
+    current: Option<&S>,
+    new: &S,
+) -> Result<bool>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    let api: Api<K> = Api::all(ctx.client.clone());
+    patch_with(ctx, api, obj, current, new).await
+}
+
+async fn patch_with<K, S>(
+    ctx: &Context,
+    api: Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    new: &S,
+) -> Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
     if current == Some(new) {
         return Ok(false);
     }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),

@@ -20,7 +20,10 @@ use super::{
     metrics::OperatorMetrics,
 };
 use crate::admin::{AdminClient, ClientError};
-use crate::api::{IdentityService, SecretKeyRef, Workspace};
+use crate::api::{
+    ClusterIdentityService, IdentityService, IdentityServiceSpec, SecretKeyRef, ServiceKind,
+    Workspace,
+};
 use crate::outbound::OutboundPolicy;
 
 /// Default for `IdentityService.spec.maxConcurrentRequests`.
@@ -88,6 +91,8 @@ pub struct ServiceTargets {
     outbound: OutboundPolicy,
     /// This cluster's name in claimants (`--cluster-name`).
     cluster: String,
+    /// Where ClusterIdentityServices keep their admin token and key Secrets.
+    pub operator_namespace: String,
     cache: Mutex<HashMap<String, (String, Target)>>,
 }
 
@@ -110,6 +115,7 @@ impl ServiceTargets {
         caches: Caches,
         outbound: OutboundPolicy,
         cluster: String,
+        operator_namespace: String,
     ) -> Self {
         Self {
             client,
@@ -117,6 +123,7 @@ impl ServiceTargets {
             caches,
             outbound,
             cluster,
+            operator_namespace,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -136,68 +143,136 @@ impl ServiceTargets {
         let ns = service.metadata.namespace.clone().unwrap_or_default();
         let name = service.metadata.name.clone().unwrap_or_default();
         let r = &service.spec.admin_token_secret_ref;
-        let token = self.secret_value(&ns, r).await?.ok_or_else(|| {
+        let token = self.secret_value(&ns, r).await?;
+        self.for_spec(&format!("{ns}/{name}"), &ns, &service.spec, token)
+    }
+
+    /// The target of a ClusterIdentityService, whose admin token is in the
+    /// operator's namespace (read directly: that namespace need not be watched).
+    pub async fn for_cluster_service(&self, service: &ClusterIdentityService) -> Result<Target> {
+        let ns = &self.operator_namespace;
+        let r = &service.spec.admin_token_secret_ref;
+        let token = self
+            .caches
+            .direct_secret_data(ns, &r.name)
+            .await?
+            .and_then(|d| {
+                d.get(&r.key)
+                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            });
+        let key = format!(
+            "cluster/{}",
+            service.metadata.name.as_deref().unwrap_or_default()
+        );
+        self.for_spec(&key, ns, &service.spec.as_service(), token)
+    }
+
+    /// A target for a service's connection settings (cached by everything it
+    /// is built from; the token enters the cache key only as a hash).
+    fn for_spec(
+        &self,
+        key: &str,
+        token_namespace: &str,
+        spec: &IdentityServiceSpec,
+        token: Option<String>,
+    ) -> Result<Target> {
+        let r = &spec.admin_token_secret_ref;
+        let token = token.ok_or_else(|| {
             Error::config(
                 "AdminTokenNotFound",
                 format!(
-                    "admin token key `{}` not found in Secret `{}` (namespace {ns}); create it with the identity service's admin token",
+                    "admin token key `{}` not found in Secret `{}` (namespace {token_namespace}); create it with the identity service's admin token",
                     r.key, r.name
                 ),
             )
         })?;
-        // Cache key covers everything the client is built from; the token enters
-        // only as a hash.
         let fingerprint = crate::fingerprint::digest(&(
-            &service.spec.url,
-            &service.spec.ca_bundle,
-            &service.spec.public_url,
-            service.spec.max_concurrent_requests,
+            &spec.url,
+            &spec.ca_bundle,
+            &spec.public_url,
+            spec.max_concurrent_requests,
             crate::token::hash(&token),
         ));
-        let key = format!("{ns}/{name}");
         if let Some((fp, target)) = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(key)
             && *fp == fingerprint
         {
             return Ok(target.clone());
         }
         let client = AdminClient::with_policy(
-            &service.spec.url,
+            &spec.url,
             &token,
-            service.spec.ca_bundle.as_deref(),
+            spec.ca_bundle.as_deref(),
             self.outbound.clone(),
         )
         .map_err(|e| Error::config("InvalidServiceConfig", e.to_string()))?
-        .with_actor(format!("operator/{ns}"));
-        let limit = service
-            .spec
+        .with_actor(format!("operator/{key}"));
+        let limit = spec
             .max_concurrent_requests
             .map(|n| n.max(1) as usize)
             .unwrap_or(DEFAULT_CONCURRENCY);
         let target = Target {
             client,
-            public_url: service
-                .spec
-                .public_url
-                .clone()
-                .unwrap_or_else(|| service.spec.url.clone()),
+            public_url: spec.public_url.clone().unwrap_or_else(|| spec.url.clone()),
             limit: Arc::new(Semaphore::new(limit)),
             metrics: self.metrics.clone(),
         };
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (fingerprint, target.clone()));
+            .insert(key.to_string(), (fingerprint, target.clone()));
         Ok(target)
     }
 
-    /// The IdentityService a Workspace names, from the shared store.
+    /// The IdentityService a Workspace names, from the shared store (`None`
+    /// for a Workspace on a ClusterIdentityService).
     pub fn service_of(&self, workspace: &Workspace) -> Option<Arc<IdentityService>> {
+        if workspace.spec.service_ref.kind() != ServiceKind::IdentityService {
+            return None;
+        }
         let ns = workspace.metadata.namespace.as_deref().unwrap_or_default();
         self.caches.service(ns, &workspace.spec.service_ref.name)
+    }
+
+    /// The target a Workspace's service gives, without the claim; a missing
+    /// service, or a ClusterIdentityService that does not allow the
+    /// Workspace's namespace, is a configuration error.
+    async fn service_target(&self, ws: &Workspace) -> Result<Target> {
+        let ns = ws.metadata.namespace.as_deref().unwrap_or_default();
+        let name = &ws.spec.service_ref.name;
+        match ws.spec.service_ref.kind() {
+            ServiceKind::IdentityService => {
+                let service = self.service_of(ws).ok_or_else(|| {
+                    Error::config(
+                        "IdentityServiceNotFound",
+                        format!("IdentityService `{name}` not found in namespace {ns}"),
+                    )
+                })?;
+                self.for_service(&service).await
+            }
+            ServiceKind::ClusterIdentityService => {
+                let service = self.caches.cluster_service(name).ok_or_else(|| {
+                    Error::config(
+                        "IdentityServiceNotFound",
+                        format!("ClusterIdentityService `{name}` not found"),
+                    )
+                })?;
+                let labels = self.caches.namespace_labels(ns).await?;
+                if !service.spec.allowed_namespaces.admits(ns, &labels) {
+                    return Err(Error::config(
+                        "NamespaceNotAllowed",
+                        format!(
+                            "ClusterIdentityService `{name}` does not allow namespace {ns} \
+                             (spec.allowedNamespaces); ask its owner to add the namespace or its label"
+                        ),
+                    ));
+                }
+                self.for_cluster_service(&service).await
+            }
+        }
     }
 
     /// The Workspace a resource references, its identity service target and the
@@ -213,17 +288,8 @@ impl ServiceTargets {
                 format!("Workspace `{workspace}` not found in namespace {namespace}"),
             )
         })?;
-        let service = self.service_of(&ws).ok_or_else(|| {
-            Error::config(
-                "IdentityServiceNotFound",
-                format!(
-                    "IdentityService `{}` (named by Workspace `{workspace}`) not found in namespace {namespace}",
-                    ws.spec.service_ref.name
-                ),
-            )
-        })?;
         let target = self
-            .for_service(&service)
+            .service_target(&ws)
             .await?
             .claimed_by(self.claimant(&ws));
         Ok((ws, target))
@@ -231,20 +297,7 @@ impl ServiceTargets {
 
     /// The target a Workspace syncs to, writing under its claim.
     pub async fn for_workspace(&self, ws: &Workspace) -> Result<Target> {
-        let service = self.service_of(ws).ok_or_else(|| {
-            Error::config(
-                "IdentityServiceNotFound",
-                format!(
-                    "IdentityService `{}` not found in namespace {}",
-                    ws.spec.service_ref.name,
-                    ws.metadata.namespace.as_deref().unwrap_or_default()
-                ),
-            )
-        })?;
-        Ok(self
-            .for_service(&service)
-            .await?
-            .claimed_by(self.claimant(ws)))
+        Ok(self.service_target(ws).await?.claimed_by(self.claimant(ws)))
     }
 
     /// The claimant a Workspace's writes are for.
@@ -263,16 +316,18 @@ impl ServiceTargets {
             self.cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&format!("{ns}/{}", ws.spec.service_ref.name))
+                .get(&match ws.spec.service_ref.kind() {
+                    ServiceKind::IdentityService => format!("{ns}/{}", ws.spec.service_ref.name),
+                    ServiceKind::ClusterIdentityService => {
+                        format!("cluster/{}", ws.spec.service_ref.name)
+                    }
+                })
                 .map(|(_, t)| t.clone())
         };
-        let fresh = match self.service_of(ws) {
-            Some(service) => match self.for_service(&service).await {
-                Ok(t) => Some(t),
-                Err(Error::Config { .. }) => None,
-                Err(e) => return Err(e),
-            },
-            None => None,
+        let fresh = match self.service_target(ws).await {
+            Ok(t) => Some(t),
+            Err(Error::Config { .. }) => None,
+            Err(e) => return Err(e),
         };
         let target = fresh
             .or_else(cached)
