@@ -6,13 +6,11 @@
 //! client wrote into the header itself (to the left) is never believed. With no
 //! trusted proxies (`--trusted-proxies`, the default) the header is ignored.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, Request, State},
+    extract::FromRequestParts,
     http::{HeaderMap, request::Parts},
-    middleware::Next,
-    response::Response,
 };
 use ipnet::IpNet;
 
@@ -63,7 +61,7 @@ impl TrustedProxies {
     }
 }
 
-/// The client address of a request, as [`record_client_addr`] found it.
+/// The client address of a request, as `server::admit` found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
@@ -79,21 +77,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             .copied()
             .unwrap_or(ClientAddr(IpAddr::from([0, 0, 0, 0]))))
     }
-}
-
-/// Finds the client address once per request, for every layer after it.
-pub async fn record_client_addr(
-    State(trusted): State<std::sync::Arc<TrustedProxies>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    let client = trusted.client(peer, req.headers());
-    req.extensions_mut().insert(ClientAddr(client));
-    next.run(req).await
 }
 
 #[cfg(test)]

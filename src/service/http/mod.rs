@@ -121,16 +121,12 @@ pub fn router(state: SharedState, limits: &server::Limits, with_metrics: bool) -
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
-            server::RequestLimits::new(limits),
-            server::limit_requests,
+            server::Admission::new(limits, state.trusted_proxies.clone()),
+            server::admit,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.trusted_proxies.clone(),
-            client_addr::record_client_addr,
         ))
         .with_state(state)
 }
@@ -143,8 +139,8 @@ pub fn metrics_router(state: SharedState, limits: &server::Limits) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .layer(middleware::from_fn_with_state(
-            server::RequestLimits::new(limits),
-            server::limit_requests,
+            server::Admission::new(limits, state.trusted_proxies.clone()),
+            server::admit,
         ))
         .with_state(state)
 }

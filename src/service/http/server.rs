@@ -7,7 +7,7 @@
 //! idle timeout of a keep-alive connection), the number of connections is
 //! capped (beyond it the kernel's backlog waits), and every request has a
 //! deadline and a slot among a bounded number of requests in flight
-//! ([`limit_requests`]). HTTP/1.1 only: IdPs, browsers behind an ingress and
+//! ([`admit`]). HTTP/1.1 only: IdPs, browsers behind an ingress and
 //! the operator all speak it, and it is the protocol these limits cover.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -26,6 +26,8 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{net::TcpListener, sync::Semaphore};
+
+use super::client_addr::{ClientAddr, TrustedProxies};
 use tower::ServiceExt;
 
 /// What every listener enforces.
@@ -53,28 +55,35 @@ impl Default for Limits {
     }
 }
 
-/// The request limits as middleware state.
+/// What every request is admitted with, as middleware state.
 #[derive(Clone)]
-pub struct RequestLimits {
+pub struct Admission {
     slots: Arc<Semaphore>,
     timeout: Duration,
+    trusted: Arc<TrustedProxies>,
 }
 
-impl RequestLimits {
-    pub fn new(limits: &Limits) -> Self {
+impl Admission {
+    pub fn new(limits: &Limits, trusted: Arc<TrustedProxies>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             timeout: limits.request_timeout,
+            trusted,
         }
     }
 }
 
-/// A slot among the requests in flight, and the request's deadline.
-pub async fn limit_requests(
-    State(limits): State<RequestLimits>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Admits a request: finds its client address (once, for every handler
+/// after), gives it a slot among the requests in flight, and a deadline. One
+/// layer for the three, since each layer costs every request a boxed future.
+pub async fn admit(State(admission): State<Admission>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let client = admission.trusted.client(peer, req.headers());
+    req.extensions_mut().insert(ClientAddr(client));
+    let limits = admission;
     let scim = req.uri().path().starts_with("/scim/");
     let Ok(_slot) = limits.slots.clone().try_acquire_owned() else {
         return unavailable(
@@ -158,11 +167,4 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
-}
-
-/// The peer address of a request served by [`serve`].
-pub fn peer(req: &Request) -> Option<SocketAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
 }
