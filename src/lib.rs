@@ -15,4 +15,8 @@ pub mod roles;
 pub mod saml_signing;
 pub mod scim;
 pub mod service;
+pub mod signal;
 pub mod token;
+
+#[cfg(test)]
+mod dependency_direction;

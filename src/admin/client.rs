@@ -6,13 +6,12 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    ErrorBody, InfoView, ListView, ObjectView, SamlSigningKeyDoc, ScimTokenDoc, SessionKeyDoc,
-    SignInHealthView, TokenView,
+    AuditRecord, ErrorBody, InfoView, ListView, ObjectKind, ObjectView, SamlSigningKeyDoc,
+    ScimTokenDoc, SessionKeyDoc, SignInHealthView, TokenView,
 };
 use crate::{
     fingerprint::FingerprintKey,
     outbound::{BodyLimit, ClientOptions, FailureClass, FetchError, Guarded, OutboundPolicy},
-    service::store::{AuditRecord, ObjectKind},
 };
 
 /// Why an admin call failed.

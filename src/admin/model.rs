@@ -259,3 +259,55 @@ pub struct ErrorDetail {
     /// What is wrong, for a person.
     pub message: String,
 }
+
+/// The kinds of configuration object the admin API manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Workspace,
+    SsoConnection,
+    RoleMapping,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 3] = [
+        ObjectKind::Workspace,
+        ObjectKind::SsoConnection,
+        ObjectKind::RoleMapping,
+    ];
+
+    /// Name used in the database, the audit log and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Workspace => "workspace",
+            ObjectKind::SsoConnection => "sso-connection",
+            ObjectKind::RoleMapping => "role-mapping",
+        }
+    }
+
+    /// Path segment in the admin API.
+    pub fn collection(self) -> &'static str {
+        match self {
+            ObjectKind::Workspace => "workspaces",
+            ObjectKind::SsoConnection => "connections",
+            ObjectKind::RoleMapping => "role-mappings",
+        }
+    }
+}
+
+/// An audit log entry as the admin API answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    pub actor: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}

@@ -2,6 +2,7 @@
 
 mod admin;
 mod apply;
+mod operator;
 mod roles;
 mod serve;
 
@@ -45,7 +46,7 @@ pub enum Command {
     /// Run the identity service: admin API, SCIM server, sign-in, audit log.
     Serve(serve::ServeArgs),
     /// Run the Kubernetes operator that syncs custom resources to the identity service.
-    Operator(crate::controller::OperatorArgs),
+    Operator(operator::OperatorArgs),
     /// Print the CustomResourceDefinitions, or write one file per kind.
     Crd {
         /// Directory to write `<plural>.idsync.dev.yaml` files into (default: print to stdout).
@@ -62,11 +63,33 @@ pub enum Command {
     Admin(admin::AdminArgs),
 }
 
+/// Which addresses requests to URLs others chose may reach (serve and operator).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutboundArgs {
+    /// Address ranges outbound requests may reach although they are link-local
+    /// or a cloud metadata address (refused by default), e.g. `169.254.10.0/24`.
+    /// Repeat the flag or separate with commas.
+    #[arg(
+        long,
+        env = "IDSYNC_OUTBOUND_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub outbound_allow: Vec<String>,
+}
+
+impl OutboundArgs {
+    pub fn policy(&self) -> anyhow::Result<crate::outbound::OutboundPolicy> {
+        crate::outbound::OutboundPolicy::with_allowed(&self.outbound_allow)
+            .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Operator(args) => crate::controller::run(args).await,
+        Command::Operator(args) => operator::run(args).await,
         Command::Crd { out, chart } => {
             match (out, chart) {
                 (Some(dir), _) => {

@@ -11,7 +11,6 @@ use clap::Args;
 
 use crate::{
     api::DurationSpec,
-    outbound::OutboundPolicy,
     service::{
         self, ServeConfig,
         http::{
@@ -45,16 +44,8 @@ pub struct ServeArgs {
     #[arg(long, env = "IDSYNC_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// Address ranges IdP requests may reach although they are link-local or
-    /// a cloud metadata address (refused by default), e.g. `169.254.10.0/24`.
-    /// Repeat the flag or separate with commas.
-    #[arg(
-        long,
-        env = "IDSYNC_OUTBOUND_ALLOW",
-        value_delimiter = ',',
-        value_name = "CIDR"
-    )]
-    pub outbound_allow: Vec<String>,
+    #[command(flatten)]
+    pub outbound: super::OutboundArgs,
 
     /// Serve `/metrics` on this address instead of on `--listen`, so that the
     /// admin and sign-in port does not publish workspace names (the chart does).
@@ -173,8 +164,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
     let mut config = ServeConfig::new(args.listen, args.database_url, admin_token, public_url);
-    config.outbound = OutboundPolicy::with_allowed(&args.outbound_allow)
-        .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
+    config.outbound = args.outbound.policy()?;
     config.metrics_listen = args.metrics_listen;
     config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;

@@ -26,7 +26,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::Args;
 use futures::{StreamExt, future::BoxFuture};
 use k8s_openapi::{
     api::core::v1::Secret,
@@ -50,8 +49,8 @@ pub use error::{Error, Result};
 pub use metrics::OperatorMetrics;
 
 use crate::api::{
-    ClusterIdentityService, DurationSpec, IdentityService, RoleMapping, ScimToken, ServiceKind,
-    SsoConnection, Workspace,
+    ClusterIdentityService, IdentityService, RoleMapping, ScimToken, ServiceKind, SsoConnection,
+    Workspace,
 };
 use crate::outbound::OutboundPolicy;
 
@@ -60,71 +59,26 @@ pub const FIELD_MANAGER: &str = "idsync-operator";
 /// Finalizer on every idsync resource the operator has synced.
 pub const FINALIZER: &str = "idsync.dev/cleanup";
 
-#[derive(Debug, Args)]
-pub struct OperatorArgs {
+/// How `idsync operator` runs, resolved from its flags (`cli::operator`).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
     /// Address for `/metrics`, `/healthz` and `/readyz`.
-    #[arg(long, env = "IDSYNC_METRICS_ADDR", default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
-
-    /// How often every resource is compared with the identity service, to correct
-    /// drift (e.g. 5m, 30s).
-    #[arg(long, env = "IDSYNC_RESYNC", default_value = "5m")]
-    pub resync: DurationSpec,
-
-    /// Namespace of the leader-election Lease (default: the in-cluster namespace,
-    /// else `default`).
-    #[arg(long, env = "IDSYNC_LEASE_NAMESPACE")]
+    /// The leader Lease's namespace (default: the client's namespace).
     pub lease_namespace: Option<String>,
-
-    /// Name of the leader-election Lease.
-    #[arg(long, env = "IDSYNC_LEASE_NAME", default_value = "idsync-operator")]
     pub lease_name: String,
-
-    /// This replica's identity in the Lease (default: POD_NAME, else hostname and pid).
-    #[arg(long, env = "IDSYNC_IDENTITY")]
+    /// This replica's identity in the Lease (default: POD_NAME, else host and pid).
     pub identity: Option<String>,
-
-    /// Seconds a leader's Lease lasts without renewal; a standby takes over after it.
-    #[arg(long, env = "IDSYNC_LEASE_DURATION", default_value_t = 15)]
+    /// Seconds a leader's Lease lasts without renewal.
     pub lease_duration: u64,
-
-    /// Reconciles each controller runs at once. Bounds memory and the load on the
-    /// apiserver when thousands of resources arrive together.
-    #[arg(long, env = "IDSYNC_CONCURRENCY", default_value_t = 16)]
-    pub concurrency: u16,
-
-    /// Namespaces to watch, comma-separated (default: every namespace). With a
-    /// list, the operator lists and watches only there, so namespaced Roles are
-    /// enough; `--concurrency` then applies to each namespace.
-    #[arg(
-        long,
-        env = "IDSYNC_WATCH_NAMESPACES",
-        value_delimiter = ',',
-        value_name = "NS,NS"
-    )]
+    /// Namespaces to watch (empty: every namespace).
     pub watch_namespaces: Vec<String>,
-
-    /// Address ranges the operator may reach although they are link-local or a
-    /// cloud metadata address (refused by default) when it checks IdPs and calls
-    /// identity services, e.g. `169.254.10.0/24`.
-    #[arg(
-        long,
-        env = "IDSYNC_OUTBOUND_ALLOW",
-        value_delimiter = ',',
-        value_name = "CIDR"
-    )]
-    pub outbound_allow: Vec<String>,
-
-    /// This cluster's name in the claims the identity service keeps on
-    /// workspace ids (`kubernetes:<name>:<namespace>/<workspace>:<uid>`). Give each
-    /// cluster its own when several share one identity service.
-    #[arg(long, env = "IDSYNC_CLUSTER_NAME", default_value = "kubernetes")]
+    pub resync: Duration,
+    pub concurrency: u16,
+    pub outbound: OutboundPolicy,
+    /// This cluster's name in workspace claims.
     pub cluster_name: String,
-
-    /// The operator's own namespace, where ClusterIdentityServices' admin
-    /// token and key Secrets live (default: the in-cluster namespace, else the
-    /// kubeconfig context's).
-    #[arg(long, env = "IDSYNC_OPERATOR_NAMESPACE")]
+    /// Where ClusterIdentityServices keep their Secrets (default: the client's namespace).
     pub operator_namespace: Option<String>,
 }
 
@@ -524,7 +478,7 @@ async fn serve_metrics(addr: SocketAddr, metrics: OperatorMetrics) -> anyhow::Re
         .await
         .with_context(|| format!("listening for metrics on {addr}"))?;
     axum::serve(listener, app)
-        .with_graceful_shutdown(crate::service::shutdown_signal())
+        .with_graceful_shutdown(crate::signal::shutdown())
         .await?;
     Ok(())
 }
@@ -538,7 +492,7 @@ fn default_identity() -> String {
 
 /// Runs the operator until SIGTERM/Ctrl-C, or until it loses the leader lease
 /// (then it exits so the standby takes over cleanly).
-pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+pub async fn run(args: RunOptions) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to Kubernetes (KUBECONFIG or in-cluster config)")?;
@@ -562,7 +516,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let (mut leader, lease_task) = lease.watch().await;
     tracing::info!(%identity, lease = %format!("{namespace}/{}", args.lease_name), "waiting to become leader");
 
-    let shutdown = crate::service::shutdown_signal();
+    let shutdown = crate::signal::shutdown();
     tokio::pin!(shutdown);
     loop {
         if *leader.borrow_and_update() {
@@ -577,10 +531,9 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     tracing::info!(%identity, "became leader; starting controllers");
 
     let settings = context::Settings {
-        resync: args.resync.as_duration(),
+        resync: args.resync,
         concurrency: args.concurrency,
-        outbound: OutboundPolicy::with_allowed(&args.outbound_allow)
-            .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?,
+        outbound: args.outbound.clone(),
         cluster: args.cluster_name.clone(),
         operator_namespace: args
             .operator_namespace

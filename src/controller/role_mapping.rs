@@ -13,10 +13,10 @@ use super::{
     status::{self, Cond, READY, SYNCED, TESTS_PASSED},
     sync,
 };
+use crate::admin::ObjectKind;
 use crate::admin::desired;
 use crate::api::{DeletionPolicy, RoleMapping};
 use crate::roles::CompiledMapping;
-use crate::service::store::ObjectKind;
 
 pub async fn apply(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> {
     let ns = rm.namespace().unwrap_or_default();

@@ -11,9 +11,9 @@ use super::{
     status::{self, Cond, READY, SYNCED, VALIDATED},
     sync, validation,
 };
+use crate::admin::ObjectKind;
 use crate::admin::desired::{self, ResolvedRefs};
 use crate::api::{DeletionPolicy, MetadataSourceKind, SsoConnection, SsoConnectionStatus};
-use crate::service::store::ObjectKind;
 
 async fn resolve_refs(ctx: &Context, conn: &SsoConnection) -> Result<ResolvedRefs> {
     let ns = conn.namespace().unwrap_or_default();

@@ -7,7 +7,7 @@ use kube::{Resource, runtime::events::EventType};
 use serde::Serialize;
 
 use super::{Context, error::Result, target::Target};
-use crate::service::store::ObjectKind;
+use crate::admin::ObjectKind;
 
 /// What a sync found and did.
 pub struct Synced {

@@ -10,9 +10,9 @@ use super::{
     status::{self, Cond, READY, SYNCED},
     sync,
 };
+use crate::admin::ObjectKind;
 use crate::admin::desired;
 use crate::api::{Workspace, WorkspaceDeletionPolicy};
-use crate::service::store::ObjectKind;
 
 pub async fn apply(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action> {
     let id = ws.workspace_id();

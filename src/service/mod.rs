@@ -183,28 +183,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         database = %store::redact_url(&config.database_url),
         "identity service listening"
     );
-    shutdown_signal().await;
+    crate::signal::shutdown().await;
     tracing::info!("shutting down: finishing in-flight requests");
     service.stop().await
-}
-
-/// Resolves when the process is asked to stop (SIGTERM from Kubernetes, Ctrl-C).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
 }
 
 /// Where the admin token comes from when none is configured: a file beside the

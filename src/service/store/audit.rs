@@ -1,9 +1,9 @@
 //! The append-only audit log.
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{Result, Store, format_millis, now_millis};
+pub use crate::admin::AuditRecord;
 
 /// An entry to append. `detail` is structured context; it never holds secret values.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -13,24 +13,6 @@ pub struct AuditEntry {
     pub action: String,
     pub kind: Option<String>,
     pub name: Option<String>,
-    pub detail: Option<serde_json::Value>,
-}
-
-/// An entry as read back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditRecord {
-    pub id: i64,
-    pub at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workspace: Option<String>,
-    pub actor: String,
-    pub action: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
 }
 

@@ -2,40 +2,7 @@
 //! document with a content fingerprint.
 
 use super::{AuditEntry, Result, Store, StoreError, args, audit, columns::Columns, now_millis};
-
-/// The kinds of configuration object the admin API manages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ObjectKind {
-    Workspace,
-    SsoConnection,
-    RoleMapping,
-}
-
-impl ObjectKind {
-    pub const ALL: [ObjectKind; 3] = [
-        ObjectKind::Workspace,
-        ObjectKind::SsoConnection,
-        ObjectKind::RoleMapping,
-    ];
-
-    /// Name used in the database, the audit log and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::Workspace => "workspace",
-            ObjectKind::SsoConnection => "sso-connection",
-            ObjectKind::RoleMapping => "role-mapping",
-        }
-    }
-
-    /// Path segment in the admin API.
-    pub fn collection(self) -> &'static str {
-        match self {
-            ObjectKind::Workspace => "workspaces",
-            ObjectKind::SsoConnection => "connections",
-            ObjectKind::RoleMapping => "role-mappings",
-        }
-    }
-}
+pub use crate::admin::ObjectKind;
 
 /// An object as stored.
 #[derive(Debug, Clone, PartialEq)]
