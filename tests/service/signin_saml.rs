@@ -3,7 +3,7 @@
 //! cases are either signed by the IdP itself (wrong audience, expired) or made
 //! from its real responses (tampering, wrapping, comments, replays).
 
-mod support;
+use crate::{on_both_databases, support};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use reqwest::StatusCode;

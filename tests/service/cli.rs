@@ -1,6 +1,6 @@
 //! The `idsync` binary as people run it.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! write it acknowledged: SQLite in WAL mode with synchronous=FULL commits
 //! before the 201 leaves.
 
-mod support;
+use crate::support;
 
 use std::{
     sync::{Arc, Mutex},

@@ -3,7 +3,7 @@
 //! and Google Workspace's documented request shapes, filters,
 //! memberships driving roles, deprovisioning, bulk and errors.
 
-mod support;
+use crate::{on_both_databases, support};
 
 use idsync::service::store::ObjectKind;
 use reqwest::Method;

@@ -2,7 +2,7 @@
 //! the whole browser redirect dance, then the workspace's policy, role
 //! mapping, sessions, sign-out and deprovisioning.
 
-mod support;
+use crate::{on_both_databases, support};
 
 use idsync::service::store::ObjectKind;
 use reqwest::StatusCode;

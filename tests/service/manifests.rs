@@ -1,7 +1,7 @@
 //! The generated CRDs and the examples: what a platform team copies must be current
 //! and valid.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
 //! The admin API over real HTTP, on SQLite and on a real PostgreSQL.
 
-mod support;
+use crate::{on_both_databases, support};
 
 use idsync::admin::{ClientError, PutResult, ScimTokenDoc};
 use idsync::service::store::ObjectKind;

@@ -4,7 +4,7 @@
 //! and as a scripted client for OneLogin's flow) from PyPI. `scripts/test.sh`
 //! installs them.
 
-mod support;
+use crate::support;
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 

@@ -2,7 +2,7 @@
 //!
 //! A real IdP never mints these, so this is the one place a stand-in is right:
 //! a key set served over HTTP on 127.0.0.1 (counting fetches) and tokens signed
-//! here with test keys. The full sign-in against a real IdP is `tests/signin.rs`.
+//! here with test keys. The full sign-in against a real IdP is `tests/service/signin.rs`.
 
 use std::{
     sync::{
