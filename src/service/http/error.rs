@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::admin::{ErrorBody, ErrorDetail};
 use crate::service::admin::AdminError;
-use crate::service::store::StoreError;
+use crate::service::store::{FailureKind, StoreError};
 
 /// An error answer of the admin API.
 #[derive(Debug)]
@@ -57,15 +57,18 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        // The details go to the log; the caller learns only that it is our fault.
+        // The details go to the log; the caller learns only the class.
         tracing::error!(error = %e, "store error");
-        match e {
-            e if e.is_transient() => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database is not reachable; retry later",
+        match e.kind() {
+            FailureKind::Transient => {
+                Self::unavailable("the database is not reachable; retry later")
+            }
+            FailureKind::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the write conflicts with what is stored",
             ),
-            _ => Self::new(
+            FailureKind::Internal => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error; see the service log",

@@ -6,7 +6,10 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{scim::ScimProblem, service::store::StoreError};
+use crate::{
+    scim::ScimProblem,
+    service::store::{FailureKind, StoreError},
+};
 
 /// A SCIM error answer: HTTP status, optional `scimType`, and a detail that says
 /// what the IdP admin can do about it. Details never contain secret values.
@@ -89,16 +92,28 @@ impl From<ScimProblem> for ScimError {
 
 impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> Self {
-        // A unique index caught two writers racing past the conflict check.
-        if crate::service::store::is_unique_violation(&e) {
-            return Self::uniqueness("another resource already holds this userName or externalId");
+        match e.kind() {
+            // A unique index caught two writers racing past the conflict check.
+            FailureKind::Conflict => {
+                Self::uniqueness("another resource already holds this userName or externalId")
+            }
+            // 503: IdPs retry a 5xx, and this one is worth retrying.
+            FailureKind::Transient => {
+                tracing::warn!(error = %e, "store unavailable answering SCIM");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the service cannot reach its database; retry later",
+                )
+            }
+            // Not 503: an IdP would retry a corrupt row forever.
+            FailureKind::Internal => {
+                tracing::error!(error = %e, "store error answering SCIM");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; the service log says more",
+                )
+            }
         }
-        tracing::error!(error = %e, "store error answering SCIM");
-        // 503, never 500: IdPs retry a 5xx, and this one is worth retrying.
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the service cannot reach its database; retry later",
-        )
     }
 }
 
@@ -117,5 +132,36 @@ impl IntoResponse for ScimError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_map_to_their_class_not_all_to_503() {
+        let corrupt = StoreError::Corrupt {
+            kind: "Workspace",
+            workspace: "acme".into(),
+            name: "acme".into(),
+            message: "expected value".into(),
+        };
+        assert_eq!(corrupt.kind(), FailureKind::Internal);
+        let scim = ScimError::from(corrupt);
+        assert_eq!(
+            scim.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "an IdP would retry a 503 forever"
+        );
+        assert!(
+            !scim.detail.contains("expected value"),
+            "row detail stays in the log"
+        );
+        let down = StoreError::NotCommitted("disk".into());
+        assert_eq!(
+            ScimError::from(down).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use axum::http::StatusCode;
 
-use crate::service::store::StoreError;
+use crate::service::store::{FailureKind, StoreError};
 
 /// Every way a sign-in can fail. The code is a bounded metric label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,8 @@ pub enum Reason {
     Unavailable,
     /// The source sent more sign-in requests than its budget allows.
     RateLimited,
+    /// The service's own fault (a corrupt stored row, ...).
+    Internal,
 }
 
 impl Reason {
@@ -98,6 +100,7 @@ impl Reason {
             Reason::AmbiguousUser => "ambiguous_user",
             Reason::Unavailable => "unavailable",
             Reason::RateLimited => "rate_limited",
+            Reason::Internal => "internal_error",
         }
     }
 
@@ -107,6 +110,7 @@ impl Reason {
             Reason::BadRequest | Reason::IdpError | Reason::InvalidState => StatusCode::BAD_REQUEST,
             Reason::IdpUnavailable | Reason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reason::NotProvisioned
             | Reason::Deprovisioned
             | Reason::JitDisabled
@@ -186,8 +190,16 @@ impl SignInError {
 
 impl From<StoreError> for SignInError {
     fn from(e: StoreError) -> Self {
-        tracing::warn!(error = %e, "store unavailable during sign-in");
-        SignInError::new(Reason::Unavailable, "the database is unreachable")
+        match e.kind() {
+            FailureKind::Transient => {
+                tracing::warn!(error = %e, "store unavailable during sign-in");
+                SignInError::new(Reason::Unavailable, "the database is unreachable")
+            }
+            FailureKind::Conflict | FailureKind::Internal => {
+                tracing::error!(error = %e, "store error during sign-in");
+                SignInError::new(Reason::Internal, "internal error; see the service log")
+            }
+        }
     }
 }
 

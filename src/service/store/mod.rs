@@ -108,7 +108,31 @@ fn open_rusqlite(
     Ok(conn)
 }
 
+/// What a store failure means for whoever asked; every edge (admin API, SCIM,
+/// sign-in) answers from this, so each failure is classified once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Retrying later may succeed (unreachable, busy, out of disk, a batch
+    /// that did not commit): 503 with Retry-After.
+    Transient,
+    /// The write conflicts with what is stored (a unique constraint): 409.
+    Conflict,
+    /// The service's own fault (a corrupt row, a bad statement): 500, so
+    /// that no client retries it forever.
+    Internal,
+}
+
 impl StoreError {
+    pub fn kind(&self) -> FailureKind {
+        if self.is_transient() {
+            FailureKind::Transient
+        } else if is_unique_violation(self) {
+            FailureKind::Conflict
+        } else {
+            FailureKind::Internal
+        }
+    }
+
     /// Whether retrying later may succeed: the database is unreachable, busy
     /// or out of disk, or a batch failed to commit. The caller answers 503.
     pub fn is_transient(&self) -> bool {
