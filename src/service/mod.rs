@@ -7,6 +7,7 @@ pub mod http;
 pub mod maintenance;
 pub mod metrics;
 pub mod scim;
+pub mod session_cache;
 pub mod sso;
 pub mod store;
 

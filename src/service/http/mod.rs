@@ -5,6 +5,7 @@ mod admin_routes;
 pub mod client_addr;
 pub mod error;
 pub mod rate_limit;
+mod scim_routes;
 pub mod server;
 mod sso_routes;
 
@@ -26,7 +27,7 @@ use super::{
     ServeConfig, admin::AdminService, failure_audit::FailureAudit, metrics::ServiceMetrics,
     scim::service::ScimService, sso::SsoService,
 };
-use super::{scim::roles::RoleResolver, sso::session::CheckCache};
+use super::{scim::roles::RoleResolver, session_cache::CheckCache};
 use client_addr::TrustedProxies;
 use error::ApiError;
 use rate_limit::RateLimits;
@@ -116,7 +117,7 @@ pub fn router(state: SharedState, limits: &server::Limits, with_metrics: bool) -
     }
     router
         .nest("/admin/v1", admin)
-        .nest("/scim/v2", super::scim::routes())
+        .nest("/scim/v2", scim_routes::routes())
         .nest("/sso", sso_routes::routes(&state))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
+use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{

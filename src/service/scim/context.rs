@@ -1,17 +1,14 @@
 //! Who is calling and for which workspace: bearer-token authentication and the
 //! workspace settings every SCIM operation depends on.
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 
 use super::error::ScimError;
 use crate::{
     admin::WorkspaceDoc,
     api::WorkspacePolicy,
     scim::schema::{ResourceKind, SchemaSet},
-    service::{
-        http::bearer_token,
-        store::{ObjectKind, Store, StoreError, now_millis},
-    },
+    service::store::{ObjectKind, Store, StoreError, now_millis},
     token,
 };
 
@@ -115,10 +112,10 @@ fn corrupt(workspace: &str, e: serde_json::Error) -> StoreError {
 pub async fn authenticate(
     store: &Store,
     workspace: &str,
-    headers: &HeaderMap,
+    presented: Option<&str>,
+    request_id: Option<String>,
 ) -> Result<WorkspaceCtx, ScimError> {
-    let presented =
-        bearer_token(headers).ok_or_else(|| ScimError::unauthorized("missing bearer token"))?;
+    let presented = presented.ok_or_else(|| ScimError::unauthorized("missing bearer token"))?;
     let refused = || ScimError::unauthorized("the bearer token is not valid for this workspace");
     let id = token::parse_id(presented).ok_or_else(refused)?;
     let (stored, workspace_doc) = store
@@ -146,6 +143,6 @@ pub async fn authenticate(
         tracing::warn!(error = %e, "could not record SCIM token use");
     }
     ctx.token_id = stored.id;
-    ctx.request_id = request_id(headers);
+    ctx.request_id = request_id;
     Ok(ctx)
 }

@@ -1,9 +1,6 @@
 //! RFC 7644 §3.12 error bodies.
 
-use axum::{
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
@@ -114,24 +111,6 @@ impl From<StoreError> for ScimError {
                 )
             }
         }
-    }
-}
-
-impl IntoResponse for ScimError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            [(header::CONTENT_TYPE, super::SCIM_MEDIA_TYPE)],
-            self.body().to_string(),
-        )
-            .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"idsync-scim\""),
-            );
-        }
-        response
     }
 }
 

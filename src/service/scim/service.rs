@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use axum::http::StatusCode;
+use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -25,7 +25,7 @@ use crate::{
     },
     service::{
         metrics::ServiceMetrics,
-        sso::session::CheckCache,
+        session_cache::CheckCache,
         store::{
             ListQuery, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx, Store,
             StoreError, now_millis, unique_attribute,

@@ -237,7 +237,7 @@ impl SsoService {
             // between): the user exists now, so sign in as them.
             // The other write may not be committed yet (SQLite batches
             // commits), so look for it for a moment.
-            Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+            Err(e) if e.status == http::StatusCode::CONFLICT => {
                 for _ in 0..JIT_RACE_LOOKUPS {
                     match self
                         .store

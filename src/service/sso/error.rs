@@ -4,7 +4,7 @@
 //! Messages never carry token, assertion or secret content: only what the
 //! service decided and what to do about it.
 
-use axum::http::StatusCode;
+use http::StatusCode;
 
 use crate::service::store::{FailureKind, StoreError};
 

@@ -146,7 +146,7 @@ impl SsoService {
         metrics: ServiceMetrics,
         outbound: crate::outbound::Guarded,
         failures: Arc<FailureAudit>,
-        session_cache: Arc<session::CheckCache>,
+        session_cache: Arc<crate::service::session_cache::CheckCache>,
         roles: Arc<RoleResolver>,
     ) -> Self {
         Self {

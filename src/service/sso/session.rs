@@ -14,7 +14,6 @@
 //! that second; one made here (sign-out) takes effect at once.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -24,7 +23,10 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    service::store::{Result, SessionKey, SessionRecord, Store},
+    service::{
+        session_cache::CheckCache,
+        store::{Result, SessionKey, SessionRecord, Store},
+    },
     token,
 };
 
@@ -38,10 +40,6 @@ const KEY_ROTATE_EVERY: i64 = 7 * 24 * 3600 * 1000;
 const KEY_VALID_FOR: i64 = 30 * 24 * 3600 * 1000;
 /// Longest session the service issues, whatever the workspace policy says.
 pub const MAX_SESSION: Duration = Duration::from_secs(23 * 24 * 3600);
-/// How long a live session is trusted without asking the database again.
-const CHECK_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Bound on the check cache; it is emptied when full (entries live 1 s anyway).
-const CHECK_CACHE_MAX: usize = 200_000;
 /// Signing picks up a key another replica or the admin API added within this.
 const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// Unknown key ids reload keys from the store at most this often.
@@ -68,53 +66,6 @@ struct Keys {
     keys: Vec<(String, Vec<u8>)>,
     newest_created_at: i64,
     loaded: Option<Instant>,
-}
-
-/// Live sessions checked in the last `CHECK_CACHE_TTL`, by session id. Shared
-/// with SCIM, which drops a deprovisioned member's entries in the request
-/// that deprovisions them, so this replica's very next check is a 401.
-#[derive(Default)]
-pub struct CheckCache {
-    entries: Mutex<HashMap<String, (SessionRecord, Instant)>>,
-}
-
-impl CheckCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionRecord, Instant)>> {
-        // Guards map operations only; a poisoned map is still a usable map.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, id: &str, now: i64) -> Option<SessionRecord> {
-        let cache = self.lock();
-        let (record, at) = cache.get(id)?;
-        (at.elapsed() < CHECK_CACHE_TTL && record.expires_at > now).then(|| record.clone())
-    }
-
-    fn put(&self, id: String, record: Option<&SessionRecord>) {
-        let mut cache = self.lock();
-        match record {
-            Some(r) => {
-                if cache.len() >= CHECK_CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(id, (r.clone(), Instant::now()));
-            }
-            None => {
-                cache.remove(&id);
-            }
-        }
-    }
-
-    /// Forgets one session (sign-out on this replica).
-    pub fn forget(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Forgets every session of a user (deprovisioning on this replica).
-    pub fn forget_user(&self, workspace: &str, user_id: &str) {
-        self.lock()
-            .retain(|_, (r, _)| !(r.workspace == workspace && r.user_id == user_id));
-    }
 }
 
 /// Session cookies and checks, shared by every handler.
