@@ -205,14 +205,17 @@ async fn examples_become_ready_and_their_scim_tokens_work() {
         "the admin API never returns a private key"
     );
     assert!(entra.idp_certificate_expires_at.is_some());
+    let expires_at = s
+        .operator
+        .metric_sum(
+            "idsync_operator_idp_certificate_expiry_timestamp_seconds",
+            &["name=\"entra\""],
+        )
+        .await;
+    let in_a_day = jiff::Timestamp::now().as_second() as f64 + 86_400.0;
     assert!(
-        s.operator
-            .metric_sum(
-                "idsync_operator_idp_certificate_expiry_seconds",
-                &["name=\"entra\""]
-            )
-            .await
-            > 86_400.0
+        expires_at > in_a_day,
+        "certificate expiry metric: {expires_at}"
     );
 
     // And the identity service holds what was declared.
@@ -489,7 +492,7 @@ async fn drift_in_the_service_is_corrected() {
         .operator
         .metric_sum(
             "idsync_operator_drift_corrections_total",
-            &["kind=\"workspace\""],
+            &["kind=\"Workspace\""],
         )
         .await;
 
@@ -519,7 +522,7 @@ async fn drift_in_the_service_is_corrected() {
         .operator
         .metric_sum(
             "idsync_operator_drift_corrections_total",
-            &["kind=\"workspace\""],
+            &["kind=\"Workspace\""],
         )
         .await;
     assert!(after > before, "drift correction not counted");

@@ -3,7 +3,7 @@
 //! check it without a cluster.
 
 use super::model::{OidcDoc, RoleMappingDoc, SamlDoc, SsoConnectionDoc, WorkspaceDoc};
-use crate::api::{RoleMappingSpec, SsoConnectionSpec, WorkspaceSpec};
+use crate::api::{MetadataSourceKind, RoleMappingSpec, SsoConnectionSpec, WorkspaceSpec};
 
 pub fn workspace(spec: &WorkspaceSpec) -> WorkspaceDoc {
     WorkspaceDoc {
@@ -20,6 +20,86 @@ pub fn workspace(spec: &WorkspaceSpec) -> WorkspaceDoc {
 pub struct ResolvedRefs {
     pub client_secret: Option<String>,
     pub saml_metadata: Option<String>,
+}
+
+/// What a referenced value is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefPurpose {
+    ClientSecret,
+    SamlMetadata,
+}
+
+/// One value outside an SSOConnection that it refers to: a key of a Secret or
+/// ConfigMap in its namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueRef {
+    pub purpose: RefPurpose,
+    pub source: MetadataSourceKind,
+    pub name: String,
+    pub key: String,
+}
+
+impl ValueRef {
+    /// The condition reason when the value is missing.
+    pub fn missing_reason(&self) -> &'static str {
+        match self.purpose {
+            RefPurpose::ClientSecret => "ClientSecretNotFound",
+            RefPurpose::SamlMetadata => "MetadataNotFound",
+        }
+    }
+}
+
+impl std::fmt::Display for ValueRef {
+    /// "client secret key `k` not found in Secret `n`" names the value, never shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.purpose {
+            RefPurpose::ClientSecret => "client secret",
+            RefPurpose::SamlMetadata => "SAML metadata",
+        };
+        write!(
+            f,
+            "{what} key `{}` not found in {:?} `{}`",
+            self.key, self.source, self.name
+        )
+    }
+}
+
+/// Every value `spec` refers to.
+pub fn value_refs(spec: &SsoConnectionSpec) -> Vec<ValueRef> {
+    let client_secret = spec.oidc.as_ref().map(|o| ValueRef {
+        purpose: RefPurpose::ClientSecret,
+        source: MetadataSourceKind::Secret,
+        name: o.client_secret_ref.name.clone(),
+        key: o.client_secret_ref.key.clone(),
+    });
+    let metadata = spec
+        .saml
+        .as_ref()
+        .and_then(|s| s.metadata_ref.as_ref())
+        .map(|r| ValueRef {
+            purpose: RefPurpose::SamlMetadata,
+            source: r.kind,
+            name: r.name.clone(),
+            key: r.key.clone(),
+        });
+    client_secret.into_iter().chain(metadata).collect()
+}
+
+/// Resolves every value `spec` refers to through `lookup`; the first one
+/// missing is the error.
+pub fn resolve_refs(
+    spec: &SsoConnectionSpec,
+    mut lookup: impl FnMut(&ValueRef) -> Option<String>,
+) -> Result<ResolvedRefs, ValueRef> {
+    let mut refs = ResolvedRefs::default();
+    for r in value_refs(spec) {
+        let value = lookup(&r).ok_or_else(|| r.clone())?;
+        match r.purpose {
+            RefPurpose::ClientSecret => refs.client_secret = Some(value),
+            RefPurpose::SamlMetadata => refs.saml_metadata = Some(value),
+        }
+    }
+    Ok(refs)
 }
 
 pub fn sso_connection(spec: &SsoConnectionSpec, refs: ResolvedRefs) -> SsoConnectionDoc {

@@ -185,35 +185,27 @@ pub async fn run(admin: &AdminArgs, args: &ApplyArgs) -> anyhow::Result<()> {
                 let ns = namespace_of(&c.metadata);
                 let name = c.metadata.name.clone().unwrap_or_default();
                 let ws = workspace_id(&ns, &c.spec.workspace_ref.name);
-                let mut refs = desired::ResolvedRefs::default();
-                if let Some(oidc) = &c.spec.oidc {
-                    let r = &oidc.client_secret_ref;
-                    refs.client_secret = Some(
-                        secrets
-                            .get(&(ns.clone(), r.name.clone(), r.key.clone()))
-                            .cloned()
-                            .with_context(|| {
-                                format!(
-                                    "SSOConnection {ns}/{name}: client secret key {:?} of Secret {:?} not found; include the Secret in the files or pass --secret {}/{}=env:VAR",
-                                    r.key, r.name, r.name, r.key
-                                )
-                            })?,
-                    );
-                }
-                if let Some(meta_ref) = c.spec.saml.as_ref().and_then(|s| s.metadata_ref.as_ref()) {
-                    let key = (ns.clone(), meta_ref.name.clone(), meta_ref.key.clone());
-                    let source = if meta_ref.kind == MetadataSourceKind::Secret {
-                        &secrets
-                    } else {
-                        &config_maps
+                let refs = desired::resolve_refs(&c.spec, |r| {
+                    let source = match r.source {
+                        MetadataSourceKind::Secret => &secrets,
+                        MetadataSourceKind::ConfigMap => &config_maps,
                     };
-                    refs.saml_metadata = Some(source.get(&key).cloned().with_context(|| {
-                        format!(
-                            "SSOConnection {ns}/{name}: SAML metadata key {:?} of {:?} {:?} not found in the files",
-                            meta_ref.key, meta_ref.kind, meta_ref.name
-                        )
-                    })?);
-                }
+                    source
+                        .get(&(ns.clone(), r.name.clone(), r.key.clone()))
+                        .cloned()
+                })
+                .map_err(|missing| {
+                    let hint = match missing.source {
+                        MetadataSourceKind::Secret => format!(
+                            "include the Secret in the files or pass --secret {}/{}=env:VAR",
+                            missing.name, missing.key
+                        ),
+                        MetadataSourceKind::ConfigMap => {
+                            "include the ConfigMap in the files".into()
+                        }
+                    };
+                    anyhow::anyhow!("SSOConnection {ns}/{name}: {missing}; {hint}")
+                })?;
                 let doc = desired::sso_connection(&c.spec, refs);
                 let what = format!("ssoconnection.idsync.dev/{name} (workspace {ws})");
                 if args.dry_run {

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::{
@@ -14,12 +14,18 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ObjectMeta, PostParams},
     runtime::{
+        controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         reflector::ObjectRef,
     },
 };
 
-use super::{cache::Caches, metrics::OperatorMetrics, target::ServiceTargets};
+use super::{
+    cache::Caches,
+    error::Result,
+    metrics::{Kind, OperatorMetrics},
+    target::ServiceTargets,
+};
 use crate::outbound::{ClientOptions, Guarded, OutboundPolicy};
 
 /// Shared by all controllers.
@@ -38,9 +44,8 @@ pub struct Context {
     concurrency: u16,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// Resync pacing per kind.
-    /// Running mean of reconcile durations per kind, in seconds.
-    mean_durations: Mutex<HashMap<&'static str, f64>>,
+    /// Running mean of reconcile durations per kind, in seconds (resync pacing).
+    mean_durations: Mutex<HashMap<Kind, f64>>,
 }
 
 /// Share of a controller's reconcile slots resyncs may fill. The rest stays free
@@ -118,9 +123,31 @@ impl Context {
         })
     }
 
-    /// Notes how long a reconcile of `kind` took, for resync pacing.
-    pub fn record_duration(&self, kind: &'static str, took: Duration) {
-        let took = took.as_secs_f64();
+    /// Records a finished reconcile: its duration (histogram and resync pacing),
+    /// its result, and on success forgets the object's failures.
+    pub fn observe<K: Resource<DynamicType = ()>>(
+        &self,
+        kind: Kind,
+        obj: ObjectRef<K>,
+        started: Instant,
+        result: &Result<Action>,
+    ) {
+        let took = started.elapsed().as_secs_f64();
+        self.metrics
+            .reconcile_duration
+            .with_label_values(&[kind.as_str()])
+            .observe(took);
+        let label = match result {
+            Ok(_) => "ok",
+            Err(e) => e.metric_label(),
+        };
+        self.metrics
+            .reconciles
+            .with_label_values(&[kind.as_str(), label])
+            .inc();
+        if result.is_ok() {
+            self.succeeded(&obj);
+        }
         self.mean_durations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -134,13 +161,13 @@ impl Context {
     /// RESYNC_SHARE)`, so resyncs alone never fill more than half the
     /// controller's slots; when a period is too short for the number of
     /// objects, the pass stretches rather than starve new work.
-    pub fn resync_gap(&self, kind: &'static str, objects: usize) -> Duration {
+    pub fn resync_gap(&self, kind: Kind, objects: usize) -> Duration {
         let even = self.resync.div_f64(objects.max(1) as f64);
         let mean = self
             .mean_durations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(kind)
+            .get(&kind)
             .copied()
             .unwrap_or(0.0);
         let paced = Duration::from_secs_f64(mean / (f64::from(self.concurrency) * RESYNC_SHARE));

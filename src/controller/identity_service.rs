@@ -2,29 +2,49 @@
 //! token it was given? And the keys it keeps for the service (session cookies,
 //! SAML request signing; see [`super::keyring`]).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
-use kube::runtime::{controller::Action, events::EventType};
+use kube::runtime::{controller::Action, events::EventType, reflector::ObjectRef};
 
 use super::{
     Context,
     error::Result,
     keyring::{self, SAML_SIGNING_KEYS, SESSION_KEYS},
+    metrics::{Kind, Op},
+    reconciler::{Reconciler, References, Referent},
     status::{self, Cond, READY},
 };
 use crate::api::{ClusterIdentityService, IdentityService, IdentityServiceStatus};
 
-pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Action> {
-    let outcome = async {
-        let target = ctx.targets.for_service(&svc).await?;
-        check_and_keep_keys(&ctx, &target, &keyring::KeyOwner::of_service(&svc)).await
+impl Reconciler for IdentityService {
+    const KIND: Kind = Kind::IdentityService;
+    const REFERS_TO: &'static [Referent] = &[Referent::Secrets];
+
+    async fn apply(svc: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        let outcome = async {
+            let target = ctx.targets.for_service(&svc).await?;
+            check_and_keep_keys(&ctx, &target, &keyring::KeyOwner::of_service(&svc)).await
+        }
+        .await;
+        let new = status_for(svc.status.as_ref(), svc.metadata.generation, &outcome);
+        status::patch_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
+        announce(&ctx, svc.as_ref(), &outcome).await;
+        // The periodic resync comes from the resync walk (super::resync).
+        outcome.map(|_| Action::await_change())
     }
-    .await;
-    let new = status_for(svc.status.as_ref(), svc.metadata.generation, &outcome);
-    status::patch_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
-    announce(&ctx, svc.as_ref(), &outcome).await;
-    // The periodic resync comes from the resync walk (super::resync).
-    outcome.map(|_| Action::await_change())
+
+    /// Deleting an IdentityService removes nothing from the service (its key
+    /// Secrets go with it, by owner reference).
+    async fn cleanup(_: Arc<Self>, _: Arc<Context>) -> Result<Action> {
+        Ok(Action::await_change())
+    }
+
+    fn references(&self) -> References<'_> {
+        References {
+            secrets: vec![self.spec.admin_token_secret_ref.name.clone()],
+            ..Default::default()
+        }
+    }
 }
 
 /// A ClusterIdentityService: the same checks and keys, its Secrets in the
@@ -32,7 +52,7 @@ pub async fn apply(svc: Arc<IdentityService>, ctx: Arc<Context>) -> Result<Actio
 /// service (its key Secrets go with it, by owner reference).
 pub async fn apply_cluster(svc: Arc<ClusterIdentityService>, ctx: Arc<Context>) -> Result<Action> {
     ctx.targets.caches.ready().await;
-    let _timer = ctx.metrics.time_reconcile("ClusterIdentityService");
+    let started = Instant::now();
     let outcome = async {
         let target = ctx.targets.for_cluster_service(&svc).await?;
         let owner = keyring::KeyOwner::of_cluster_service(&svc, &ctx.targets.operator_namespace);
@@ -40,17 +60,15 @@ pub async fn apply_cluster(svc: Arc<ClusterIdentityService>, ctx: Arc<Context>) 
     }
     .await;
     let new = status_for(svc.status.as_ref(), svc.metadata.generation, &outcome);
-    status::patch_cluster_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
-    announce(&ctx, svc.as_ref(), &outcome).await;
-    let label = match &outcome {
-        Ok(_) => "ok",
-        Err(e) => e.metric_label(),
-    };
-    ctx.metrics
-        .reconciles
-        .with_label_values(&["ClusterIdentityService", label])
-        .inc();
-    outcome.map(|_| Action::await_change())
+    let result = async {
+        status::patch_cluster_if_changed(&ctx, svc.as_ref(), svc.status.as_ref(), &new).await?;
+        announce(&ctx, svc.as_ref(), &outcome).await;
+        outcome.map(|_| Action::await_change())
+    }
+    .await;
+    let kind = Kind::ClusterIdentityService;
+    ctx.observe(kind, ObjectRef::from_obj(svc.as_ref()), started, &result);
+    result
 }
 
 type Checked = (crate::admin::InfoView, Vec<&'static keyring::Keyring>);
@@ -61,7 +79,7 @@ async fn check_and_keep_keys(
     target: &super::target::Target,
     owner: &keyring::KeyOwner,
 ) -> Result<Checked> {
-    let info = target.call("info", target.client.info()).await?;
+    let info = target.call(Op::Info, target.client.info()).await?;
     let mut rotated = Vec::new();
     for ring in [&SESSION_KEYS, &SAML_SIGNING_KEYS] {
         if keyring::reconcile(ctx, owner, target, ring).await? {

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Context,
     error::{Error, Result},
+    metrics::Op,
     owned_secret::{self, MANAGED_BY_LABEL},
     target::Target,
 };
@@ -166,16 +167,13 @@ impl Keyring {
     async fn registered(&self, target: &Target) -> Result<Vec<String>> {
         let ids = match self.kind {
             KeyKind::SessionCookies => target
-                .call("list_session_keys", target.client.list_session_keys())
+                .call(Op::ListKeys, target.client.list_session_keys())
                 .await?
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect(),
             KeyKind::SamlSigning => target
-                .call(
-                    "list_saml_signing_keys",
-                    target.client.list_saml_signing_keys(),
-                )
+                .call(Op::ListKeys, target.client.list_saml_signing_keys())
                 .await?
                 .into_iter()
                 .map(|(id, _)| id)
@@ -198,10 +196,7 @@ impl Keyring {
                     expires_at: time(key.created_at + self.valid_for),
                 };
                 target
-                    .call(
-                        "put_session_key",
-                        target.client.put_session_key(&key.id, &doc),
-                    )
+                    .call(Op::PutKey, target.client.put_session_key(&key.id, &doc))
                     .await?;
             }
             KeyKind::SamlSigning => {
@@ -213,7 +208,7 @@ impl Keyring {
                 };
                 target
                     .call(
-                        "put_saml_signing_key",
+                        Op::PutKey,
                         target.client.put_saml_signing_key(&key.id, &doc),
                     )
                     .await?;

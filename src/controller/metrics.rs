@@ -1,11 +1,79 @@
 //! Prometheus metrics of the operator.
 
-use std::time::Instant;
-
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+
+/// A kind the operator reconciles, spelled in metric labels as its Kubernetes kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    IdentityService,
+    ClusterIdentityService,
+    Workspace,
+    SsoConnection,
+    ScimToken,
+    RoleMapping,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::IdentityService => "IdentityService",
+            Kind::ClusterIdentityService => "ClusterIdentityService",
+            Kind::Workspace => "Workspace",
+            Kind::SsoConnection => "SSOConnection",
+            Kind::ScimToken => "SCIMToken",
+            Kind::RoleMapping => "RoleMapping",
+        }
+    }
+}
+
+impl From<crate::admin::ObjectKind> for Kind {
+    fn from(kind: crate::admin::ObjectKind) -> Self {
+        match kind {
+            crate::admin::ObjectKind::Workspace => Kind::Workspace,
+            crate::admin::ObjectKind::SsoConnection => Kind::SsoConnection,
+            crate::admin::ObjectKind::RoleMapping => Kind::RoleMapping,
+        }
+    }
+}
+
+/// An identity service admin API call, as the `operation` label spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Info,
+    GetObject,
+    PutObject,
+    DeleteObject,
+    ReleaseWorkspace,
+    SignInHealth,
+    GetToken,
+    PutToken,
+    ListTokens,
+    RevokeToken,
+    ListKeys,
+    PutKey,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Info => "info",
+            Op::GetObject => "get_object",
+            Op::PutObject => "put_object",
+            Op::DeleteObject => "delete_object",
+            Op::ReleaseWorkspace => "release_workspace",
+            Op::SignInHealth => "sign_in_health",
+            Op::GetToken => "get_token",
+            Op::PutToken => "put_token",
+            Op::ListTokens => "list_tokens",
+            Op::RevokeToken => "revoke_token",
+            Op::ListKeys => "list_keys",
+            Op::PutKey => "put_key",
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct OperatorMetrics {
@@ -17,13 +85,10 @@ pub struct OperatorMetrics {
     pub drift_corrections: IntCounterVec,
     pub status_patches: IntCounterVec,
     pub secret_writes: IntCounterVec,
-    pub token_rotation_seconds: GaugeVec,
-    /// The same moment as `token_rotation_seconds`, as a Unix time: it stays
-    /// right between reconciles and when a rotation fails, so "overdue" is
-    /// `time() > next rotation` in PromQL.
+    /// Moments are Unix times rather than "seconds until": a time stays right
+    /// between reconciles and when one fails, so "overdue" is `time() > next
+    /// rotation` in PromQL.
     pub token_rotation_timestamp: GaugeVec,
-    pub idp_certificate_expiry_seconds: GaugeVec,
-    /// The same moment as `idp_certificate_expiry_seconds`, as a Unix time.
     pub idp_certificate_expiry_timestamp: GaugeVec,
     pub leader: IntGauge,
 }
@@ -87,11 +152,6 @@ impl OperatorMetrics {
                 "Secrets the operator created or updated, by kind of owner.",
                 &["kind"],
             ),
-            token_rotation_seconds: gauge(
-                "idsync_operator_scim_token_next_rotation_seconds",
-                "Seconds until a SCIMToken's next scheduled rotation (negative when overdue).",
-                &["namespace", "name"],
-            ),
             token_rotation_timestamp: gauge(
                 "idsync_operator_scim_token_next_rotation_timestamp_seconds",
                 "Unix time of a SCIMToken's next scheduled rotation.",
@@ -100,11 +160,6 @@ impl OperatorMetrics {
             idp_certificate_expiry_timestamp: gauge(
                 "idsync_operator_idp_certificate_expiry_timestamp_seconds",
                 "Unix time at which the first-expiring IdP signing certificate of an SSOConnection expires.",
-                &["namespace", "name"],
-            ),
-            idp_certificate_expiry_seconds: gauge(
-                "idsync_operator_idp_certificate_expiry_seconds",
-                "Seconds until the first-expiring IdP signing certificate of an SSOConnection expires.",
                 &["namespace", "name"],
             ),
             leader: IntGauge::new(
@@ -122,8 +177,6 @@ impl OperatorMetrics {
             Box::new(m.drift_corrections.clone()),
             Box::new(m.status_patches.clone()),
             Box::new(m.secret_writes.clone()),
-            Box::new(m.token_rotation_seconds.clone()),
-            Box::new(m.idp_certificate_expiry_seconds.clone()),
             Box::new(m.token_rotation_timestamp.clone()),
             Box::new(m.idp_certificate_expiry_timestamp.clone()),
             Box::new(m.leader.clone()),
@@ -140,13 +193,16 @@ impl OperatorMetrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Starts timing a reconcile; the duration is recorded when the guard drops, so
-    /// every exit path is measured.
-    pub fn time_reconcile(&self, kind: &'static str) -> ReconcileTimer {
-        ReconcileTimer {
-            histogram: self.reconcile_duration.clone(),
-            kind,
-            started: Instant::now(),
+    /// Sets an object's moment gauge, or removes the series when there is no
+    /// moment (so a deleted or changed object leaves no stale series behind).
+    pub fn set_moment(gauge: &GaugeVec, namespace: &str, name: &str, at: Option<jiff::Timestamp>) {
+        match at {
+            Some(t) => gauge
+                .with_label_values(&[namespace, name])
+                .set(t.as_millisecond() as f64 / 1000.0),
+            None => {
+                let _ = gauge.remove_label_values(&[namespace, name]);
+            }
         }
     }
 }
@@ -154,19 +210,5 @@ impl OperatorMetrics {
 impl Default for OperatorMetrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-pub struct ReconcileTimer {
-    histogram: HistogramVec,
-    kind: &'static str,
-    started: Instant,
-}
-
-impl Drop for ReconcileTimer {
-    fn drop(&mut self) {
-        self.histogram
-            .with_label_values(&[self.kind])
-            .observe(self.started.elapsed().as_secs_f64());
     }
 }

@@ -20,7 +20,7 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use super::Context;
+use super::{Context, metrics::Kind};
 
 /// Walk state: the pass's snapshot and the next index in it.
 struct Walk<K: Resource<DynamicType = ()> + Clone + 'static> {
@@ -78,7 +78,7 @@ where
 pub fn paced<K>(
     store: Store<K>,
     ctx: Arc<Context>,
-    kind: &'static str,
+    kind: Kind,
 ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,

@@ -10,158 +10,214 @@ use kube::{
 use super::{
     Context,
     error::{Error, Result},
+    metrics::Kind,
+    reconciler::{Reconciler, References, Referent},
     status::{self, Cond, READY, SYNCED, TESTS_PASSED},
-    sync,
+    sync::{self, Synced},
 };
 use crate::admin::ObjectKind;
 use crate::admin::desired;
-use crate::api::{DeletionPolicy, RoleMapping};
+use crate::api::{RoleMapping, RoleMappingStatus};
 use crate::roles::CompiledMapping;
 
-pub async fn apply(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = rm.namespace().unwrap_or_default();
-    let name = rm.name_any();
-    let current = rm.status.clone().unwrap_or_default();
-    let generation = rm.metadata.generation;
-    let mut new = current.clone();
-    new.observed_generation = generation;
+impl Reconciler for RoleMapping {
+    const KIND: Kind = Kind::RoleMapping;
+    const REFERS_TO: &'static [Referent] = &[Referent::Workspace];
 
-    // Tests first: a mapping whose tests fail is never synced; the previous one
-    // stays active in the identity service.
-    let tests = CompiledMapping::compile_spec(&rm.spec)
-        .map_err(|e| Error::config("InvalidMapping", e.to_string()))
-        .and_then(|compiled| {
-            let failures = compiled.run_tests(&rm.spec.tests);
-            if failures.is_empty() {
-                Ok(rm.spec.tests.len())
-            } else {
-                Err(Error::config(
-                    "TestsFailed",
-                    format!(
-                        "{} of {} inline tests fail; the previous mapping stays active: {}",
-                        failures.len(),
-                        rm.spec.tests.len(),
-                        failures
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
-                ))
+    async fn apply(rm: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        // Tests first: a mapping whose tests fail is never synced; the previous
+        // one stays active in the identity service.
+        let tests = run_tests(&rm);
+        let outcome = match &tests {
+            Ok(_) => sync_mapping(&ctx, &rm).await,
+            Err(e) => Err(Error::config(e.reason(), e.to_string())),
+        };
+        let new = status_after(&rm, &tests, &outcome);
+        status::patch_if_changed(&ctx, rm.as_ref(), rm.status.as_ref(), &new).await?;
+        match outcome {
+            Ok(synced) => {
+                sync::announce(&ctx, rm.as_ref(), &synced, "role mapping").await;
+                Ok(Action::await_change())
             }
-        });
-
-    let outcome = match &tests {
-        Ok(_) => {
-            async {
-                let (ws, target) = ctx
-                    .targets
-                    .for_workspace_ref(&ns, &rm.spec.workspace_ref.name)
-                    .await?;
-                sync::document(
-                    &ctx,
-                    &target,
-                    ObjectKind::RoleMapping,
-                    &ws.workspace_id(),
-                    &name,
-                    &desired::role_mapping(&rm.spec),
-                    current.synced_fingerprint.as_deref(),
-                )
-                .await
+            Err(e) => {
+                let newly_failing =
+                    rm.status.as_ref().map(|s| &s.conditions) != Some(&new.conditions);
+                if tests.is_err() && newly_failing {
+                    ctx.event(
+                        rm.as_ref(),
+                        EventType::Warning,
+                        "TestsFailed",
+                        e.to_string(),
+                    )
+                    .await;
+                }
+                Err(e)
             }
-            .await
-        }
-        Err(e) => Err(Error::config(e.reason(), e.to_string())),
-    };
-
-    let tests_cond = match &tests {
-        Ok(n) => Cond::ok(
-            TESTS_PASSED,
-            "TestsPassed",
-            format!("all {n} inline tests pass"),
-        ),
-        Err(e) => Cond::error(TESTS_PASSED, e),
-    };
-    new.tests_passed = match &tests {
-        Ok(n) => Some(*n as i32),
-        Err(_) => current.tests_passed,
-    };
-    match &outcome {
-        Ok(synced) => {
-            new.synced_fingerprint = Some(synced.fingerprint.clone());
-            if synced.wrote || new.last_synced_at.is_none() {
-                new.last_synced_at = Some(status::now_rfc3339());
-            }
-            new.conditions = status::conditions(
-                &current.conditions,
-                generation,
-                vec![
-                    Cond::ok(
-                        READY,
-                        "Synced",
-                        "the mapping is active in the identity service",
-                    ),
-                    tests_cond,
-                    Cond::ok(
-                        SYNCED,
-                        "Synced",
-                        format!("fingerprint {}", synced.fingerprint),
-                    ),
-                ],
-            );
-        }
-        Err(e) => {
-            new.conditions = status::conditions(
-                &current.conditions,
-                generation,
-                vec![Cond::error(READY, e), tests_cond, Cond::error(SYNCED, e)],
-            );
         }
     }
-    status::patch_if_changed(&ctx, rm.as_ref(), rm.status.as_ref(), &new).await?;
 
-    match outcome {
-        Ok(synced) => {
-            sync::announce(&ctx, rm.as_ref(), &synced, "role mapping").await;
-            Ok(Action::await_change())
-        }
-        Err(e) => {
-            if tests.is_err() && new.conditions != current.conditions {
-                ctx.event(
-                    rm.as_ref(),
-                    EventType::Warning,
-                    "TestsFailed",
-                    e.to_string(),
-                )
-                .await;
-            }
-            Err(e)
+    async fn cleanup(rm: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        sync::delete_document(
+            &ctx,
+            rm.as_ref(),
+            &rm.spec.workspace_ref.name,
+            rm.spec.deletion_policy,
+            ObjectKind::RoleMapping,
+        )
+        .await
+    }
+
+    fn references(&self) -> References<'_> {
+        References {
+            workspace: Some(&self.spec.workspace_ref.name),
+            ..Default::default()
         }
     }
 }
 
-pub async fn cleanup(rm: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action> {
-    if rm.spec.deletion_policy == Some(DeletionPolicy::Retain) {
-        return Ok(Action::await_change());
+/// Compiles the mapping and runs its inline tests; answers how many passed.
+fn run_tests(rm: &RoleMapping) -> Result<usize> {
+    let compiled = CompiledMapping::compile_spec(&rm.spec)
+        .map_err(|e| Error::config("InvalidMapping", e.to_string()))?;
+    let failures = compiled.run_tests(&rm.spec.tests);
+    if failures.is_empty() {
+        return Ok(rm.spec.tests.len());
     }
+    let listed = failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(Error::config(
+        "TestsFailed",
+        format!(
+            "{} of {} inline tests fail; the previous mapping stays active: {listed}",
+            failures.len(),
+            rm.spec.tests.len(),
+        ),
+    ))
+}
+
+async fn sync_mapping(ctx: &Context, rm: &RoleMapping) -> Result<Synced> {
     let ns = rm.namespace().unwrap_or_default();
-    let Some((ws, target)) = ctx
+    let (ws, target) = ctx
         .targets
-        .for_cleanup(&ns, &rm.spec.workspace_ref.name)
-        .await?
-    else {
-        return Ok(Action::await_change());
-    };
-    target
-        .call(
-            "delete",
-            target.client.delete_object(
-                ObjectKind::RoleMapping,
-                &ws.workspace_id(),
-                &rm.name_any(),
-                false,
-            ),
-        )
+        .for_workspace_ref(&ns, &rm.spec.workspace_ref.name)
         .await?;
-    Ok(Action::await_change())
+    let previous = rm
+        .status
+        .as_ref()
+        .and_then(|s| s.synced_fingerprint.as_deref());
+    sync::document(
+        ctx,
+        &target,
+        ObjectKind::RoleMapping,
+        &ws.workspace_id(),
+        &rm.name_any(),
+        &desired::role_mapping(&rm.spec),
+        previous,
+    )
+    .await
+}
+
+/// The status a pass leaves.
+fn status_after(
+    rm: &RoleMapping,
+    tests: &Result<usize>,
+    outcome: &Result<Synced>,
+) -> RoleMappingStatus {
+    let current = rm.status.clone().unwrap_or_default();
+    let generation = rm.metadata.generation;
+    let mut new = RoleMappingStatus {
+        observed_generation: generation,
+        ..current.clone()
+    };
+    let tests_cond = match tests {
+        Ok(n) => {
+            new.tests_passed = Some(*n as i32);
+            Cond::ok(
+                TESTS_PASSED,
+                "TestsPassed",
+                format!("all {n} inline tests pass"),
+            )
+        }
+        Err(e) => Cond::error(TESTS_PASSED, e),
+    };
+    let conditions = match outcome {
+        Ok(synced) => {
+            synced.record(&mut new.synced_fingerprint, &mut new.last_synced_at);
+            vec![
+                Cond::ok(
+                    READY,
+                    "Synced",
+                    "the mapping is active in the identity service",
+                ),
+                tests_cond,
+                synced.condition(),
+            ]
+        }
+        Err(e) => vec![Cond::error(READY, e), tests_cond, Cond::error(SYNCED, e)],
+    };
+    new.conditions = status::conditions(&current.conditions, generation, conditions);
+    new
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::api::RoleMappingSpec;
+
+    fn mapping(expect: &str) -> RoleMapping {
+        let spec: RoleMappingSpec = serde_json::from_value(serde_json::json!({
+            "workspaceRef": {"name": "acme"},
+            "roles": ["admin", "member"],
+            "rules": [{"equals": "Admins", "role": "admin"}],
+            "tests": [{"name": "admins", "groups": ["Admins"], "expect": expect}],
+        }))
+        .unwrap();
+        let mut rm = RoleMapping::new("roles", spec);
+        rm.metadata.generation = Some(2);
+        rm
+    }
+
+    fn synced() -> Synced {
+        Synced {
+            fingerprint: "f1".into(),
+            wrote: true,
+            drift: false,
+            endpoints: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn passing_tests_and_a_sync_make_the_mapping_ready() {
+        let rm = mapping("admin");
+        let tests = run_tests(&rm);
+        assert_eq!(tests.as_ref().ok(), Some(&1));
+        let new = status_after(&rm, &tests, &Ok(synced()));
+        assert_eq!(new.tests_passed, Some(1));
+        for c in [READY, TESTS_PASSED, SYNCED] {
+            assert!(status::is_true(&new.conditions, c), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_failing_test_keeps_the_synced_mapping_and_names_the_failure() {
+        let good = mapping("admin");
+        let synced_status = status_after(&good, &run_tests(&good), &Ok(synced()));
+        let mut bad = mapping("member");
+        bad.status = Some(synced_status.clone());
+        let tests = run_tests(&bad);
+        let err = tests.as_ref().unwrap_err();
+        assert_eq!(err.reason(), "TestsFailed");
+        assert!(err.to_string().contains("admins"), "{err}");
+        let outcome = Err(Error::config(err.reason(), err.to_string()));
+        let new = status_after(&bad, &tests, &outcome);
+        assert_eq!(new.synced_fingerprint, synced_status.synced_fingerprint);
+        assert_eq!(new.tests_passed, Some(1), "the last passing count stays");
+        assert!(!status::is_true(&new.conditions, READY));
+        assert!(!status::is_true(&new.conditions, TESTS_PASSED));
+    }
 }

@@ -12,9 +12,9 @@
 //! 4. every other token of this resource gets the overlap window as its expiry,
 //!    and tokens past their expiry are revoked.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api, Resource, ResourceExt,
@@ -25,7 +25,10 @@ use kube::{
 use super::{
     Context,
     error::{Error, Result},
+    metrics::{Kind, Op, OperatorMetrics},
     owned_secret::{self, MANAGED_BY_LABEL},
+    reconciler::{Reconciler, References, Referent},
+    rotation::{self, IssueReason, Retirement},
     status::{self, Cond, READY, ROTATED},
     target::Target,
 };
@@ -33,48 +36,86 @@ use crate::admin::{ScimTokenDoc, TokenView};
 use crate::api::{DeletionPolicy, ScimToken, ScimTokenStatus, scim_token::ROTATE_ANNOTATION};
 use crate::token;
 
-/// Overlap when the resource sets no rotation schedule (rotation by annotation only).
-const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 pub const TOKEN_LABEL: &str = "idsync.dev/scim-token";
 const TOKEN_ID_ANNOTATION: &str = "idsync.dev/token-id";
+
+impl Reconciler for ScimToken {
+    const KIND: Kind = Kind::ScimToken;
+    const REFERS_TO: &'static [Referent] = &[Referent::Secrets, Referent::Workspace];
+
+    async fn apply(t: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        let outcome = async {
+            let ns = t.namespace().unwrap_or_default();
+            let (ws, target) = ctx
+                .targets
+                .for_workspace_ref(&ns, &t.spec.workspace_ref.name)
+                .await?;
+            converge(&ctx, &t, &target, &ws.workspace_id()).await
+        }
+        .await;
+        let now = Timestamp::now();
+        let new = status_after(&t, &outcome, now);
+        if outcome.is_ok() {
+            let next = new.next_rotation_at.as_deref().and_then(|n| n.parse().ok());
+            set_next_rotation(&ctx.metrics, &t, next);
+        }
+        status::patch_if_changed(&ctx, t.as_ref(), t.status.as_ref(), &new).await?;
+        outcome?;
+        // Something due before the next resync pass gets its own timer.
+        let moments = [&new.next_rotation_at, &new.previous_token_expires_at]
+            .map(|m| m.as_deref().and_then(|m| m.parse::<Timestamp>().ok()));
+        let previous_past =
+            moments[1].map(|e| rotation::plus(e, std::time::Duration::from_secs(1)));
+        Ok(
+            match rotation::next_due(now, &[moments[0], previous_past]) {
+                Some(d) if ctx.due_before_resync(d) => Action::requeue(d),
+                _ => Action::await_change(),
+            },
+        )
+    }
+
+    async fn cleanup(t: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        set_next_rotation(&ctx.metrics, &t, None);
+        if t.spec.deletion_policy == Some(DeletionPolicy::Retain) {
+            return Ok(Action::await_change());
+        }
+        let ns = t.namespace().unwrap_or_default();
+        let Some((ws, target)) = ctx
+            .targets
+            .for_cleanup(&ns, &t.spec.workspace_ref.name)
+            .await?
+        else {
+            return Ok(Action::await_change());
+        };
+        let ws_id = ws.workspace_id();
+        let name = token_name(&t);
+        let tokens = target
+            .call(Op::ListTokens, target.client.list_tokens(&ws_id))
+            .await?;
+        for tok in tokens
+            .iter()
+            .filter(|x| x.name == name && x.revoked_at.is_none())
+        {
+            target
+                .call(Op::RevokeToken, target.client.revoke_token(&ws_id, &tok.id))
+                .await?;
+        }
+        Ok(Action::await_change())
+    }
+
+    /// The token's own Secret: editing or deleting it restores it at once.
+    fn references(&self) -> References<'_> {
+        References {
+            secrets: vec![self.secret_name()],
+            workspace: Some(&self.spec.workspace_ref.name),
+            service: None,
+        }
+    }
+}
 
 /// Name of this resource's tokens in the identity service.
 fn token_name(t: &ScimToken) -> String {
     format!("{}.{}", t.namespace().unwrap_or_default(), t.name_any())
-}
-
-fn parse_time(s: &str) -> Option<Timestamp> {
-    s.parse().ok()
-}
-
-/// Why a new token is issued, if one is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IssueReason {
-    /// No Secret or no token in it yet.
-    Initial,
-    /// The Secret holds a token the service does not accept (edited, revoked).
-    Restore,
-    /// `rotation.every` has passed since the current token was issued.
-    Scheduled,
-    /// The rotate annotation has a value not acted on yet.
-    Requested,
-}
-
-impl IssueReason {
-    fn event(self) -> (&'static str, &'static str) {
-        match self {
-            IssueReason::Initial => ("Issued", "issued the first token"),
-            IssueReason::Restore => (
-                "Restored",
-                "the Secret's token was not accepted by the identity service; issued a new one",
-            ),
-            IssueReason::Scheduled => ("Rotated", "rotated on schedule"),
-            IssueReason::Requested => (
-                "Rotated",
-                "rotated on request (idsync.dev/rotate-requested-at)",
-            ),
-        }
-    }
 }
 
 /// What one pass decided, for status.
@@ -127,195 +168,119 @@ fn desired_secret(t: &ScimToken, token_value: &str, token_id: &str, scim_base_ur
     }
 }
 
-fn overlap_of(t: &ScimToken) -> Duration {
-    t.spec
-        .rotation
-        .as_ref()
-        .map(|r| r.overlap.as_duration())
-        .unwrap_or(DEFAULT_OVERLAP)
+/// What the Secret holds, and the service's view of that token if it accepts it.
+async fn observe(
+    t: &ScimToken,
+    target: &Target,
+    ws_id: &str,
+    secret: Option<&Secret>,
+) -> Result<(Option<String>, Option<TokenView>)> {
+    let in_secret = secret_data(secret, "token");
+    let Some((value, id)) = in_secret
+        .as_deref()
+        .and_then(|v| Some((v, token::parse_id(v)?)))
+    else {
+        return Ok((in_secret, None));
+    };
+    let accepted = target
+        .call(Op::GetToken, target.client.get_token(ws_id, id))
+        .await?
+        .filter(|v| v.valid && v.name == token_name(t) && token::hash(value) == v.sha256);
+    Ok((in_secret, accepted))
 }
 
-fn plus(ts: Timestamp, d: Duration) -> Timestamp {
-    ts.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
-        .unwrap_or(Timestamp::MAX)
+/// Steps 1 and 2: registers a new token expiring after one overlap (unless step
+/// 3 is reached), then writes it to the Secret.
+async fn issue(
+    ctx: &Context,
+    t: &ScimToken,
+    target: &Target,
+    ws_id: &str,
+    secret_exists: bool,
+    now: Timestamp,
+) -> Result<(TokenView, String)> {
+    let new = token::generate()?;
+    let pending = ScimTokenDoc {
+        name: token_name(t),
+        sha256: Some(new.hash()),
+        expires_at: Some(rotation::plus(now, rotation::overlap_of(t)).to_string()),
+    };
+    target
+        .call(
+            Op::PutToken,
+            target.client.put_token(ws_id, &new.id, &pending),
+        )
+        .await?;
+    let scim_base_url = target.scim_base_url(ws_id);
+    let secret = desired_secret(t, new.expose(), &new.id, &scim_base_url);
+    let ns = t.namespace().unwrap_or_default();
+    owned_secret::write(ctx, &ns, &secret, secret_exists, "SCIMToken").await?;
+    let view = target
+        .call(Op::GetToken, target.client.get_token(ws_id, &new.id))
+        .await?
+        .ok_or_else(|| {
+            Error::config(
+                "TokenLost",
+                "the token just registered is gone from the identity service",
+            )
+        })?;
+    Ok((view, new.expose().to_string()))
 }
 
+/// One pass: issue if needed, make the Secret's token permanent, put the
+/// Secret right, retire the others.
 async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) -> Result<Converged> {
     let now = Timestamp::now();
-    let name = token_name(t);
-    let overlap = overlap_of(t);
-    let scim_base_url = target.scim_base_url(ws_id);
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
     let secret = secrets.get_opt(&t.secret_name()).await?;
     // A Secret idsync did not create is neither read nor written.
+    let owner = format!("SCIMToken {}", t.name_any());
     owned_secret::check_owned(
         secret.as_ref(),
         t.metadata.uid.as_deref(),
-        &format!("SCIMToken {}", t.name_any()),
+        &owner,
         &t.secret_name(),
     )?;
-    let status = t.status.clone().unwrap_or_default();
-
-    // What the Secret holds, and whether the service accepts it.
-    let in_secret = secret_data(secret.as_ref(), "token");
-    let accepted: Option<TokenView> = match in_secret.as_deref().and_then(token::parse_id) {
-        Some(id) => target
-            .call("get-token", target.client.get_token(ws_id, id))
-            .await?
-            .filter(|v| {
-                v.valid
-                    && v.name == name
-                    && in_secret
-                        .as_deref()
-                        .is_some_and(|s| token::hash(s) == v.sha256)
-            }),
-        None => None,
-    };
-
-    let requested = t.annotations().get(ROTATE_ANNOTATION).cloned();
-    let due = |view: &TokenView| {
-        let issued = if status.token_id.as_deref() == Some(view.id.as_str()) {
-            status.issued_at.as_deref().and_then(parse_time)
-        } else {
-            parse_time(&view.created_at)
-        };
-        match (&t.spec.rotation, issued) {
-            (Some(r), Some(issued)) => plus(issued, r.every.as_duration()) <= now,
-            _ => false,
-        }
-    };
-    let reason = match &accepted {
-        None if in_secret.is_none() => Some(IssueReason::Initial),
-        None => Some(IssueReason::Restore),
-        Some(view) if due(view) => Some(IssueReason::Scheduled),
-        Some(_) if requested.is_some() && requested != status.last_rotation_request => {
-            Some(IssueReason::Requested)
-        }
-        Some(_) => None,
-    };
-
-    let (current, current_value) = match (reason, accepted) {
+    let (in_secret, accepted) = observe(t, target, ws_id, secret.as_ref()).await?;
+    let issued = rotation::issue_reason(t, in_secret.is_some(), accepted.as_ref(), now);
+    let (current, value) = match (issued, accepted) {
         (None, Some(view)) => (view, in_secret.unwrap_or_default()),
         (reason, _) => {
-            // 1. Register first, expiring after one overlap unless step 3 is reached.
-            let new = token::generate()?;
-            let pending = ScimTokenDoc {
-                name: name.clone(),
-                sha256: Some(new.hash()),
-                expires_at: Some(plus(now, overlap).to_string()),
-            };
-            target
-                .call(
-                    "put-token",
-                    target.client.put_token(ws_id, &new.id, &pending),
-                )
-                .await?;
-            // 2. The Secret.
-            owned_secret::write(
-                ctx,
-                &t.namespace().unwrap_or_default(),
-                &desired_secret(t, new.expose(), &new.id, &scim_base_url),
-                secret.is_some(),
-                "SCIMToken",
-            )
-            .await?;
-            let view = target
-                .call("get-token", target.client.get_token(ws_id, &new.id))
-                .await?
-                .ok_or_else(|| {
-                    Error::config(
-                        "TokenLost",
-                        "the token just registered is gone from the identity service",
-                    )
-                })?;
+            let (view, value) = issue(ctx, t, target, ws_id, secret.is_some(), now).await?;
             if let Some(reason) = reason {
                 let (event, note) = reason.event();
-                ctx.event(
-                    t,
-                    EventType::Normal,
-                    event,
-                    format!("{note}: token {}", new.id),
-                )
-                .await;
+                let note = format!("{note}: token {}", view.id);
+                ctx.event(t, EventType::Normal, event, note).await;
             }
-            (view, new.expose().to_string())
+            (view, value)
         }
     };
-    let issued = reason;
-
     // 3. The token in the Secret never expires on its own.
     let current = if current.expires_at.is_some() {
         let permanent = ScimTokenDoc {
-            name: name.clone(),
+            name: token_name(t),
             sha256: None,
             expires_at: None,
         };
-        target
-            .call(
-                "put-token",
-                target.client.put_token(ws_id, &current.id, &permanent),
-            )
-            .await?
+        let put = target.client.put_token(ws_id, &current.id, &permanent);
+        target.call(Op::PutToken, put).await?
     } else {
         current
     };
-
-    // The Secret's other keys, labels and owner (restores hand edits; writes nothing
-    // when it already matches).
-    let want = desired_secret(t, &current_value, &current.id, &scim_base_url);
-    let secret_now = if issued.is_some() {
-        secrets.get_opt(&t.secret_name()).await?
-    } else {
-        secret
+    // The Secret's other keys, labels and owner (restores hand edits; writes
+    // nothing when it already matches).
+    let scim_base_url = target.scim_base_url(ws_id);
+    let want = desired_secret(t, &value, &current.id, &scim_base_url);
+    let secret_now = match issued {
+        Some(_) => secrets.get_opt(&t.secret_name()).await?,
+        None => secret,
     };
     if !owned_secret::matches(secret_now.as_ref(), &want) {
-        owned_secret::write(
-            ctx,
-            &t.namespace().unwrap_or_default(),
-            &want,
-            secret_now.is_some(),
-            "SCIMToken",
-        )
-        .await?;
+        let ns = t.namespace().unwrap_or_default();
+        owned_secret::write(ctx, &ns, &want, secret_now.is_some(), "SCIMToken").await?;
     }
-
-    // 4. Retire every other token of this resource.
-    let mut previous: Option<(String, Timestamp)> = None;
-    let tokens = target
-        .call("list-tokens", target.client.list_tokens(ws_id))
-        .await?;
-    for other in tokens
-        .iter()
-        .filter(|o| o.name == name && o.id != current.id && o.revoked_at.is_none())
-    {
-        match other.expires_at.as_deref().and_then(parse_time) {
-            None => {
-                let expires = plus(now, overlap);
-                let doc = ScimTokenDoc {
-                    name: name.clone(),
-                    sha256: None,
-                    expires_at: Some(expires.to_string()),
-                };
-                target
-                    .call("put-token", target.client.put_token(ws_id, &other.id, &doc))
-                    .await?;
-                if previous.as_ref().is_none_or(|(_, e)| expires > *e) {
-                    previous = Some((other.id.clone(), expires));
-                }
-            }
-            Some(expires) if expires <= now => {
-                target
-                    .call("revoke-token", target.client.revoke_token(ws_id, &other.id))
-                    .await?;
-            }
-            Some(expires) => {
-                if previous.as_ref().is_none_or(|(_, e)| expires > *e) {
-                    previous = Some((other.id.clone(), expires));
-                }
-            }
-        }
-    }
+    let previous = retire(t, target, ws_id, &current.id, now).await?;
     Ok(Converged {
         current,
         issued,
@@ -324,92 +289,73 @@ async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) ->
     })
 }
 
-pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = t.namespace().unwrap_or_default();
-    let name = t.name_any();
+/// Step 4: every other token of this resource gets the overlap window as its
+/// expiry, and tokens past their expiry are revoked. Answers the previous
+/// token that stays valid longest.
+async fn retire(
+    t: &ScimToken,
+    target: &Target,
+    ws_id: &str,
+    current: &str,
+    now: Timestamp,
+) -> Result<Option<(String, Timestamp)>> {
+    let tokens = target
+        .call(Op::ListTokens, target.client.list_tokens(ws_id))
+        .await?;
+    let name = token_name(t);
+    let overlap = rotation::overlap_of(t);
+    let (steps, previous) = rotation::retirements(&tokens, &name, current, now, overlap);
+    for step in steps {
+        match step {
+            Retirement::Expire { id, at } => {
+                let doc = ScimTokenDoc {
+                    name: name.clone(),
+                    sha256: None,
+                    expires_at: Some(at.to_string()),
+                };
+                let put = target.client.put_token(ws_id, &id, &doc);
+                target.call(Op::PutToken, put).await?;
+            }
+            Retirement::Revoke { id } => {
+                let revoke = target.client.revoke_token(ws_id, &id);
+                target.call(Op::RevokeToken, revoke).await?;
+            }
+        }
+    }
+    Ok(previous)
+}
+
+fn set_next_rotation(metrics: &OperatorMetrics, t: &ScimToken, at: Option<Timestamp>) {
+    OperatorMetrics::set_moment(
+        &metrics.token_rotation_timestamp,
+        &t.namespace().unwrap_or_default(),
+        &t.name_any(),
+        at,
+    );
+}
+
+/// The status a pass leaves.
+fn status_after(t: &ScimToken, outcome: &Result<Converged>, now: Timestamp) -> ScimTokenStatus {
     let current = t.status.clone().unwrap_or_default();
     let generation = t.metadata.generation;
-    let outcome = async {
-        let (ws, target) = ctx
-            .targets
-            .for_workspace_ref(&ns, &t.spec.workspace_ref.name)
-            .await?;
-        converge(&ctx, &t, &target, &ws.workspace_id()).await
-    }
-    .await;
-
-    let now = Timestamp::now();
     let mut new = ScimTokenStatus {
         observed_generation: generation,
         secret_name: Some(t.secret_name()),
         ..current.clone()
     };
-    // Something due before the next resync pass gets its own timer.
-    let mut requeue: Option<Duration> = None;
-    let mut due_in = |d: Duration| requeue = Some(requeue.map_or(d, |r| r.min(d)));
-    match &outcome {
+    let conditions = match outcome {
         Ok(c) => {
-            let issued_at = if c.issued.is_some()
-                || current.token_id.as_deref() != Some(c.current.id.as_str())
-            {
-                // Second precision, as Kubernetes stores times.
-                c.current.created_at.parse::<Timestamp>().unwrap_or(now)
-            } else {
-                current
-                    .issued_at
-                    .as_deref()
-                    .and_then(parse_time)
-                    .unwrap_or(now)
-            };
-            let issued_at = Timestamp::from_second(issued_at.as_second()).unwrap_or(issued_at);
+            let issued_at = rotation::current_issued_at(t, &c.current, c.issued.is_some(), now);
             new.token_id = Some(c.current.id.clone());
             new.issued_at = Some(issued_at.to_string());
             new.scim_base_url = Some(c.scim_base_url.clone());
             new.previous_token_id = c.previous.as_ref().map(|(id, _)| id.clone());
-            new.previous_token_expires_at = c.previous.as_ref().map(|(_, e)| {
-                Timestamp::from_second(e.as_second())
-                    .unwrap_or(*e)
-                    .to_string()
-            });
-            new.last_rotation_request = t.annotations().get(ROTATE_ANNOTATION).cloned();
-            let next = t
-                .spec
-                .rotation
+            new.previous_token_expires_at = c
+                .previous
                 .as_ref()
-                .map(|r| plus(issued_at, r.every.as_duration()));
-            new.next_rotation_at = next.map(|n| n.to_string());
-            match next {
-                Some(n) => {
-                    let until = n.duration_since(now);
-                    ctx.metrics
-                        .token_rotation_seconds
-                        .with_label_values(&[&ns, &name])
-                        .set(until.as_secs_f64());
-                    ctx.metrics
-                        .token_rotation_timestamp
-                        .with_label_values(&[&ns, &name])
-                        .set(n.as_millisecond() as f64 / 1000.0);
-                    due_in(if until.is_negative() {
-                        Duration::from_secs(1)
-                    } else {
-                        until.unsigned_abs().max(Duration::from_secs(1))
-                    });
-                }
-                None => {
-                    let _ = ctx
-                        .metrics
-                        .token_rotation_seconds
-                        .remove_label_values(&[&ns, &name]);
-                    let _ = ctx
-                        .metrics
-                        .token_rotation_timestamp
-                        .remove_label_values(&[&ns, &name]);
-                }
-            }
-            if let Some((_, expires)) = &c.previous {
-                let until = expires.duration_since(now).unsigned_abs();
-                due_in(until + Duration::from_secs(1));
-            }
+                .map(|(_, e)| rotation::to_second(*e).to_string());
+            new.last_rotation_request = t.annotations().get(ROTATE_ANNOTATION).cloned();
+            new.next_rotation_at = rotation::next_rotation(t, issued_at).map(|n| n.to_string());
             let rotated = match (&c.issued, &new.next_rotation_at) {
                 (Some(r), _) => Cond::ok(ROTATED, r.event().0, r.event().1),
                 (None, Some(next)) => {
@@ -421,70 +367,83 @@ pub async fn apply(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
                     format!("rotates on request ({ROTATE_ANNOTATION})"),
                 ),
             };
-            new.conditions = status::conditions(
-                &current.conditions,
-                generation,
-                vec![
-                    Cond::ok(
-                        READY,
-                        "TokenAccepted",
-                        format!(
-                            "the token in Secret `{}` is accepted at {}",
-                            t.secret_name(),
-                            c.scim_base_url
-                        ),
-                    ),
-                    rotated,
-                ],
+            let ready = format!(
+                "the token in Secret `{}` is accepted at {}",
+                t.secret_name(),
+                c.scim_base_url
             );
+            vec![Cond::ok(READY, "TokenAccepted", ready), rotated]
         }
-        Err(e) => {
-            new.conditions = status::conditions(
-                &current.conditions,
-                generation,
-                vec![Cond::error(READY, e), Cond::error(ROTATED, e)],
-            );
-        }
-    }
-    status::patch_if_changed(&ctx, t.as_ref(), t.status.as_ref(), &new).await?;
-    outcome.map(|_| match requeue {
-        Some(d) if ctx.due_before_resync(d) => Action::requeue(d),
-        _ => Action::await_change(),
-    })
+        Err(e) => vec![Cond::error(READY, e), Cond::error(ROTATED, e)],
+    };
+    new.conditions = status::conditions(&current.conditions, generation, conditions);
+    new
 }
 
-pub async fn cleanup(t: Arc<ScimToken>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = t.namespace().unwrap_or_default();
-    let _ = ctx
-        .metrics
-        .token_rotation_seconds
-        .remove_label_values(&[&ns, &t.name_any()]);
-    let _ = ctx
-        .metrics
-        .token_rotation_timestamp
-        .remove_label_values(&[&ns, &t.name_any()]);
-    if t.spec.deletion_policy == Some(DeletionPolicy::Retain) {
-        return Ok(Action::await_change());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ScimTokenSpec;
+
+    fn token() -> ScimToken {
+        let spec: ScimTokenSpec = serde_json::from_value(serde_json::json!({
+            "workspaceRef": {"name": "acme"},
+            "rotation": {"every": "90d", "overlap": "24h"},
+        }))
+        .unwrap();
+        let mut t = ScimToken::new("okta", spec);
+        t.metadata.namespace = Some("ns".into());
+        t
     }
-    let Some((ws, target)) = ctx
-        .targets
-        .for_cleanup(&ns, &t.spec.workspace_ref.name)
-        .await?
-    else {
-        return Ok(Action::await_change());
-    };
-    let ws_id = ws.workspace_id();
-    let name = token_name(&t);
-    let tokens = target
-        .call("list-tokens", target.client.list_tokens(&ws_id))
-        .await?;
-    for tok in tokens
-        .iter()
-        .filter(|x| x.name == name && x.revoked_at.is_none())
-    {
-        target
-            .call("revoke-token", target.client.revoke_token(&ws_id, &tok.id))
-            .await?;
+
+    fn converged(issued: Option<IssueReason>) -> Converged {
+        Converged {
+            current: TokenView {
+                id: "tok1".into(),
+                workspace: "acme".into(),
+                name: "ns.okta".into(),
+                sha256: String::new(),
+                created_at: "2026-12-01T10:00:00.123Z".into(),
+                expires_at: None,
+                revoked_at: None,
+                last_used_at: None,
+                valid: true,
+                result: None,
+                scim_base_url: String::new(),
+            },
+            issued,
+            previous: None,
+            scim_base_url: "https://id/scim/v2/acme".into(),
+        }
     }
-    Ok(Action::await_change())
+
+    #[test]
+    fn a_new_token_is_ready_with_its_next_rotation() {
+        let now = "2026-12-01T10:00:01Z".parse().unwrap();
+        let new = status_after(&token(), &Ok(converged(Some(IssueReason::Initial))), now);
+        assert_eq!(new.token_id.as_deref(), Some("tok1"));
+        assert_eq!(new.issued_at.as_deref(), Some("2026-12-01T10:00:00Z"));
+        assert_eq!(
+            new.next_rotation_at.as_deref(),
+            Some("2027-03-01T10:00:00Z")
+        );
+        assert_eq!(new.secret_name.as_deref(), Some("okta-scim-token"));
+        let rotated = new.conditions.iter().find(|c| c.type_ == ROTATED).unwrap();
+        assert_eq!(rotated.reason, "Issued");
+        assert!(status::is_true(&new.conditions, READY));
+    }
+
+    #[test]
+    fn a_failed_pass_keeps_the_token_it_knew() {
+        let now = "2026-12-01T10:00:01Z".parse().unwrap();
+        let mut t = token();
+        t.status = Some(status_after(&t, &Ok(converged(None)), now));
+        let failed = status_after(
+            &t,
+            &Err(Error::config("WorkspaceNotFound", "no Workspace `acme`")),
+            now,
+        );
+        assert_eq!(failed.token_id.as_deref(), Some("tok1"));
+        assert!(!status::is_true(&failed.conditions, READY));
+    }
 }

@@ -1,284 +1,342 @@
-//! Reconciling `SSOConnection`s: resolve secrets, validate the IdP, sync.
+//! Reconciling `SSOConnection`s: resolve what they refer to, check the IdP, sync.
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt, runtime::controller::Action};
 
 use super::{
     Context,
     error::{Error, Result},
+    metrics::{Kind, Op, OperatorMetrics},
+    reconciler::{Reconciler, References, Referent},
     status::{self, Cond, READY, SYNCED, VALIDATED},
-    sync, validation,
+    sync::{self, Synced},
+    validation::{self, IdpInfo},
 };
 use crate::admin::ObjectKind;
-use crate::admin::desired::{self, ResolvedRefs};
-use crate::api::{DeletionPolicy, MetadataSourceKind, SsoConnection, SsoConnectionStatus};
+use crate::admin::desired::{self, ResolvedRefs, ValueRef};
+use crate::api::{
+    MetadataSourceKind, SecretKeyRef, SsoConnection, SsoConnectionSpec, SsoConnectionStatus,
+};
 
-async fn resolve_refs(ctx: &Context, conn: &SsoConnection) -> Result<ResolvedRefs> {
-    let ns = conn.namespace().unwrap_or_default();
-    let mut refs = ResolvedRefs::default();
-    if let Some(oidc) = &conn.spec.oidc {
-        let r = &oidc.client_secret_ref;
-        refs.client_secret = Some(ctx.targets.secret_value(&ns, r).await?.ok_or_else(|| {
-            Error::config(
-                "ClientSecretNotFound",
-                format!(
-                    "client secret key `{}` not found in Secret `{}`",
-                    r.key, r.name
-                ),
-            )
-        })?);
+impl Reconciler for SsoConnection {
+    const KIND: Kind = Kind::SsoConnection;
+    const REFERS_TO: &'static [Referent] = &[Referent::Secrets, Referent::Workspace];
+
+    async fn apply(conn: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        let outcome = check_and_sync(&ctx, &conn).await;
+        let new = status_after(&conn, &outcome);
+        // A failed pass keeps the last known expiry: alerts keep seeing it.
+        if let Ok(checked) = &outcome {
+            set_expiry(&ctx.metrics, &conn, checked.info.certificate_expires_at);
+        }
+        status::patch_if_changed(&ctx, conn.as_ref(), conn.status.as_ref(), &new).await?;
+        let checked = outcome?;
+        let what = format!("connection ({})", checked.info.summary);
+        sync::announce(&ctx, conn.as_ref(), &checked.synced, &what).await;
+        Ok(Action::await_change())
     }
-    if let Some(r) = conn
-        .spec
-        .saml
-        .as_ref()
-        .and_then(|s| s.metadata_ref.as_ref())
-    {
-        let value = match r.kind {
-            MetadataSourceKind::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-                api.get_opt(&r.name)
-                    .await?
-                    .and_then(|c| c.data.and_then(|d| d.get(&r.key).cloned()))
-            }
-            MetadataSourceKind::Secret => {
-                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-                api.get_opt(&r.name).await?.and_then(|s| {
-                    s.data.and_then(|d| {
-                        d.get(&r.key)
-                            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                    })
-                })
-            }
-        };
-        refs.saml_metadata = Some(value.ok_or_else(|| {
-            Error::config(
-                "MetadataNotFound",
-                format!(
-                    "SAML metadata key `{}` not found in {:?} `{}`",
-                    r.key, r.kind, r.name
-                ),
-            )
-        })?);
+
+    async fn cleanup(conn: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        set_expiry(&ctx.metrics, &conn, None);
+        sync::delete_document(
+            &ctx,
+            conn.as_ref(),
+            &conn.spec.workspace_ref.name,
+            conn.spec.deletion_policy,
+            ObjectKind::SsoConnection,
+        )
+        .await
     }
-    Ok(refs)
+
+    fn references(&self) -> References<'_> {
+        References {
+            secrets: secret_names(&self.spec),
+            workspace: Some(&self.spec.workspace_ref.name),
+            service: None,
+        }
+    }
 }
 
-pub async fn apply(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action> {
+/// The Secrets a connection reads.
+fn secret_names(spec: &SsoConnectionSpec) -> Vec<String> {
+    let client_secret = spec.oidc.iter().map(|o| o.client_secret_ref.name.clone());
+    let metadata = spec
+        .saml
+        .iter()
+        .filter_map(|s| s.metadata_ref.as_ref())
+        .filter(|r| r.kind == MetadataSourceKind::Secret)
+        .map(|r| r.name.clone());
+    client_secret.chain(metadata).collect()
+}
+
+fn set_expiry(metrics: &OperatorMetrics, conn: &SsoConnection, at: Option<jiff::Timestamp>) {
+    OperatorMetrics::set_moment(
+        &metrics.idp_certificate_expiry_timestamp,
+        &conn.namespace().unwrap_or_default(),
+        &conn.name_any(),
+        at,
+    );
+}
+
+/// What a successful pass found.
+struct Checked {
+    info: IdpInfo,
+    synced: Synced,
+    /// The service's last successful sign-in through the connection.
+    last_sign_in: Option<String>,
+}
+
+/// Reads every value the connection refers to (Secrets through the cache).
+async fn resolve_refs(ctx: &Context, conn: &SsoConnection) -> Result<ResolvedRefs> {
+    let ns = conn.namespace().unwrap_or_default();
+    let mut values = Vec::new();
+    for r in desired::value_refs(&conn.spec) {
+        let value = match r.source {
+            MetadataSourceKind::Secret => {
+                let key = SecretKeyRef {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                };
+                ctx.targets.secret_value(&ns, &key).await?
+            }
+            MetadataSourceKind::ConfigMap => Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&r.name)
+                .await?
+                .and_then(|c| c.data?.remove(&r.key)),
+        };
+        values.push((r, value));
+    }
+    let lookup = |wanted: &ValueRef| {
+        values
+            .iter()
+            .find(|(r, _)| r == wanted)
+            .and_then(|(_, v)| v.clone())
+    };
+    desired::resolve_refs(&conn.spec, lookup)
+        .map_err(|missing| Error::config(missing.missing_reason(), missing.to_string()))
+}
+
+/// Checks the IdP, then syncs. A connection whose IdP check fails is not
+/// pushed: the service keeps serving the last validated configuration.
+async fn check_and_sync(ctx: &Context, conn: &SsoConnection) -> Result<Checked> {
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
+    let (ws, target) = ctx
+        .targets
+        .for_workspace_ref(&ns, &conn.spec.workspace_ref.name)
+        .await?;
+    let doc = desired::sso_connection(&conn.spec, resolve_refs(ctx, conn).await?);
+    let info = match (&doc.oidc, &doc.saml) {
+        (Some(oidc), _) => validation::oidc(&ctx.outbound, oidc).await?,
+        (_, Some(saml)) => validation::saml(&ctx.outbound, saml).await?,
+        _ => return Err(Error::config("InvalidSpec", "neither oidc nor saml is set")),
+    };
+    let previous = conn
+        .status
+        .as_ref()
+        .and_then(|s| s.synced_fingerprint.as_deref());
+    let ws_id = ws.workspace_id();
+    let kind = ObjectKind::SsoConnection;
+    let synced = sync::document(ctx, &target, kind, &ws_id, &name, &doc, previous).await?;
+    // Sign-in health is advisory: a failed read keeps the last known value.
+    let health = target.client.sign_in_health(&ws_id, &name);
+    let last_sign_in = target
+        .call(Op::SignInHealth, health)
+        .await
+        .ok()
+        .and_then(|h| h.last_success_at);
+    Ok(Checked {
+        info,
+        synced,
+        last_sign_in,
+    })
+}
+
+/// The status a pass leaves.
+fn status_after(conn: &SsoConnection, outcome: &Result<Checked>) -> SsoConnectionStatus {
     let current = conn.status.clone().unwrap_or_default();
     let generation = conn.metadata.generation;
     let mut new = SsoConnectionStatus {
         observed_generation: generation,
         ..current.clone()
     };
-
-    let outcome: Result<(validation::IdpInfo, sync::Synced, Option<String>)> = async {
-        let (ws, target) = ctx
-            .targets
-            .for_workspace_ref(&ns, &conn.spec.workspace_ref.name)
-            .await?;
-        let refs = resolve_refs(&ctx, &conn).await?;
-        let doc = desired::sso_connection(&conn.spec, refs);
-        let info = match (&doc.oidc, &doc.saml) {
-            (Some(oidc), _) => validation::oidc(&ctx.outbound, oidc).await,
-            (_, Some(saml)) => validation::saml(&ctx.outbound, saml).await,
-            _ => Err(Error::config("InvalidSpec", "neither oidc nor saml is set")),
-        };
-        let info = match info {
-            Ok(info) => info,
-            Err(e) => {
-                // Keep serving the last validated configuration: do not push an
-                // unvalidated one, and let status say which is active.
-                return Err(e);
-            }
-        };
-        let synced = sync::document(
-            &ctx,
-            &target,
-            ObjectKind::SsoConnection,
-            &ws.workspace_id(),
-            &name,
-            &doc,
-            current.synced_fingerprint.as_deref(),
-        )
-        .await?;
-        // Sign-in health is advisory: a failed read keeps the last known value.
-        let health = target
-            .call(
-                "get",
-                target.client.sign_in_health(&ws.workspace_id(), &name),
-            )
-            .await
-            .ok()
-            .and_then(|h| h.last_success_at);
-        Ok((info, synced, health))
-    }
-    .await;
-
-    let last_good =
-        current.synced_fingerprint.is_some() && status::is_true(&current.conditions, SYNCED);
-    match &outcome {
-        Ok((info, synced, last_sign_in)) => {
-            new.idp = Some(info.idp.clone());
-            new.idp_certificate_expires_at = info.certificate_expires_at.map(|t| t.to_string());
-            new.redirect_uri = synced.endpoints.get("redirectUri").cloned();
-            new.acs_url = synced.endpoints.get("acsUrl").cloned();
-            new.sp_entity_id = synced.endpoints.get("spEntityId").cloned();
-            new.sp_metadata_url = synced.endpoints.get("spMetadataUrl").cloned();
-            new.synced_fingerprint = Some(synced.fingerprint.clone());
-            new.last_successful_sign_in_at = last_sign_in
-                .clone()
-                .or(current.last_successful_sign_in_at.clone());
-            if synced.wrote || new.last_synced_at.is_none() {
-                new.last_synced_at = Some(status::now_rfc3339());
-            }
-            match info.certificate_expires_at {
-                Some(t) => {
-                    ctx.metrics
-                        .idp_certificate_expiry_seconds
-                        .with_label_values(&[&ns, &name])
-                        .set(t.duration_since(jiff::Timestamp::now()).as_secs_f64());
-                    ctx.metrics
-                        .idp_certificate_expiry_timestamp
-                        .with_label_values(&[&ns, &name])
-                        .set(t.as_millisecond() as f64 / 1000.0);
-                }
-                None => {
-                    let _ = ctx
-                        .metrics
-                        .idp_certificate_expiry_seconds
-                        .remove_label_values(&[&ns, &name]);
-                    let _ = ctx
-                        .metrics
-                        .idp_certificate_expiry_timestamp
-                        .remove_label_values(&[&ns, &name]);
-                }
-            }
-            new.conditions = status::conditions(
-                &current.conditions,
-                generation,
-                vec![
-                    Cond::ok(
-                        READY,
-                        "Synced",
-                        format!(
-                            "{} connection to {} is in sync",
-                            conn.spec.protocol.as_str(),
-                            info.idp
-                        ),
-                    ),
-                    Cond::ok(VALIDATED, "IdPChecked", info.summary.clone()),
-                    Cond::ok(
-                        SYNCED,
-                        "Synced",
-                        format!("fingerprint {}", synced.fingerprint),
-                    ),
-                ],
+    let conditions = match outcome {
+        Ok(checked) => {
+            record(&mut new, checked);
+            let ready = format!(
+                "{} connection to {} is in sync",
+                conn.spec.protocol.as_str(),
+                checked.info.idp
             );
+            vec![
+                Cond::ok(READY, "Synced", ready),
+                Cond::ok(VALIDATED, "IdPChecked", checked.info.summary.clone()),
+                checked.synced.condition(),
+            ]
         }
-        Err(
-            e @ Error::Validation {
-                transient: true, ..
-            },
-        ) if last_good => {
-            new.conditions = status::conditions(
-                &current.conditions,
-                generation,
-                vec![
-                    Cond::ok(
-                        READY,
-                        "ServingLastGood",
-                        format!(
-                            "serving the last validated configuration; the IdP check failed: {e}"
-                        ),
-                    ),
-                    Cond::error(VALIDATED, e),
-                    Cond::ok(
-                        SYNCED,
-                        "LastGood",
-                        "the last validated configuration stays synced",
-                    ),
-                ],
-            );
-        }
-        Err(e) => {
-            let validated = match e {
-                Error::Validation { .. } => Cond::error(VALIDATED, e),
-                _ => current
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == VALIDATED)
-                    .map(|c| Cond {
-                        type_: VALIDATED,
-                        ok: c.status == "True",
-                        reason: if c.status == "True" {
-                            "IdPChecked"
-                        } else {
-                            "NotChecked"
-                        },
-                        message: c.message.clone(),
-                    })
-                    .unwrap_or_else(|| Cond::fail(VALIDATED, "NotChecked", "not checked yet")),
-            };
-            new.conditions = status::conditions(
-                &current.conditions,
-                generation,
-                vec![Cond::error(READY, e), validated, Cond::error(SYNCED, e)],
-            );
-        }
-    }
-    status::patch_if_changed(&ctx, conn.as_ref(), conn.status.as_ref(), &new).await?;
-
-    match outcome {
-        Ok((info, synced, _)) => {
-            sync::announce(
-                &ctx,
-                conn.as_ref(),
-                &synced,
-                &format!("connection ({})", info.summary),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(e) => Err(e),
-    }
+        Err(e) => failed_conditions(&current, e),
+    };
+    new.conditions = status::conditions(&current.conditions, generation, conditions);
+    new
 }
 
-pub async fn cleanup(conn: Arc<SsoConnection>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = conn.namespace().unwrap_or_default();
-    let name = conn.name_any();
-    let _ = ctx
-        .metrics
-        .idp_certificate_expiry_seconds
-        .remove_label_values(&[&ns, &name]);
-    let _ = ctx
-        .metrics
-        .idp_certificate_expiry_timestamp
-        .remove_label_values(&[&ns, &name]);
-    if conn.spec.deletion_policy == Some(DeletionPolicy::Retain) {
-        return Ok(Action::await_change());
+/// What a successful pass puts in status beside the conditions.
+fn record(new: &mut SsoConnectionStatus, checked: &Checked) {
+    let endpoint = |key: &str| checked.synced.endpoints.get(key).cloned();
+    new.idp = Some(checked.info.idp.clone());
+    new.idp_certificate_expires_at = checked.info.certificate_expires_at.map(|t| t.to_string());
+    new.redirect_uri = endpoint("redirectUri");
+    new.acs_url = endpoint("acsUrl");
+    new.sp_entity_id = endpoint("spEntityId");
+    new.sp_metadata_url = endpoint("spMetadataUrl");
+    if checked.last_sign_in.is_some() {
+        new.last_successful_sign_in_at = checked.last_sign_in.clone();
     }
-    let Some((ws, target)) = ctx
-        .targets
-        .for_cleanup(&ns, &conn.spec.workspace_ref.name)
-        .await?
-    else {
-        return Ok(Action::await_change());
-    };
-    target
-        .call(
-            "delete",
-            target.client.delete_object(
-                ObjectKind::SsoConnection,
-                &ws.workspace_id(),
-                &name,
-                false,
-            ),
+    checked
+        .synced
+        .record(&mut new.synced_fingerprint, &mut new.last_synced_at);
+}
+
+/// The conditions of a failed pass. An IdP that cannot be reached for a
+/// moment does not make a connection that synced before unready: the service
+/// keeps serving the last validated configuration, and status says so.
+fn failed_conditions<'a>(current: &'a SsoConnectionStatus, e: &'a Error) -> Vec<Cond<'a>> {
+    let last_good =
+        current.synced_fingerprint.is_some() && status::is_true(&current.conditions, SYNCED);
+    if last_good
+        && matches!(
+            e,
+            Error::Validation {
+                transient: true,
+                ..
+            }
         )
-        .await?;
-    Ok(Action::await_change())
+    {
+        return vec![
+            Cond::ok(
+                READY,
+                "ServingLastGood",
+                format!("serving the last validated configuration; the IdP check failed: {e}"),
+            ),
+            Cond::error(VALIDATED, e),
+            Cond::ok(
+                SYNCED,
+                "LastGood",
+                "the last validated configuration stays synced",
+            ),
+        ];
+    }
+    let validated = match e {
+        Error::Validation { .. } => Cond::error(VALIDATED, e),
+        // Not checked this pass: the last check's verdict stands.
+        _ => match current.conditions.iter().find(|c| c.type_ == VALIDATED) {
+            Some(c) if c.status == "True" => Cond::ok(VALIDATED, "IdPChecked", c.message.clone()),
+            Some(c) => Cond::fail(VALIDATED, "NotChecked", c.message.clone()),
+            None => Cond::fail(VALIDATED, "NotChecked", "not checked yet"),
+        },
+    };
+    vec![Cond::error(READY, e), validated, Cond::error(SYNCED, e)]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::api::SsoConnectionSpec;
+
+    fn connection(status: Option<SsoConnectionStatus>) -> SsoConnection {
+        let spec: SsoConnectionSpec = serde_json::from_value(serde_json::json!({
+            "workspaceRef": {"name": "acme"},
+            "protocol": "oidc",
+            "oidc": {
+                "issuer": "https://idp.example.com",
+                "clientId": "idsync",
+                "clientSecretRef": {"name": "oidc", "key": "clientSecret"},
+            },
+        }))
+        .unwrap();
+        let mut conn = SsoConnection::new("okta", spec);
+        conn.metadata.generation = Some(1);
+        conn.status = status;
+        conn
+    }
+
+    fn checked() -> Checked {
+        Checked {
+            info: IdpInfo {
+                idp: "https://idp.example.com".into(),
+                summary: "OIDC discovery and JWKS (2 keys) checked".into(),
+                certificate_expires_at: None,
+            },
+            synced: Synced {
+                fingerprint: "f".into(),
+                wrote: true,
+                drift: false,
+                endpoints: BTreeMap::from([(
+                    "redirectUri".to_string(),
+                    "https://id/sso/acme/okta/callback".to_string(),
+                )]),
+            },
+            last_sign_in: None,
+        }
+    }
+
+    fn ready_reason(s: &SsoConnectionStatus) -> (&str, &str) {
+        let c = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_checked_and_synced_connection_shows_what_to_paste_into_the_idp() {
+        let new = status_after(&connection(None), &Ok(checked()));
+        assert_eq!(ready_reason(&new), ("True", "Synced"));
+        assert_eq!(
+            new.redirect_uri.as_deref(),
+            Some("https://id/sso/acme/okta/callback")
+        );
+        assert_eq!(new.idp.as_deref(), Some("https://idp.example.com"));
+    }
+
+    #[test]
+    fn an_idp_outage_after_a_good_sync_serves_the_last_good_configuration() {
+        let good = status_after(&connection(None), &Ok(checked()));
+        let outage = Error::Validation {
+            reason: "DiscoveryFailed",
+            message: "connection refused".into(),
+            transient: true,
+        };
+        let new = status_after(&connection(Some(good.clone())), &Err(outage));
+        assert_eq!(ready_reason(&new), ("True", "ServingLastGood"));
+        assert!(!status::is_true(&new.conditions, VALIDATED));
+        assert_eq!(new.redirect_uri, good.redirect_uri, "what to paste stays");
+    }
+
+    #[test]
+    fn a_first_idp_outage_is_not_ready() {
+        let outage = Error::Validation {
+            reason: "DiscoveryFailed",
+            message: "connection refused".into(),
+            transient: true,
+        };
+        let new = status_after(&connection(None), &Err(outage));
+        assert_eq!(ready_reason(&new), ("False", "DiscoveryFailed"));
+    }
+
+    #[test]
+    fn a_missing_secret_keeps_the_last_idp_verdict() {
+        let good = status_after(&connection(None), &Ok(checked()));
+        let missing = Error::config("ClientSecretNotFound", "client secret key `k` not found");
+        let new = status_after(&connection(Some(good)), &Err(missing));
+        assert_eq!(ready_reason(&new), ("False", "ClientSecretNotFound"));
+        assert!(status::is_true(&new.conditions, VALIDATED));
+    }
+
+    #[test]
+    fn the_connection_watches_only_the_secrets_it_reads() {
+        let conn = connection(None);
+        assert_eq!(conn.references().secrets, vec!["oidc"]);
+    }
 }

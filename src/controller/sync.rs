@@ -3,11 +3,21 @@
 
 use std::collections::BTreeMap;
 
-use kube::{Resource, runtime::events::EventType};
+use kube::{
+    Resource, ResourceExt,
+    runtime::{controller::Action, events::EventType},
+};
 use serde::Serialize;
 
-use super::{Context, error::Result, target::Target};
+use super::{
+    Context,
+    error::Result,
+    metrics::{Kind, Op},
+    status::{self, Cond, SYNCED},
+    target::Target,
+};
 use crate::admin::ObjectKind;
+use crate::api::DeletionPolicy;
 
 /// What a sync found and did.
 pub struct Synced {
@@ -21,6 +31,27 @@ pub struct Synced {
     pub endpoints: BTreeMap<String, String>,
 }
 
+impl Synced {
+    /// Records this sync in a status: the fingerprint, and when the service last
+    /// changed to match.
+    pub fn record(&self, fingerprint: &mut Option<String>, last_synced_at: &mut Option<String>) {
+        *fingerprint = Some(self.fingerprint.clone());
+        if self.wrote || last_synced_at.is_none() {
+            *last_synced_at = Some(status::now_rfc3339());
+        }
+    }
+
+    /// The `Synced` condition of this sync.
+    pub fn condition(&self) -> Cond<'static> {
+        Cond::ok(
+            SYNCED,
+            "Synced",
+            format!("fingerprint {}", self.fingerprint),
+        )
+    }
+}
+
+/// Makes the identity service hold `doc` as `kind` `name` of `workspace`.
 pub async fn document<T: Serialize>(
     ctx: &Context,
     target: &Target,
@@ -32,7 +63,10 @@ pub async fn document<T: Serialize>(
 ) -> Result<Synced> {
     let fingerprint = target.client.fingerprint(doc);
     let current = target
-        .call("get", target.client.get_object(kind, workspace, name))
+        .call(
+            Op::GetObject,
+            target.client.get_object(kind, workspace, name),
+        )
         .await?;
     // Matching content is in sync only when this resource owns the
     // workspace id: otherwise the PUT below claims it, or is refused.
@@ -49,13 +83,16 @@ pub async fn document<T: Serialize>(
         });
     }
     let view = target
-        .call("put", target.client.put_object(kind, workspace, name, doc))
+        .call(
+            Op::PutObject,
+            target.client.put_object(kind, workspace, name, doc),
+        )
         .await?;
     let drift = previously_synced == Some(fingerprint.as_str());
     if drift {
         ctx.metrics
             .drift_corrections
-            .with_label_values(&[kind.as_str()])
+            .with_label_values(&[Kind::from(kind).as_str()])
             .inc();
     }
     Ok(Synced {
@@ -91,4 +128,27 @@ pub async fn announce<K: Resource<DynamicType = ()>>(
         )
         .await;
     }
+}
+
+/// The cleanup of a kind synced as a document: removes it from the identity
+/// service, unless its deletion policy retains it. A workspace or service
+/// that is gone counts as cleaned up.
+pub async fn delete_document<K: ResourceExt>(
+    ctx: &Context,
+    obj: &K,
+    workspace: &str,
+    policy: Option<DeletionPolicy>,
+    kind: ObjectKind,
+) -> Result<Action> {
+    if policy == Some(DeletionPolicy::Retain) {
+        return Ok(Action::await_change());
+    }
+    let ns = obj.namespace().unwrap_or_default();
+    let Some((ws, target)) = ctx.targets.for_cleanup(&ns, workspace).await? else {
+        return Ok(Action::await_change());
+    };
+    let (ws_id, name) = (ws.workspace_id(), obj.name_any());
+    let delete = target.client.delete_object(kind, &ws_id, &name, false);
+    target.call(Op::DeleteObject, delete).await?;
+    Ok(Action::await_change())
 }

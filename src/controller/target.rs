@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use super::{
     cache::Caches,
     error::{Error, Result},
-    metrics::OperatorMetrics,
+    metrics::{Op, OperatorMetrics},
 };
 use crate::admin::{AdminClient, ClientError};
 use crate::api::{
@@ -41,7 +41,7 @@ pub struct Target {
 
 impl Target {
     /// Runs one admin call under the concurrency limit, counting it.
-    pub async fn call<T, F>(&self, operation: &'static str, fut: F) -> Result<T, ClientError>
+    pub async fn call<T, F>(&self, operation: Op, fut: F) -> Result<T, ClientError>
     where
         F: Future<Output = Result<T, ClientError>>,
     {
@@ -56,11 +56,11 @@ impl Target {
         };
         self.metrics
             .service_request_duration
-            .with_label_values(&[operation])
+            .with_label_values(&[operation.as_str()])
             .observe(started.elapsed().as_secs_f64());
         self.metrics
             .service_requests
-            .with_label_values(&[operation, &status])
+            .with_label_values(&[operation.as_str(), &status])
             .inc();
         result
     }
