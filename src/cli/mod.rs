@@ -1,7 +1,6 @@
 //! The `idsync` command line.
 
 mod admin;
-mod apply;
 mod operator;
 mod roles;
 mod serve;

@@ -13,12 +13,12 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 
-use super::admin::{AdminArgs, issue_token};
-use crate::admin::{AdminClient, PutResult, desired};
-use crate::api::{MetadataSourceKind, Workspace};
+use super::AdminArgs;
+use super::scim_token::issue_token;
+use crate::admin::{AdminClient, ObjectKind, PutResult, desired};
+use crate::api::{MetadataSourceKind, RoleMapping, ScimToken, SsoConnection, Workspace};
 use crate::manifest::{self, Manifest};
 use crate::roles::CompiledMapping;
-use crate::service::store::ObjectKind;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -52,6 +52,10 @@ type Values = HashMap<(String, String, String), String>;
 
 fn namespace_of(meta: &kube::api::ObjectMeta) -> String {
     meta.namespace.clone().unwrap_or_else(|| "default".into())
+}
+
+fn name_of(meta: &kube::api::ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
 }
 
 fn secret_flag(flag: &str) -> anyhow::Result<((String, String, String), String)> {
@@ -113,14 +117,26 @@ fn collect_values(manifests: &[Manifest], flags: &[String]) -> anyhow::Result<(V
     Ok((secrets, config_maps))
 }
 
-fn report(what: &str, result: Option<PutResult>, dry_run: bool) {
-    let verb = match (result, dry_run) {
-        (_, true) => "would be applied",
-        (Some(PutResult::Created), _) => "created",
-        (Some(PutResult::Updated), _) => "configured",
-        (Some(PutResult::Unchanged), _) | (None, _) => "unchanged",
-    };
-    println!("{what} {verb}");
+/// What applying one object came to.
+enum Step {
+    Applied(String, Option<PutResult>),
+    WouldApply(String),
+    /// Not applied (its inline tests fail); reported already.
+    Refused,
+}
+
+impl Step {
+    fn report(self) -> bool {
+        let (what, verb) = match self {
+            Step::Refused => return false,
+            Step::WouldApply(what) => (what, "would be applied"),
+            Step::Applied(what, Some(PutResult::Created)) => (what, "created"),
+            Step::Applied(what, Some(PutResult::Updated)) => (what, "configured"),
+            Step::Applied(what, _) => (what, "unchanged"),
+        };
+        println!("{what} {verb}");
+        true
+    }
 }
 
 pub async fn run(admin: &AdminArgs, args: &ApplyArgs) -> anyhow::Result<()> {
@@ -129,149 +145,150 @@ pub async fn run(admin: &AdminArgs, args: &ApplyArgs) -> anyhow::Result<()> {
         manifests.extend(manifest::load_path(path)?.into_iter().map(|(_, m)| m));
     }
     let (secrets, config_maps) = collect_values(&manifests, &args.secrets)?;
-    let client = admin
-        .client()?
-        .with_claimant(format!("admin/{}", args.owner));
-
-    // Workspace resource name → workspace id, per namespace, for references.
-    let workspaces: BTreeMap<(String, String), &Workspace> = manifests
-        .iter()
-        .filter_map(|m| match m {
-            Manifest::Workspace(w) => Some((
-                (
-                    namespace_of(&w.metadata),
-                    w.metadata.name.clone().unwrap_or_default(),
-                ),
-                w,
-            )),
-            _ => None,
-        })
-        .collect();
-    let workspace_id = |ns: &str, name: &str| -> String {
-        workspaces
-            .get(&(ns.to_string(), name.to_string()))
-            .map(|w| w.workspace_id())
-            .unwrap_or_else(|| name.to_string())
+    let applier = Applier {
+        client: admin
+            .client()?
+            .with_claimant(format!("admin/{}", args.owner)),
+        args,
+        secrets,
+        config_maps,
+        workspaces: manifests
+            .iter()
+            .filter_map(|m| match m {
+                Manifest::Workspace(w) => {
+                    Some(((namespace_of(&w.metadata), name_of(&w.metadata)), w))
+                }
+                _ => None,
+            })
+            .collect(),
     };
-
-    let mut failures = 0;
     // Dependency order: workspaces, then what lives in them.
-    for m in manifests
-        .iter()
-        .filter(|m| matches!(m, Manifest::Workspace(_)))
-    {
-        let Manifest::Workspace(w) = m else { continue };
-        let id = w.workspace_id();
-        let what = format!("workspace.idsync.dev/{id}");
-        if args.dry_run {
-            report(&what, None, true);
-            continue;
-        }
-        let view = client
-            .put_object(
-                ObjectKind::Workspace,
-                &id,
-                &id,
-                &desired::workspace(&w.spec),
-            )
-            .await
-            .with_context(|| what.clone())?;
-        report(&what, view.result, false);
+    for workspace in applier.workspaces.values() {
+        applier.workspace(workspace).await?.report();
     }
-
+    let mut failures = 0;
     for m in &manifests {
-        let outcome = match m {
-            Manifest::SsoConnection(c) => {
-                let ns = namespace_of(&c.metadata);
-                let name = c.metadata.name.clone().unwrap_or_default();
-                let ws = workspace_id(&ns, &c.spec.workspace_ref.name);
-                let refs = desired::resolve_refs(&c.spec, |r| {
-                    let source = match r.source {
-                        MetadataSourceKind::Secret => &secrets,
-                        MetadataSourceKind::ConfigMap => &config_maps,
-                    };
-                    source
-                        .get(&(ns.clone(), r.name.clone(), r.key.clone()))
-                        .cloned()
-                })
-                .map_err(|missing| {
-                    let hint = match missing.source {
-                        MetadataSourceKind::Secret => format!(
-                            "include the Secret in the files or pass --secret {}/{}=env:VAR",
-                            missing.name, missing.key
-                        ),
-                        MetadataSourceKind::ConfigMap => {
-                            "include the ConfigMap in the files".into()
-                        }
-                    };
-                    anyhow::anyhow!("SSOConnection {ns}/{name}: {missing}; {hint}")
-                })?;
-                let doc = desired::sso_connection(&c.spec, refs);
-                let what = format!("ssoconnection.idsync.dev/{name} (workspace {ws})");
-                if args.dry_run {
-                    report(&what, None, true);
-                    continue;
-                }
-                client
-                    .put_object(ObjectKind::SsoConnection, &ws, &name, &doc)
-                    .await
-                    .map(|v| (what.clone(), v.result))
-                    .with_context(|| what)
-            }
-            Manifest::RoleMapping(r) => {
-                let ns = namespace_of(&r.metadata);
-                let name = r.metadata.name.clone().unwrap_or_default();
-                let ws = workspace_id(&ns, &r.spec.workspace_ref.name);
-                let what = format!("rolemapping.idsync.dev/{name} (workspace {ws})");
-                let compiled =
-                    CompiledMapping::compile_spec(&r.spec).with_context(|| what.clone())?;
-                let failed = compiled.run_tests(&r.spec.tests);
-                if !failed.is_empty() {
-                    eprintln!("{what} not applied: its inline tests fail:");
-                    for f in failed {
-                        eprintln!("  {f}");
-                    }
-                    failures += 1;
-                    continue;
-                }
-                if args.dry_run {
-                    report(&what, None, true);
-                    continue;
-                }
-                client
-                    .put_object(
-                        ObjectKind::RoleMapping,
-                        &ws,
-                        &name,
-                        &desired::role_mapping(&r.spec),
-                    )
-                    .await
-                    .map(|v| (what.clone(), v.result))
-                    .with_context(|| what)
-            }
-            Manifest::ScimToken(t) => {
-                let ns = namespace_of(&t.metadata);
-                let name = t.metadata.name.clone().unwrap_or_default();
-                let ws = workspace_id(&ns, &t.spec.workspace_ref.name);
-                let what = format!("scimtoken.idsync.dev/{name} (workspace {ws})");
-                if args.dry_run {
-                    report(&what, None, true);
-                    continue;
-                }
-                apply_token(&client, &ws, &ns, &name, args)
-                    .await
-                    .map(|r| (what.clone(), r))
-                    .with_context(|| what)
-            }
+        let step = match m {
+            Manifest::SsoConnection(c) => applier.connection(c).await?,
+            Manifest::RoleMapping(r) => applier.role_mapping(r).await?,
+            Manifest::ScimToken(t) => applier.token(t).await?,
             _ => continue,
         };
-        let (what, result) = outcome?;
-        report(&what, result, false);
+        if !step.report() {
+            failures += 1;
+        }
     }
     if failures > 0 {
         bail!("{failures} object(s) were not applied");
     }
     Ok(())
+}
+
+struct Applier<'a> {
+    client: AdminClient,
+    args: &'a ApplyArgs,
+    secrets: Values,
+    config_maps: Values,
+    /// (namespace, resource name) → the Workspace, for references.
+    workspaces: BTreeMap<(String, String), &'a Workspace>,
+}
+
+impl Applier<'_> {
+    /// The workspace id a `workspaceRef` in `namespace` names.
+    fn workspace_id(&self, namespace: &str, name: &str) -> String {
+        self.workspaces
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|w| w.workspace_id())
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    async fn workspace(&self, w: &Workspace) -> anyhow::Result<Step> {
+        let id = w.workspace_id();
+        let what = format!("workspace.idsync.dev/{id}");
+        if self.args.dry_run {
+            return Ok(Step::WouldApply(what));
+        }
+        let doc = desired::workspace(&w.spec);
+        let view = self
+            .client
+            .put_object(ObjectKind::Workspace, &id, &id, &doc)
+            .await
+            .with_context(|| what.clone())?;
+        Ok(Step::Applied(what, view.result))
+    }
+
+    async fn connection(&self, c: &SsoConnection) -> anyhow::Result<Step> {
+        let (ns, name) = (namespace_of(&c.metadata), name_of(&c.metadata));
+        let ws = self.workspace_id(&ns, &c.spec.workspace_ref.name);
+        let refs = desired::resolve_refs(&c.spec, |r| {
+            let source = match r.source {
+                MetadataSourceKind::Secret => &self.secrets,
+                MetadataSourceKind::ConfigMap => &self.config_maps,
+            };
+            source
+                .get(&(ns.clone(), r.name.clone(), r.key.clone()))
+                .cloned()
+        })
+        .map_err(|missing| {
+            let hint = match missing.source {
+                MetadataSourceKind::Secret => format!(
+                    "include the Secret in the files or pass --secret {}/{}=env:VAR",
+                    missing.name, missing.key
+                ),
+                MetadataSourceKind::ConfigMap => "include the ConfigMap in the files".into(),
+            };
+            anyhow!("SSOConnection {ns}/{name}: {missing}; {hint}")
+        })?;
+        let what = format!("ssoconnection.idsync.dev/{name} (workspace {ws})");
+        if self.args.dry_run {
+            return Ok(Step::WouldApply(what));
+        }
+        let doc = desired::sso_connection(&c.spec, refs);
+        let view = self
+            .client
+            .put_object(ObjectKind::SsoConnection, &ws, &name, &doc)
+            .await
+            .with_context(|| what.clone())?;
+        Ok(Step::Applied(what, view.result))
+    }
+
+    async fn role_mapping(&self, r: &RoleMapping) -> anyhow::Result<Step> {
+        let (ns, name) = (namespace_of(&r.metadata), name_of(&r.metadata));
+        let ws = self.workspace_id(&ns, &r.spec.workspace_ref.name);
+        let what = format!("rolemapping.idsync.dev/{name} (workspace {ws})");
+        let compiled = CompiledMapping::compile_spec(&r.spec).with_context(|| what.clone())?;
+        let failed = compiled.run_tests(&r.spec.tests);
+        if !failed.is_empty() {
+            eprintln!("{what} not applied: its inline tests fail:");
+            for f in failed {
+                eprintln!("  {f}");
+            }
+            return Ok(Step::Refused);
+        }
+        if self.args.dry_run {
+            return Ok(Step::WouldApply(what));
+        }
+        let doc = desired::role_mapping(&r.spec);
+        let view = self
+            .client
+            .put_object(ObjectKind::RoleMapping, &ws, &name, &doc)
+            .await
+            .with_context(|| what.clone())?;
+        Ok(Step::Applied(what, view.result))
+    }
+
+    async fn token(&self, t: &ScimToken) -> anyhow::Result<Step> {
+        let (ns, name) = (namespace_of(&t.metadata), name_of(&t.metadata));
+        let ws = self.workspace_id(&ns, &t.spec.workspace_ref.name);
+        let what = format!("scimtoken.idsync.dev/{name} (workspace {ws})");
+        if self.args.dry_run {
+            return Ok(Step::WouldApply(what));
+        }
+        let result = apply_token(&self.client, &ws, &ns, &name, self.args)
+            .await
+            .with_context(|| what.clone())?;
+        Ok(Step::Applied(what, result))
+    }
 }
 
 /// A SCIMToken without Kubernetes: issue one unless a valid token of that name exists.
