@@ -179,7 +179,7 @@ async fn session_checks() {
         )
         .await
         .expect("user");
-    let user_id = user.body.expect("body")["id"]
+    let user_id = user.resource().expect("a created user").body["id"]
         .as_str()
         .expect("id")
         .to_string();
@@ -329,7 +329,7 @@ async fn role_recompute() {
                 )
                 .await
                 .expect("user");
-            ids.push(json!({"value": user.body.expect("body")["id"]}));
+            ids.push(json!({"value": user.resource().expect("a created user").body["id"]}));
         }
         state
             .scim

@@ -3,6 +3,7 @@
 //! Every write is idempotent: a PUT whose fingerprint matches the stored one writes
 //! nothing, not even an audit entry.
 
+pub mod keys;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::store::{
     self, AuditEntry, AuditFilter, AuditRecord, ObjectKind, PutOutcome, Store, StoreError,
-    StoredObject, StoredToken, TokenPut, TokenRegistration, format_millis,
+    StoredObject, StoredToken, TokenPut, TokenRegistration, timestamp,
 };
 use crate::admin::{
     ObjectView, PutResult, RoleMappingDoc, ScimTokenDoc, SsoConnectionDoc, TokenView, WorkspaceDoc,
@@ -177,8 +178,8 @@ impl AdminService {
             workspace: object.workspace.clone(),
             name: object.name.clone(),
             fingerprint: object.fingerprint.clone(),
-            created_at: format_millis(object.created_at),
-            updated_at: format_millis(object.updated_at),
+            created_at: timestamp(object.created_at),
+            updated_at: timestamp(object.updated_at),
             result,
             spec: redact(object.kind, object.body.clone()),
             endpoints: self.endpoints(object),
@@ -310,17 +311,6 @@ impl AdminService {
         }
     }
 
-    /// The stored document itself, secrets included: for the service's own use
-    /// (sign-in needs the client secret), never for an API answer.
-    pub async fn get_document(
-        &self,
-        kind: ObjectKind,
-        workspace: &str,
-        name: &str,
-    ) -> Result<Option<StoredObject>> {
-        Ok(self.store.get_object(kind, workspace, name).await?)
-    }
-
     pub async fn list(&self, kind: ObjectKind, workspace: Option<&str>) -> Result<Vec<ObjectView>> {
         if let Some(ws) = workspace
             && kind != ObjectKind::Workspace
@@ -435,10 +425,10 @@ impl AdminService {
             workspace: t.workspace.clone(),
             name: t.name.clone(),
             sha256: t.hash.clone(),
-            created_at: format_millis(t.created_at),
-            expires_at: t.expires_at.map(format_millis),
-            revoked_at: t.revoked_at.map(format_millis),
-            last_used_at: t.last_used_at.map(format_millis),
+            created_at: timestamp(t.created_at),
+            expires_at: t.expires_at.map(timestamp),
+            revoked_at: t.revoked_at.map(timestamp),
+            last_used_at: t.last_used_at.map(timestamp),
             valid: t.is_valid_at(store::now_millis()),
             result,
             scim_base_url: self.scim_base_url(&t.workspace),
@@ -473,15 +463,7 @@ impl AdminService {
             )));
         }
         validate::object_name(&doc.name).map_err(AdminError::invalid)?;
-        let expires_at = doc
-            .expires_at
-            .as_deref()
-            .map(|s| {
-                s.parse::<jiff::Timestamp>()
-                    .map(|t| t.as_millisecond())
-                    .map_err(|e| AdminError::invalid(format!("expiresAt: {e}")))
-            })
-            .transpose()?;
+        let expires_at = doc.expires_at.map(|t| t.as_millisecond());
         self.require_workspace(workspace).await?;
         self.check_claim(workspace, actor, true).await?;
         let reg = TokenRegistration {

@@ -13,10 +13,10 @@ use super::{
     SharedState,
     error::{ApiError, Body},
 };
-use crate::admin::{InfoView, ListView, PutResult};
+use crate::admin::{InfoView, KeyKind, ListView, PutResult};
 use crate::service::{
-    admin::Actor,
-    store::{AuditFilter, Backend, ObjectKind},
+    admin::{Actor, keys},
+    store::{AuditFilter, Backend, ObjectKind, now_millis},
 };
 
 /// Header a caller may set to name itself in the audit log (e.g.
@@ -51,12 +51,21 @@ pub fn routes() -> Router<SharedState> {
             "/workspaces/{ws}/connections/{name}/sign-ins",
             get(sign_in_health),
         )
-        .route("/session-keys", get(list_session_keys))
-        .route("/session-keys/{id}", axum::routing::put(put_session_key))
-        .route("/saml-signing-keys", get(list_saml_signing_keys))
+        .merge(key_routes(KeyKind::SessionCookies))
+        .merge(key_routes(KeyKind::SamlSigning))
+}
+
+/// `GET /<kind>` lists a kind's keys; `PUT /<kind>/{id}` registers one.
+fn key_routes(kind: KeyKind) -> Router<SharedState> {
+    let collection = kind.collection();
+    Router::new()
         .route(
-            "/saml-signing-keys/{id}",
-            axum::routing::put(put_saml_signing_key),
+            &format!("/{collection}"),
+            get(move |state: State<SharedState>| list_keys(state, kind)),
+        )
+        .route(
+            &format!("/{collection}/{{id}}"),
+            axum::routing::put(move |state, id, body| put_key(state, kind, id, body)),
         )
 }
 
@@ -74,109 +83,23 @@ fn roles_may_have_moved(
     }
 }
 
-/// A key id: 1 to 32 letters, digits or '-'.
-fn check_key_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(ApiError::bad_request(
-            "a key id is 1 to 32 letters, digits or '-'",
-        ));
+/// A kind's keys: ids and times (and SAML certificates); secrets never leave.
+async fn list_keys(State(state): State<SharedState>, kind: KeyKind) -> Result<Response, ApiError> {
+    let items = keys::list(state.admin.store(), kind, now_millis()).await?;
+    Ok(Json(ListView { items }).into_response())
+}
+
+/// Registers a key the operator keeps in a Secret.
+async fn put_key(
+    State(state): State<SharedState>,
+    kind: KeyKind,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    keys::register(state.admin.store(), kind, &id, &body).await?;
+    if kind == KeyKind::SamlSigning {
+        state.sso.saml_keys_changed();
     }
-    Ok(())
-}
-
-/// A key in a list answer: its id and times, never its material.
-fn key_item(id: &str, created_at: i64, expires_at: i64) -> serde_json::Value {
-    serde_json::json!({
-        "id": id,
-        "createdAt": crate::service::store::format_millis(created_at),
-        "expiresAt": crate::service::store::format_millis(expires_at),
-    })
-}
-
-fn rfc3339_millis(what: &str, t: &str) -> Result<i64, ApiError> {
-    t.parse::<jiff::Timestamp>()
-        .map(|t| t.as_millisecond())
-        .map_err(|_| ApiError::bad_request(format!("{what} must be an RFC 3339 time")))
-}
-
-/// SAML SP signing keys: certificates and times; private keys never leave.
-async fn list_saml_signing_keys(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    let keys = state
-        .admin
-        .store()
-        .saml_signing_keys(crate::service::store::now_millis())
-        .await?;
-    let items: Vec<serde_json::Value> = keys
-        .iter()
-        .map(|k| {
-            let mut item = key_item(&k.id, k.created_at, k.expires_at);
-            item["certificate"] = k.certificate_pem.clone().into();
-            item
-        })
-        .collect();
-    Ok(Json(ListView { items }).into_response())
-}
-
-/// Registers a SAML SP signing key the operator keeps in a Secret, after
-/// checking the key and certificate belong together.
-async fn put_saml_signing_key(
-    State(state): State<SharedState>,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    let doc: crate::admin::SamlSigningKeyDoc = crate::service::admin::parse(&body)?;
-    check_key_id(&id)?;
-    let private_key = doc
-        .private_key
-        .ok_or_else(|| ApiError::bad_request("privateKey is required"))?;
-    let checked = crate::saml_signing::parse(&private_key, &doc.certificate)
-        .map_err(ApiError::bad_request)?;
-    let key = crate::service::store::SamlSigningKeyRecord {
-        id: id.clone(),
-        private_key_pem: private_key,
-        certificate_pem: doc.certificate,
-        created_at: rfc3339_millis("createdAt", &doc.created_at)?,
-        expires_at: checked.not_after_ms,
-    };
-    state.admin.store().insert_saml_signing_key(&key).await?;
-    state.sso.saml_keys_changed();
-    Ok(Json(serde_json::json!({"id": id})).into_response())
-}
-
-/// Session-cookie keys: ids and times only; the secrets never leave.
-async fn list_session_keys(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    let keys = state
-        .admin
-        .store()
-        .session_keys(crate::service::store::now_millis())
-        .await?;
-    let items: Vec<serde_json::Value> = keys
-        .iter()
-        .map(|k| key_item(&k.id, k.created_at, k.expires_at))
-        .collect();
-    Ok(Json(ListView { items }).into_response())
-}
-
-/// Registers a session-cookie key the operator keeps in a Secret.
-async fn put_session_key(
-    State(state): State<SharedState>,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> Result<Response, ApiError> {
-    let doc: crate::admin::SessionKeyDoc = crate::service::admin::parse(&body)?;
-    check_key_id(&id)?;
-    let secret = doc
-        .secret
-        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| ApiError::bad_request("secret must be 32 bytes as 64 hex characters"))?;
-    let key = crate::service::store::SessionKey {
-        id: id.clone(),
-        secret: secret.to_ascii_lowercase(),
-        created_at: rfc3339_millis("createdAt", &doc.created_at)?,
-        expires_at: rfc3339_millis("expiresAt", &doc.expires_at)?,
-    };
-    state.admin.store().insert_session_key(&key).await?;
     Ok(Json(serde_json::json!({"id": id})).into_response())
 }
 
@@ -191,7 +114,7 @@ async fn sign_in_health(
         .get(ObjectKind::SsoConnection, &ws, &name)
         .await?;
     let stats = state.admin.store().signin_stats(&ws, &name).await?;
-    let at = |t: Option<i64>| t.map(crate::service::store::format_millis);
+    let at = |t: Option<i64>| t.map(crate::service::store::timestamp);
     Ok(Json(crate::admin::SignInHealthView {
         successes: stats.successes,
         failures: stats.failures,

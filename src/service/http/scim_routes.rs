@@ -7,8 +7,8 @@ use std::time::Instant;
 use axum::{
     Router,
     body::Body,
-    extract::{Path, Query, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    extract::{FromRequestParts, Path, Query, RawPathParams, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header, request::Parts},
     response::{IntoResponse, Response},
     routing::any,
 };
@@ -23,7 +23,7 @@ use crate::{
             context::{WorkspaceCtx, authenticate, request_id},
             discovery,
             error::ScimError,
-            service::{Answer, ListParams, Preconditions},
+            service::{ListParams, Outcome, Preconditions},
         },
         store::{AuditEntry, ObjectKind},
     },
@@ -93,28 +93,25 @@ async fn refused_label(state: &SharedState, ws: &str) -> String {
 
 async fn dispatch_root(
     state: State<SharedState>,
-    client: ClientAddr,
+    caller: Result<ScimCaller, Refused>,
     Path(ws): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    dispatch(
-        state,
-        client,
-        Path((ws, String::new())),
-        method,
-        uri,
-        headers,
-        body,
-    )
-    .await
+    let path = Path((ws, String::new()));
+    dispatch(state, caller, path, method, uri, headers, body).await
 }
 
+#[tracing::instrument(
+    name = "scim",
+    skip_all,
+    fields(workspace = %ws, method = %method, endpoint = rest.as_str(), status)
+)]
 async fn dispatch(
     State(state): State<SharedState>,
-    client: ClientAddr,
+    caller: Result<ScimCaller, Refused>,
     Path((ws, rest)): Path<(String, String)>,
     method: Method,
     uri: Uri,
@@ -127,30 +124,24 @@ async fn dispatch(
         .as_ref()
         .map_or("unknown", Endpoint::resource_label);
     let operation = operation_label(endpoint.as_ref(), &method);
-    let (workspace, result, retry_after) = match authenticate_within_budget(
-        &state, client, &ws, &headers,
-    )
-    .await
-    {
-        Ok(ctx) => {
+    let (workspace, response) = match caller {
+        Ok(ScimCaller(ctx)) => {
             let result = match &endpoint {
                 Some(e) => handle(&state, &ctx, e, &method, &uri, &headers, body).await,
                 None => Err(ScimError::not_found(format!(
                     "no SCIM endpoint at /{rest}: use /Users, /Groups, /Bulk, /.search or a discovery endpoint"
                 ))),
             };
-            (ctx.name, result, None)
+            let response = match result {
+                Ok(outcome) => outcome_response(outcome),
+                Err(e) => e.into_response(),
+            };
+            (ctx.name, response)
         }
-        Err((label, e, wait)) => (label, Err(e), wait),
+        Err(refused) => (refused.label.clone(), refused.into_response()),
     };
-    let mut response = match result {
-        Ok(answer) => answer_response(answer),
-        Err(e) => e.into_response(),
-    };
-    if let Some(wait) = retry_after {
-        response = with_retry_after(response, wait);
-    }
     let status = response.status();
+    tracing::Span::current().record("status", status.as_u16());
     let m = &state.metrics;
     m.scim_duration
         .with_label_values(&[resource, operation])
@@ -170,63 +161,98 @@ async fn dispatch(
     response
 }
 
-/// Authenticates a request unless its source spent its failure budget; a
-/// failure spends from it and is audited (aggregated). The error side carries
-/// the workspace label for metrics and, for a 429, how long to wait.
-async fn authenticate_within_budget(
-    state: &SharedState,
-    client: ClientAddr,
-    ws: &str,
-    headers: &HeaderMap,
-) -> Result<WorkspaceCtx, (String, ScimError, Option<std::time::Duration>)> {
-    if let Err(wait) = state.rate_limits.credentials.check(client.0) {
-        let e = ScimError::too_many_requests(
-            "too many failed authentications from this address; retry later",
-        );
-        return Err((refused_label(state, ws).await, e, Some(wait)));
-    }
-    let e = match authenticate(
-        state.scim.store(),
-        ws,
-        bearer_token(headers),
-        request_id(headers),
-    )
-    .await
-    {
-        Ok(ctx) => return Ok(ctx),
-        Err(e) => e,
-    };
-    let label = refused_label(state, ws).await;
-    if e.status == StatusCode::UNAUTHORIZED {
-        let _ = state.rate_limits.credentials.take(client.0);
-        let entry = AuditEntry {
-            workspace: (label != "unauthenticated").then(|| ws.to_string()),
-            actor: "unauthenticated".into(),
-            action: "scim.unauthorized".into(),
-            kind: None,
-            name: None,
-            detail: None,
-        };
-        state.failures.record(client.0, &e.detail, entry).await;
-    }
-    Err((label, e, None))
+/// An authenticated SCIM caller: the workspace its bearer token belongs to.
+/// Extracting one spends from the source's failure budget when the token is
+/// wrong, and is refused outright once that budget is spent.
+struct ScimCaller(WorkspaceCtx);
+
+/// Why a SCIM request was not let in, with the workspace label its metrics get
+/// and, for a 429, how long to wait.
+struct Refused {
+    label: String,
+    error: ScimError,
+    retry_after: Option<std::time::Duration>,
 }
 
-fn answer_response(answer: Answer) -> Response {
-    let mut response = match answer.body {
-        Some(body) => (
-            answer.status,
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let response = self.error.into_response();
+        match self.retry_after {
+            Some(wait) => with_retry_after(response, wait),
+            None => response,
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for ScimCaller {
+    type Rejection = Refused;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(ClientAddr(client)) = ClientAddr::from_request_parts(parts, state).await;
+        let ws = match RawPathParams::from_request_parts(parts, state).await {
+            Ok(params) => params
+                .iter()
+                .find_map(|(k, v)| (k == "ws").then(|| v.to_string()))
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let refuse = |label, error, retry_after| Refused {
+            label,
+            error,
+            retry_after,
+        };
+        if let Err(wait) = state.rate_limits.credentials.check(client) {
+            let e = ScimError::too_many_requests(
+                "too many failed authentications from this address; retry later",
+            );
+            return Err(refuse(refused_label(state, &ws).await, e, Some(wait)));
+        }
+        let token = bearer_token(&parts.headers);
+        let e = match authenticate(state.scim.store(), &ws, token, request_id(&parts.headers)).await
+        {
+            Ok(ctx) => return Ok(ScimCaller(ctx)),
+            Err(e) => e,
+        };
+        let label = refused_label(state, &ws).await;
+        if e.status == StatusCode::UNAUTHORIZED {
+            let _ = state.rate_limits.credentials.take(client);
+            let entry = AuditEntry {
+                workspace: (label != "unauthenticated").then(|| ws.clone()),
+                actor: "unauthenticated".into(),
+                action: "scim.unauthorized".into(),
+                kind: None,
+                name: None,
+                detail: None,
+            };
+            state.failures.record(client, &e.detail, entry).await;
+        }
+        Err(refuse(label, e, None))
+    }
+}
+
+fn outcome_response(outcome: Outcome) -> Response {
+    let status = outcome.status();
+    let scim_json = |body: Value| {
+        (
+            status,
             [(header::CONTENT_TYPE, SCIM_MEDIA_TYPE)],
             body.to_string(),
         )
-            .into_response(),
-        None => answer.status.into_response(),
+            .into_response()
+    };
+    let (mut response, etag, location) = match outcome {
+        Outcome::Created(r) | Outcome::Found(r) => {
+            (scim_json(r.body), Some(r.etag), Some(r.location))
+        }
+        Outcome::Document(body) => (scim_json(body), None, None),
+        Outcome::NotModified { etag } => (status.into_response(), Some(etag), None),
+        Outcome::Deleted => (status.into_response(), None, None),
     };
     let headers = response.headers_mut();
-    for (name, value) in [
-        (header::ETAG, answer.etag),
-        (header::LOCATION, answer.location),
-    ] {
+    for (name, value) in [(header::ETAG, etag), (header::LOCATION, location)] {
         if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
             headers.insert(name, v);
         }
@@ -273,61 +299,27 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Answer, ScimError> {
+) -> Result<Outcome, ScimError> {
     let svc = &state.scim;
-    let base = svc.base_url(&ctx.name);
-    let pairs = query_pairs(uri)?;
-    let params = ListParams::from_query(&pairs);
+    let params = ListParams::from_query(&query_pairs(uri)?);
     let pre = Preconditions {
         if_match: header_text(headers, header::IF_MATCH),
         if_none_match: header_text(headers, header::IF_NONE_MATCH),
     };
-    let discovery = |found: Option<Value>, what: &str| {
-        found
-            .map(|v| Answer {
-                status: StatusCode::OK,
-                body: Some(v),
-                etag: None,
-                location: None,
-            })
-            .ok_or_else(|| ScimError::not_found(format!("no {what} with that id")))
-    };
-    let get_only = || {
-        if method == Method::GET {
-            Ok(())
-        } else {
-            Err(method_not_allowed("GET"))
-        }
-    };
-    match endpoint {
-        Endpoint::Me => Err(ScimError::new(
+    match (endpoint, method.clone()) {
+        (Endpoint::Me, _) => Err(ScimError::new(
             StatusCode::NOT_IMPLEMENTED,
             "/Me is not supported: a SCIM token acts for the IdP, not for a person",
         )),
-        Endpoint::ServiceProviderConfig => {
-            get_only()?;
-            discovery(Some(discovery::service_provider_config(&base)), "")
-        }
-        Endpoint::ResourceTypes(id) => {
-            get_only()?;
-            let all = discovery::resource_types(&base, &ctx.policy.scim_schema_extensions);
-            match id {
-                None => discovery(Some(discovery::list(all)), ""),
-                Some(id) => discovery(discovery::by_id(all, id), "resource type"),
-            }
-        }
-        Endpoint::Schemas(id) => {
-            get_only()?;
-            let all = discovery::schemas(&base);
-            match id {
-                None => discovery(Some(discovery::list(all)), ""),
-                Some(id) => discovery(discovery::by_id(all, id), "schema"),
-            }
-        }
-        Endpoint::Search(kind) => {
-            if method != Method::POST {
-                return Err(method_not_allowed("POST"));
-            }
+        (
+            Endpoint::ServiceProviderConfig | Endpoint::ResourceTypes(_) | Endpoint::Schemas(_),
+            Method::GET,
+        ) => discover(&svc.base_url(&ctx.name), ctx, endpoint),
+        (
+            Endpoint::ServiceProviderConfig | Endpoint::ResourceTypes(_) | Endpoint::Schemas(_),
+            _,
+        ) => Err(method_not_allowed("GET")),
+        (Endpoint::Search(kind), Method::POST) => {
             let params = ListParams::from_search(&json_body(body).await?)?;
             let kinds = match kind {
                 Some(k) => vec![*k],
@@ -335,37 +327,54 @@ async fn handle(
             };
             svc.list(ctx, &kinds, &params).await
         }
-        Endpoint::Bulk => {
-            if method != Method::POST {
-                return Err(method_not_allowed("POST"));
-            }
-            bulk::run(svc, ctx, &json_body(body).await?).await
-        }
-        Endpoint::Resources(kind, None) => {
-            if method == Method::GET {
-                svc.list(ctx, &[*kind], &params).await
-            } else if method == Method::POST {
-                let proj = params.projection()?;
-                svc.create(ctx, *kind, json_body(body).await?, &proj).await
-            } else {
-                Err(method_not_allowed("GET and POST"))
-            }
-        }
-        Endpoint::Resources(kind, Some(id)) => {
+        (Endpoint::Bulk, Method::POST) => bulk::run(svc, ctx, &json_body(body).await?).await,
+        (Endpoint::Search(_) | Endpoint::Bulk, _) => Err(method_not_allowed("POST")),
+        (Endpoint::Resources(kind, None), Method::GET) => svc.list(ctx, &[*kind], &params).await,
+        (Endpoint::Resources(kind, None), Method::POST) => {
             let proj = params.projection()?;
-            match *method {
+            svc.create(ctx, *kind, json_body(body).await?, &proj).await
+        }
+        (Endpoint::Resources(_, None), _) => Err(method_not_allowed("GET and POST")),
+        (Endpoint::Resources(kind, Some(id)), method) => {
+            let proj = params.projection()?;
+            match method {
                 Method::GET => svc.get(ctx, *kind, id, &proj, &pre).await,
                 Method::PUT => {
-                    svc.replace(ctx, *kind, id, json_body(body).await?, &pre, &proj)
-                        .await
+                    let body = json_body(body).await?;
+                    svc.replace(ctx, *kind, id, body, &pre, &proj).await
                 }
                 Method::PATCH => {
-                    svc.patch(ctx, *kind, id, &json_body(body).await?, &pre, &proj)
-                        .await
+                    let body = json_body(body).await?;
+                    svc.patch(ctx, *kind, id, &body, &pre, &proj).await
                 }
                 Method::DELETE => svc.delete(ctx, *kind, id, &pre).await,
                 _ => Err(method_not_allowed("GET, PUT, PATCH and DELETE")),
             }
         }
     }
+}
+
+/// The discovery endpoints (RFC 7644 §4): what this workspace serves.
+fn discover(base: &str, ctx: &WorkspaceCtx, endpoint: &Endpoint) -> Result<Outcome, ScimError> {
+    let (found, what) = match endpoint {
+        Endpoint::ServiceProviderConfig => (Some(discovery::service_provider_config(base)), ""),
+        Endpoint::ResourceTypes(id) => {
+            let all = discovery::resource_types(base, &ctx.policy.scim_schema_extensions);
+            match id {
+                None => (Some(discovery::list(all)), ""),
+                Some(id) => (discovery::by_id(all, id), "resource type"),
+            }
+        }
+        Endpoint::Schemas(id) => {
+            let all = discovery::schemas(base);
+            match id {
+                None => (Some(discovery::list(all)), ""),
+                Some(id) => (discovery::by_id(all, id), "schema"),
+            }
+        }
+        _ => (None, "discovery endpoint"),
+    };
+    found
+        .map(Outcome::Document)
+        .ok_or_else(|| ScimError::not_found(format!("no {what} with that id")))
 }

@@ -96,12 +96,7 @@ async fn saml_acs(
             },
         )
         .await;
-    let mut response = signed_in(&state, result);
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        state_cookie(&workspace, None, state.sso.secure_cookies()),
-    );
-    response
+    finished(&state, &workspace, result)
 }
 
 async fn saml_metadata(
@@ -245,16 +240,26 @@ async fn oidc_callback(
             browser_state,
         )
         .await;
-    let mut response = signed_in(&state, result);
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        state_cookie(&workspace, None, state.sso.secure_cookies()),
-    );
-    response
+    finished(&state, &workspace, result)
 }
 
 /// A finished sign-in: the session cookie and a redirect to where the person
 /// was going; or the page that says why not.
+/// The answer to a finished sign-in, which also clears the state cookie: it
+/// served its one sign-in, won or lost.
+fn finished(
+    state: &SharedState,
+    workspace: &str,
+    result: Result<SignedIn, SignInError>,
+) -> Response {
+    let mut response = signed_in(state, result);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state_cookie(workspace, None, state.sso.secure_cookies()),
+    );
+    response
+}
+
 fn signed_in(state: &SharedState, result: Result<SignedIn, SignInError>) -> Response {
     match result {
         Ok(s) => {

@@ -10,7 +10,7 @@ use super::{
     context::WorkspaceCtx,
     error::ScimError,
     render::Projection,
-    service::{Answer, Preconditions, ScimService},
+    service::{Outcome, Preconditions, ScimService},
 };
 use crate::scim::{
     ScimProblem, get_ci,
@@ -128,7 +128,7 @@ async fn run_one(
     ctx: &WorkspaceCtx,
     op: &BulkOp,
     ids: &HashMap<String, String>,
-) -> Result<Answer, ScimError> {
+) -> Result<Outcome, ScimError> {
     let unresolved = |r: String| {
         ScimProblem::invalid_value(format!(
             "bulkId {r} does not name a resource created in this request"
@@ -195,7 +195,11 @@ fn references(value: &Value, out: &mut Vec<String>) {
 
 /// Runs a bulk request. Operations run in order, except that one referring to a
 /// bulkId a later POST defines waits for it; what cannot resolve fails alone.
-pub async fn run(svc: &ScimService, ctx: &WorkspaceCtx, body: &Value) -> Result<Answer, ScimError> {
+pub async fn run(
+    svc: &ScimService,
+    ctx: &WorkspaceCtx,
+    body: &Value,
+) -> Result<Outcome, ScimError> {
     let (ops, fail_on_errors) = parse(body)?;
     let defined: HashMap<&str, usize> = ops
         .iter()
@@ -206,85 +210,79 @@ pub async fn run(svc: &ScimService, ctx: &WorkspaceCtx, body: &Value) -> Result<
     let mut results: Vec<Option<Value>> = vec![None; ops.len()];
     let mut errors = 0usize;
     let mut pending: Vec<usize> = (0..ops.len()).collect();
-    'passes: loop {
-        let mut progressed = false;
+    'passes: while !pending.is_empty() {
         let mut waiting = Vec::new();
         for &i in &pending {
-            let op = &ops[i];
-            let mut refs = Vec::new();
-            references(&Value::String(op.path.clone()), &mut refs);
-            if let Some(d) = &op.data {
-                references(d, &mut refs);
-            }
             // Wait for a reference a not-yet-run operation will define.
-            if refs.iter().any(|r| {
+            let waits = references_of(&ops[i]).iter().any(|r| {
                 !ids.contains_key(r)
                     && defined
                         .get(r.as_str())
                         .is_some_and(|&j| results[j].is_none() && j != i)
-            }) {
+            });
+            if waits {
                 waiting.push(i);
                 continue;
             }
-            progressed = true;
-            let mut result = json!({"method": op.method});
-            if let Some(b) = &op.bulk_id {
-                result["bulkId"] = b.clone().into();
-            }
-            match run_one(svc, ctx, op, &ids).await {
-                Ok(answer) => {
-                    if let (Some(b), Some(id)) = (
-                        &op.bulk_id,
-                        answer
-                            .body
-                            .as_ref()
-                            .and_then(|b| b.get("id"))
-                            .and_then(Value::as_str),
-                    ) {
-                        ids.insert(b.clone(), id.to_string());
-                    }
-                    if let Some(l) = answer.location {
-                        result["location"] = l.into();
-                    }
-                    if let Some(v) = answer.etag {
-                        result["version"] = v.into();
-                    }
-                    result["status"] = answer.status.as_u16().to_string().into();
-                }
-                Err(e) => {
-                    errors += 1;
-                    result["status"] = e.status.as_u16().to_string().into();
-                    result["response"] = e.body();
-                }
-            }
-            results[i] = Some(result);
+            let outcome = run_one(svc, ctx, &ops[i], &ids).await;
+            errors += usize::from(outcome.is_err());
+            results[i] = Some(operation_result(&ops[i], outcome, &mut ids));
             if fail_on_errors.is_some_and(|n| errors >= n) {
                 break 'passes;
             }
         }
-        pending = waiting;
-        if pending.is_empty() {
-            break;
-        }
-        if !progressed {
-            // Only circular references are left.
-            for &i in &pending {
+        if waiting.len() == pending.len() {
+            // Nothing ran: only circular references are left.
+            for &i in &waiting {
                 let e = ScimError::from(ScimProblem::invalid_value("circular bulkId references"));
-                results[i] = Some(json!({
-                    "method": ops[i].method, "bulkId": ops[i].bulk_id,
-                    "status": e.status.as_u16().to_string(), "response": e.body(),
-                }));
+                results[i] = Some(operation_result(&ops[i], Err(e), &mut ids));
             }
             break;
         }
+        pending = waiting;
     }
-    Ok(Answer {
-        status: StatusCode::OK,
-        body: Some(json!({
-            "schemas": [BULK_RESPONSE],
-            "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
-        })),
-        etag: None,
-        location: None,
-    })
+    Ok(Outcome::Document(json!({
+        "schemas": [BULK_RESPONSE],
+        "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
+    })))
+}
+
+/// The bulkIds an operation's path and data refer to.
+fn references_of(op: &BulkOp) -> Vec<String> {
+    let mut refs = Vec::new();
+    references(&Value::String(op.path.clone()), &mut refs);
+    if let Some(d) = &op.data {
+        references(d, &mut refs);
+    }
+    refs
+}
+
+/// One operation's entry in the bulk response (RFC 7644 §3.7.3). A resource it
+/// made is remembered under its bulkId, for the operations that refer to it.
+fn operation_result(
+    op: &BulkOp,
+    outcome: Result<Outcome, ScimError>,
+    ids: &mut HashMap<String, String>,
+) -> Value {
+    let mut result = json!({"method": op.method});
+    if let Some(b) = &op.bulk_id {
+        result["bulkId"] = b.clone().into();
+    }
+    match outcome {
+        Ok(outcome) => {
+            result["status"] = outcome.status().as_u16().to_string().into();
+            if let Some(resource) = outcome.resource() {
+                if let (Some(b), Some(id)) = (&op.bulk_id, resource.body["id"].as_str()) {
+                    ids.insert(b.clone(), id.to_string());
+                }
+                result["location"] = resource.location.clone().into();
+                result["version"] = resource.etag.clone().into();
+            }
+        }
+        Err(e) => {
+            result["status"] = e.status.as_u16().to_string().into();
+            result["response"] = e.body();
+        }
+    }
+    result
 }

@@ -36,22 +36,46 @@ use crate::{
 /// Most resources one list page returns (`filter.maxResults`).
 pub const MAX_RESULTS: i64 = 1000;
 
-/// A successful answer: status, body, and the headers SCIM clients read.
+/// What a SCIM operation came to. The HTTP route, and a bulk response, turn it
+/// into a status and headers, as RFC 7644 §3 fixes them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Option<Value>,
-    pub etag: Option<String>,
-    pub location: Option<String>,
+pub enum Outcome {
+    /// POST made the resource: 201, with ETag and Location.
+    Created(Resource),
+    /// GET, PUT or PATCH: the resource as it is now, 200 with ETag and Location.
+    Found(Resource),
+    /// A GET whose `If-None-Match` matches: 304 with the ETag, no body.
+    NotModified { etag: String },
+    /// DELETE: 204, no body.
+    Deleted,
+    /// A document that is not one resource (a list, a discovery document, a
+    /// bulk response): 200.
+    Document(Value),
 }
 
-impl Answer {
-    fn ok(body: Value) -> Self {
-        Self {
-            status: StatusCode::OK,
-            body: Some(body),
-            etag: None,
-            location: None,
+/// One resource in an answer, with the headers that name its version and place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub body: Value,
+    pub etag: String,
+    pub location: String,
+}
+
+impl Outcome {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Outcome::Created(_) => StatusCode::CREATED,
+            Outcome::Found(_) | Outcome::Document(_) => StatusCode::OK,
+            Outcome::NotModified { .. } => StatusCode::NOT_MODIFIED,
+            Outcome::Deleted => StatusCode::NO_CONTENT,
+        }
+    }
+
+    /// The resource the answer is about, if it is about one.
+    pub fn resource(&self) -> Option<&Resource> {
+        match self {
+            Outcome::Created(r) | Outcome::Found(r) => Some(r),
+            _ => None,
         }
     }
 }
@@ -244,6 +268,32 @@ fn conflict(kind: ResourceKind, attr: &str, doc: &Map<String, Value>) -> ScimErr
     ))
 }
 
+/// The user a create just wrote, as a read would return it: in no group yet.
+fn new_user_record(
+    pk: i64,
+    id: &str,
+    write: &ResourceWrite<'_>,
+    decision: roles::RoleDecision,
+    doc: &Map<String, Value>,
+    now: i64,
+) -> ScimRecord {
+    ScimRecord {
+        pk,
+        id: id.to_string(),
+        kind: ResourceKind::User,
+        external_id: write.external_id.map(str::to_string),
+        display_name: write.display_name.map(str::to_string),
+        active: write.active,
+        role: decision.role,
+        pending_role: decision.pending,
+        doc: doc.clone(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        groups: Some(Vec::new()),
+    }
+}
+
 /// A member a client named: its id and the display name it sent, if any.
 type NamedMember = (String, Option<String>);
 
@@ -400,40 +450,32 @@ impl ScimService {
     }
 
     /// Reads a resource back for an answer.
-    async fn answer(
+    async fn read_back(
         &self,
         ctx: &WorkspaceCtx,
         kind: ResourceKind,
         id: &str,
         proj: &Projection,
-        status: StatusCode,
-    ) -> Result<Answer, ScimError> {
+    ) -> Result<Resource, ScimError> {
         let rec = self
             .store
             .scim_get(&ctx.name, kind, id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         let body = self.render(ctx, &rec, proj).await?;
-        Ok(self.answer_with(ctx, &rec, body, status))
+        Ok(self.resource(ctx, &rec, body))
     }
 
-    fn answer_with(
-        &self,
-        ctx: &WorkspaceCtx,
-        rec: &ScimRecord,
-        body: Value,
-        status: StatusCode,
-    ) -> Answer {
-        Answer {
-            status,
-            body: Some(body),
-            etag: Some(etag(rec.version)),
-            location: Some(format!(
+    fn resource(&self, ctx: &WorkspaceCtx, rec: &ScimRecord, body: Value) -> Resource {
+        Resource {
+            body,
+            etag: etag(rec.version),
+            location: format!(
                 "{}/{}/{}",
                 self.base_url(&ctx.name),
                 rec.kind.endpoint(),
                 rec.id
-            )),
+            ),
         }
     }
 
@@ -445,15 +487,14 @@ impl ScimService {
         id: &str,
         proj: &Projection,
         pre: &Preconditions,
-    ) -> Result<Answer, ScimError> {
-        let mut answer = self.answer(ctx, kind, id, proj, StatusCode::OK).await?;
-        if let (Some(h), Some(current)) = (&pre.if_none_match, &answer.etag)
-            && etag_matches(h, current)
-        {
-            answer.status = StatusCode::NOT_MODIFIED;
-            answer.body = None;
+    ) -> Result<Outcome, ScimError> {
+        let found = self.read_back(ctx, kind, id, proj).await?;
+        match &pre.if_none_match {
+            Some(h) if etag_matches(h, &found.etag) => {
+                Ok(Outcome::NotModified { etag: found.etag })
+            }
+            _ => Ok(Outcome::Found(found)),
         }
-        Ok(answer)
     }
 
     /// `GET /Users?filter=…`, `POST /Users/.search`, and (several kinds) `POST /.search`.
@@ -462,7 +503,7 @@ impl ScimService {
         ctx: &WorkspaceCtx,
         kinds: &[ResourceKind],
         params: &ListParams,
-    ) -> Result<Answer, ScimError> {
+    ) -> Result<Outcome, ScimError> {
         let proj = params.projection()?;
         let mut query = params.query()?;
         if kinds.len() > 1 {
@@ -509,7 +550,7 @@ impl ScimService {
         {
             return Err(p.into());
         }
-        Ok(Answer::ok(json!({
+        Ok(Outcome::Document(json!({
             "schemas": [LIST_RESPONSE],
             "totalResults": total,
             "startIndex": query.start_index,
@@ -525,7 +566,7 @@ impl ScimService {
         kind: ResourceKind,
         body: Value,
         proj: &Projection,
-    ) -> Result<Answer, ScimError> {
+    ) -> Result<Outcome, ScimError> {
         let set = ctx.schemas(kind);
         let mut doc = resource::normalize(&set, body)?;
         let members = take_members(&mut doc).unwrap_or_default();
@@ -571,33 +612,11 @@ impl ScimService {
             },
         };
         let created = match decision {
-            Some(decision) => {
-                // The stored user is what was just written, in no group yet:
-                // answer from it instead of reading it back.
-                Some(ScimRecord {
-                    pk,
-                    id: id.clone(),
-                    kind,
-                    external_id: write.external_id.map(str::to_string),
-                    display_name: write.display_name.map(str::to_string),
-                    active: write.active,
-                    role: decision.role,
-                    pending_role: decision.pending,
-                    doc: doc.clone(),
-                    version: 1,
-                    created_at: now,
-                    updated_at: now,
-                    groups: Some(Vec::new()),
-                })
-            }
+            // The stored user is what was just written, in no group yet:
+            // answer from it instead of reading it back.
+            Some(decision) => Some(new_user_record(pk, &id, &write, decision, &doc, now)),
             None => {
-                let added = self.add_members(&mut tx, ctx, pk, &id, &members).await?;
-                self.recompute(&mut tx, ctx, &added, now).await?;
-                let detail = json!({
-                    "displayName": doc.get("displayName"), "externalId": doc.get("externalId"),
-                    "members": added.len(), "requestId": ctx.request_id,
-                });
-                tx.audit(&audit_entry(ctx, "group_created", &id, detail), now)
+                self.fill_new_group(&mut tx, ctx, (pk, &id), &doc, &members, now)
                     .await?;
                 None
             }
@@ -611,10 +630,34 @@ impl ScimService {
             Some(rec) => {
                 // Its groups are known (none): rendering reads nothing.
                 let body = self.render(ctx, &rec, proj).await?;
-                Ok(self.answer_with(ctx, &rec, body, StatusCode::CREATED))
+                Ok(Outcome::Created(self.resource(ctx, &rec, body)))
             }
-            None => self.answer(ctx, kind, &id, proj, StatusCode::CREATED).await,
+            None => Ok(Outcome::Created(
+                self.read_back(ctx, kind, &id, proj).await?,
+            )),
         }
+    }
+
+    /// A group's members, the roles they now get, and its audit entry, in the
+    /// transaction that created it.
+    async fn fill_new_group(
+        &self,
+        tx: &mut ScimTx,
+        ctx: &WorkspaceCtx,
+        (pk, id): (i64, &str),
+        doc: &Map<String, Value>,
+        members: &[NamedMember],
+        now: i64,
+    ) -> Result<(), ScimError> {
+        let added = self.add_members(tx, ctx, pk, id, members).await?;
+        self.recompute(tx, ctx, &added, now).await?;
+        let detail = json!({
+            "displayName": doc.get("displayName"), "externalId": doc.get("externalId"),
+            "members": added.len(), "requestId": ctx.request_id,
+        });
+        tx.audit(&audit_entry(ctx, "group_created", id, detail), now)
+            .await?;
+        Ok(())
     }
 
     /// Adds the members that exist in the workspace (unknown ids are ignored, as
@@ -722,7 +765,7 @@ impl ScimService {
         body: Value,
         pre: &Preconditions,
         proj: &Projection,
-    ) -> Result<Answer, ScimError> {
+    ) -> Result<Outcome, ScimError> {
         let set = ctx.schemas(kind);
         let mut doc = resource::normalize(&set, body)?;
         let members = match kind {
@@ -774,7 +817,7 @@ impl ScimService {
         }
         tx.commit().await?;
         self.committed(ctx, id, lifecycle);
-        self.answer(ctx, kind, id, proj, StatusCode::OK).await
+        Ok(Outcome::Found(self.read_back(ctx, kind, id, proj).await?))
     }
 
     /// `PATCH /Users/{id}`: 200 with the resource as `attributes` /
@@ -788,7 +831,7 @@ impl ScimService {
         body: &Value,
         pre: &Preconditions,
         proj: &Projection,
-    ) -> Result<Answer, ScimError> {
+    ) -> Result<Outcome, ScimError> {
         let ops = patch::parse_operations(body)?;
         let set = ctx.schemas(kind);
         let now = now_millis();
@@ -820,7 +863,7 @@ impl ScimService {
         }
         tx.commit().await?;
         self.committed(ctx, id, lifecycle);
-        self.answer(ctx, kind, id, proj, StatusCode::OK).await
+        Ok(Outcome::Found(self.read_back(ctx, kind, id, proj).await?))
     }
 
     /// Applies PATCH membership changes row by row; returns the ids whose
@@ -880,7 +923,7 @@ impl ScimService {
         kind: ResourceKind,
         id: &str,
         pre: &Preconditions,
-    ) -> Result<Answer, ScimError> {
+    ) -> Result<Outcome, ScimError> {
         let now = now_millis();
         let (mut tx, rec) = self.open(ctx, kind, id, pre).await?;
         tx.remove_from_all_groups(&ctx.name, id).await?;
@@ -922,12 +965,7 @@ impl ScimService {
         }
         tx.commit().await?;
         self.committed(ctx, id, lifecycle);
-        Ok(Answer {
-            status: StatusCode::NO_CONTENT,
-            body: None,
-            etag: None,
-            location: None,
-        })
+        Ok(Outcome::Deleted)
     }
 }
 

@@ -264,10 +264,8 @@ impl SsoService {
             }
         };
         answer
-            .body
-            .as_ref()
-            .and_then(|b| b.get("id"))
-            .and_then(Value::as_str)
+            .resource()
+            .and_then(|r| r.body["id"].as_str())
             .map(str::to_string)
             .ok_or_else(|| SignInError::new(Reason::Unavailable, "created user has no id"))
     }
@@ -289,20 +287,22 @@ impl SsoService {
         identity: &Identity,
         user_id: &str,
     ) -> Result<Option<String>, SignInError> {
-        let (current, pending, groups) = self
-            .store
-            .user_roles_and_groups(&ctx.workspace, user_id)
-            .await?;
+        let standing = self.store.user_standing(&ctx.workspace, user_id).await?;
         let mapping: Option<Arc<CompiledMapping>> =
             self.roles.mapping(&self.store, &ctx.workspace).await?;
         let scim_ctx = self.scim_ctx(ctx).await?;
         // The directory's groups, and what this connection asserted.
         let principal =
-            Principal::new(&groups, &identity.claims).through(&ctx.name, &identity.groups);
-        let decision = decide_for(mapping.as_deref(), &scim_ctx, principal, current.as_deref());
-        if decision.role != current || decision.pending != pending {
+            Principal::new(&standing.groups, &identity.claims).through(&ctx.name, &identity.groups);
+        let decision = decide_for(
+            mapping.as_deref(),
+            &scim_ctx,
+            principal,
+            standing.role.as_deref(),
+        );
+        if decision.role != standing.role || decision.pending != standing.pending {
             let mut entries = Vec::new();
-            if decision.role != current {
+            if decision.role != standing.role {
                 entries.push(AuditEntry {
                     workspace: Some(ctx.workspace.clone()),
                     actor: format!("sso:{}", ctx.name),
@@ -310,11 +310,11 @@ impl SsoService {
                     kind: Some("User".into()),
                     name: Some(user_id.to_string()),
                     detail: Some(
-                        json!({"from": current, "to": decision.role, "source": "sign_in"}),
+                        json!({"from": standing.role, "to": decision.role, "source": "sign_in"}),
                     ),
                 });
             }
-            if decision.pending.is_some() && decision.pending != pending {
+            if decision.pending.is_some() && decision.pending != standing.pending {
                 entries.push(AuditEntry {
                     workspace: Some(ctx.workspace.clone()),
                     actor: format!("sso:{}", ctx.name),

@@ -43,6 +43,17 @@ pub use identity::{Identity, identity_from_assertion, identity_from_claims};
 
 /// How long a started sign-in may take at the IdP.
 const SIGNIN_REQUEST_TTL: i64 = 10 * 60 * 1000;
+
+/// What a sign-in in flight must remember until the browser comes back.
+enum InFlight {
+    /// The nonce the ID token must carry and the PKCE verifier of the code.
+    Oidc {
+        nonce: String,
+        code_verifier: String,
+    },
+    /// The AuthnRequest id the response's InResponseTo must name.
+    Saml { request_id: String },
+}
 /// The cookie binding a started sign-in to the browser that started it.
 pub const STATE_COOKIE: &str = "idsync_signin";
 
@@ -53,6 +64,25 @@ pub struct ConnectionCtx {
     pub workspace_doc: WorkspaceDoc,
     pub name: String,
     pub doc: SsoConnectionDoc,
+}
+
+impl ConnectionCtx {
+    /// The OIDC settings of an OIDC connection (the admin API refuses one
+    /// without them, so their absence is a corrupt row).
+    fn oidc(&self) -> Result<&crate::admin::OidcDoc, SignInError> {
+        self.doc
+            .oidc
+            .as_ref()
+            .ok_or_else(|| corrupt("oidc block missing"))
+    }
+
+    /// The SAML settings of a SAML connection.
+    fn saml(&self) -> Result<&crate::admin::SamlDoc, SignInError> {
+        self.doc
+            .saml
+            .as_ref()
+            .ok_or_else(|| corrupt("saml block missing"))
+    }
 }
 
 /// Where to send the browser to sign in.
@@ -295,11 +325,7 @@ impl SsoService {
         ctx: &ConnectionCtx,
         idp_initiated: bool,
     ) -> Result<samael::service_provider::ServiceProvider, SignInError> {
-        let cfg = ctx
-            .doc
-            .saml
-            .as_ref()
-            .ok_or_else(|| corrupt("saml block missing"))?;
+        let cfg = ctx.saml()?;
         let metadata = self.saml.idp_metadata(cfg).await?;
         let endpoints = self.sp_endpoints(&ctx.workspace, &ctx.name);
         self.saml
@@ -316,14 +342,9 @@ impl SsoService {
         let keys = self.sp_keys.get().await?;
         let signer = keys.signer(crate::service::store::now_millis());
         let (location, request_id) = self.saml.authn_redirect(&provider, &relay_state, signer)?;
-        self.remember_request(
-            ctx,
-            &relay_state,
-            Protocol::Saml,
-            (None, None, Some(request_id)),
-            return_to,
-        )
-        .await?;
+        let in_flight = InFlight::Saml { request_id };
+        self.remember_request(ctx, &relay_state, in_flight, return_to)
+            .await?;
         // The ACS is a cross-site POST, which only a `SameSite=None; Secure`
         // cookie reaches, and browsers take such a cookie only over https:
         // there the RelayState is bound to this browser; over plain http
@@ -365,6 +386,7 @@ impl SsoService {
     }
 
     /// A SAMLResponse posted to the ACS.
+    #[tracing::instrument(name = "saml_acs", skip_all, fields(workspace = %workspace, connection = %connection))]
     pub async fn saml_acs(
         &self,
         scim: &ScimService,
@@ -397,13 +419,7 @@ impl SsoService {
         let xml = saml::decode_response(response)?;
         let now = now_millis();
         let request = match relay_state.filter(|r| !r.is_empty()) {
-            Some(relay) => self
-                .store
-                .take_signin_request(&sha256_hex(relay), now)
-                .await?
-                .filter(|r| {
-                    r.workspace == ctx.workspace && r.connection == ctx.name && r.protocol == "saml"
-                }),
+            Some(relay) => self.take_request(ctx, relay, Protocol::Saml, now).await?,
             None => None,
         };
         let allow_unsolicited = ctx
@@ -449,11 +465,7 @@ impl SsoService {
                 "this assertion was already used to sign in",
             ));
         }
-        let cfg = ctx
-            .doc
-            .saml
-            .as_ref()
-            .ok_or_else(|| corrupt("saml block missing"))?;
+        let cfg = ctx.saml()?;
         let identity = identity_from_assertion(&assertion, cfg.attribute_mapping.as_ref())?;
         let return_to = request.map_or_else(|| "/".to_string(), |r| r.return_to);
         Ok((identity, return_to))
@@ -464,29 +476,19 @@ impl SsoService {
         ctx: &ConnectionCtx,
         return_to: String,
     ) -> Result<Redirect, SignInError> {
-        let cfg = ctx
-            .doc
-            .oidc
-            .as_ref()
-            .ok_or_else(|| corrupt("oidc block missing"))?;
+        let cfg = ctx.oidc()?;
         let discovery = self.oidc.discover(cfg).await?;
         let req = AuthRequest::new()?;
         let redirect_uri = self.redirect_uri(&ctx.workspace, &ctx.name);
         let location = self
             .oidc
             .authorization_url(&discovery, cfg, &redirect_uri, &req)?;
-        self.remember_request(
-            ctx,
-            &req.state,
-            Protocol::Oidc,
-            (
-                Some(req.nonce.clone()),
-                Some(req.code_verifier.clone()),
-                None,
-            ),
-            return_to,
-        )
-        .await?;
+        let in_flight = InFlight::Oidc {
+            nonce: req.nonce.clone(),
+            code_verifier: req.code_verifier.clone(),
+        };
+        self.remember_request(ctx, &req.state, in_flight, return_to)
+            .await?;
         Ok(Redirect {
             location,
             state_cookie: Some(StateCookie {
@@ -497,6 +499,7 @@ impl SsoService {
     }
 
     /// The OIDC redirect back from the IdP. `browser_state` is the state cookie.
+    #[tracing::instrument(name = "oidc_callback", skip_all, fields(workspace = %workspace, connection = %connection))]
     pub async fn oidc_callback(
         &self,
         scim: &ScimService,
@@ -540,12 +543,8 @@ impl SsoService {
         };
         let now = now_millis();
         let request = self
-            .store
-            .take_signin_request(&sha256_hex(state), now)
+            .take_request(ctx, state, Protocol::Oidc, now)
             .await?
-            .filter(|r| {
-                r.workspace == ctx.workspace && r.connection == ctx.name && r.protocol == "oidc"
-            })
             .ok_or_else(|| {
                 SignInError::new(Reason::InvalidState, "unknown, used or expired state")
             })?;
@@ -556,11 +555,7 @@ impl SsoService {
                 "the state does not belong to this browser",
             ));
         }
-        let cfg = ctx
-            .doc
-            .oidc
-            .as_ref()
-            .ok_or_else(|| corrupt("oidc block missing"))?;
+        let cfg = ctx.oidc()?;
         let discovery = self.oidc.discover(cfg).await?;
         let redirect_uri = self.redirect_uri(&ctx.workspace, &ctx.name);
         let verifier = request.code_verifier.as_deref().unwrap_or_default();
@@ -568,25 +563,20 @@ impl SsoService {
             .oidc
             .exchange(&discovery, cfg, &redirect_uri, code, verifier)
             .await?;
+        let nonce = request.nonce.as_deref().unwrap_or_default();
         let mut claims = self
             .oidc
-            .validate_id_token(
-                &discovery,
-                cfg,
-                &id_token,
-                request.nonce.as_deref().unwrap_or_default(),
-                now / 1000,
-            )
+            .validate_id_token(&discovery, cfg, &id_token, nonce, now / 1000)
             .await?;
         if cfg.use_userinfo == Some(true)
             && let Some(access_token) = access_token
         {
+            // The ID token's claims win: userinfo only fills in what it lacks.
             let sub = claims
                 .get("sub")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let extra = self.oidc.userinfo(&discovery, &access_token, &sub).await?;
+                .unwrap_or_default();
+            let extra = self.oidc.userinfo(&discovery, &access_token, sub).await?;
             for (k, v) in extra {
                 claims.entry(k).or_insert(v);
             }
@@ -680,17 +670,42 @@ impl SsoService {
         found
     }
 
+    /// Takes (once) the sign-in in flight that `handle` names, if this
+    /// connection started it over `protocol`.
+    async fn take_request(
+        &self,
+        ctx: &ConnectionCtx,
+        handle: &str,
+        protocol: Protocol,
+        now: i64,
+    ) -> Result<Option<SignInRequest>, SignInError> {
+        let taken = self
+            .store
+            .take_signin_request(&sha256_hex(handle), now)
+            .await?;
+        Ok(taken.filter(|r| {
+            r.workspace == ctx.workspace
+                && r.connection == ctx.name
+                && r.protocol == protocol.as_str()
+        }))
+    }
+
     /// Records a sign-in in flight under the SHA-256 of the handle the browser
     /// carries back (OIDC `state`, SAML RelayState).
     async fn remember_request(
         &self,
         ctx: &ConnectionCtx,
         handle: &str,
-        protocol: Protocol,
-        secrets: (Option<String>, Option<String>, Option<String>),
+        in_flight: InFlight,
         return_to: String,
     ) -> Result<(), SignInError> {
-        let (nonce, code_verifier, request_id) = secrets;
+        let (protocol, nonce, code_verifier, request_id) = match in_flight {
+            InFlight::Oidc {
+                nonce,
+                code_verifier,
+            } => (Protocol::Oidc, Some(nonce), Some(code_verifier), None),
+            InFlight::Saml { request_id } => (Protocol::Saml, None, None, Some(request_id)),
+        };
         let now = now_millis();
         self.store
             .put_signin_request(&SignInRequest {

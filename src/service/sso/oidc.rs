@@ -333,57 +333,11 @@ impl OidcClient {
         validation.leeway = CLOCK_SKEW_SECS;
         validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<Map<String, Value>>(id_token, &key, &validation)
-            .map_err(|e| {
-                let reason = match e.kind() {
-                    ErrorKind::InvalidSignature => Reason::InvalidSignature,
-                    ErrorKind::ExpiredSignature => Reason::Expired,
-                    ErrorKind::ImmatureSignature => Reason::NotYetValid,
-                    ErrorKind::InvalidIssuer => Reason::WrongIssuer,
-                    ErrorKind::InvalidAudience => Reason::WrongAudience,
-                    ErrorKind::InvalidAlgorithm => Reason::AlgorithmNotAllowed,
-                    _ => Reason::MalformedResponse,
-                };
-                SignInError::new(reason, format!("ID token: {e}"))
-            })?
+            .map_err(|e| SignInError::new(jwt_reason(&e), format!("ID token: {e}")))?
             .claims;
 
-        // `iat`: required, not in the future, and recent.
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| SignInError::new(Reason::MalformedResponse, "ID token has no iat"))?;
-        if iat > now_secs + CLOCK_SKEW_SECS as i64 {
-            return Err(SignInError::new(
-                Reason::NotYetValid,
-                "ID token iat is in the future",
-            ));
-        }
-        if iat < now_secs - MAX_ID_TOKEN_AGE_SECS - CLOCK_SKEW_SECS as i64 {
-            return Err(SignInError::new(
-                Reason::Expired,
-                "ID token was issued too long ago",
-            ));
-        }
-        // `azp`: required when there are several audiences, and then ours.
-        let several_audiences = claims
-            .get("aud")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.len() > 1);
-        match claims.get("azp").and_then(Value::as_str) {
-            Some(azp) if azp != cfg.client_id => {
-                return Err(SignInError::new(
-                    Reason::WrongAudience,
-                    "ID token azp is another client",
-                ));
-            }
-            None if several_audiences => {
-                return Err(SignInError::new(
-                    Reason::WrongAudience,
-                    "ID token has several audiences and no azp",
-                ));
-            }
-            _ => {}
-        }
+        check_issued_at(&claims, now_secs)?;
+        check_authorized_party(&claims, &cfg.client_id)?;
         let token_nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
         if !constant_time_eq(token_nonce, nonce) {
             return Err(SignInError::new(
@@ -503,6 +457,59 @@ impl OidcClient {
             .into_iter()
             .filter_map(|k| serde_json::from_value(k).ok())
             .collect())
+    }
+}
+
+/// The sign-in failure a JWT validation error is.
+fn jwt_reason(e: &jsonwebtoken::errors::Error) -> Reason {
+    match e.kind() {
+        ErrorKind::InvalidSignature => Reason::InvalidSignature,
+        ErrorKind::ExpiredSignature => Reason::Expired,
+        ErrorKind::ImmatureSignature => Reason::NotYetValid,
+        ErrorKind::InvalidIssuer => Reason::WrongIssuer,
+        ErrorKind::InvalidAudience => Reason::WrongAudience,
+        ErrorKind::InvalidAlgorithm => Reason::AlgorithmNotAllowed,
+        _ => Reason::MalformedResponse,
+    }
+}
+
+/// `iat`: required, not in the future, and recent.
+fn check_issued_at(claims: &Map<String, Value>, now_secs: i64) -> Result<(), SignInError> {
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| SignInError::new(Reason::MalformedResponse, "ID token has no iat"))?;
+    if iat > now_secs + CLOCK_SKEW_SECS as i64 {
+        return Err(SignInError::new(
+            Reason::NotYetValid,
+            "ID token iat is in the future",
+        ));
+    }
+    if iat < now_secs - MAX_ID_TOKEN_AGE_SECS - CLOCK_SKEW_SECS as i64 {
+        return Err(SignInError::new(
+            Reason::Expired,
+            "ID token was issued too long ago",
+        ));
+    }
+    Ok(())
+}
+
+/// `azp`: required when there are several audiences, and then ours.
+fn check_authorized_party(claims: &Map<String, Value>, client_id: &str) -> Result<(), SignInError> {
+    let several_audiences = claims
+        .get("aud")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() > 1);
+    match claims.get("azp").and_then(Value::as_str) {
+        Some(azp) if azp != client_id => Err(SignInError::new(
+            Reason::WrongAudience,
+            "ID token azp is another client",
+        )),
+        None if several_audiences => Err(SignInError::new(
+            Reason::WrongAudience,
+            "ID token has several audiences and no azp",
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, format_millis, now_millis};
+use super::{Result, Store, now_millis, timestamp};
 pub use crate::admin::AuditRecord;
 
 /// An entry to append. `detail` is structured context; it never holds secret values.
@@ -29,12 +29,12 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-/// Appends an entry inside a write.
-pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64) -> Result<()> {
+/// Appends an entry inside a write; answers its id.
+pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64) -> Result<i64> {
     let detail = entry.detail.as_ref().map(|d| d.to_string());
-    tx.execute(
+    tx.fetch_one(
         "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         &[
             at.into(),
             entry.workspace.as_deref().into(),
@@ -44,9 +44,9 @@ pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64)
             entry.name.as_deref().into(),
             detail.as_deref().into(),
         ],
+        |row| row.int("id"),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 impl Store {
@@ -62,24 +62,8 @@ impl Store {
     /// Appends an entry on its own and answers its id (for an aggregate entry
     /// whose count is set when its minute is over).
     pub async fn append_audit_returning_id(&self, entry: &AuditEntry) -> Result<i64> {
-        let detail = entry.detail.as_ref().map(|d| d.to_string());
         let mut tx = self.begin_write().await?;
-        let id = tx
-            .fetch_one(
-                "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                &[
-                    now_millis().into(),
-                    entry.workspace.as_deref().into(),
-                    entry.actor.as_str().into(),
-                    entry.action.as_str().into(),
-                    entry.kind.as_deref().into(),
-                    entry.name.as_deref().into(),
-                    detail.as_deref().into(),
-                ],
-                |row| row.int("id"),
-            )
-            .await?;
+        let id = insert(&mut tx, entry, now_millis()).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -135,7 +119,7 @@ impl Store {
                 let detail: Option<String> = row.try_get("detail")?;
                 Ok(AuditRecord {
                     id: row.try_get("id")?,
-                    at: format_millis(row.try_get("at")?),
+                    at: timestamp(row.try_get("at")?),
                     workspace: row.try_get("workspace")?,
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,

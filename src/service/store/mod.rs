@@ -19,6 +19,7 @@ mod identity_links;
 mod migrations;
 mod objects;
 mod point_reads;
+mod reader;
 mod scim;
 mod scim_query;
 mod signin;
@@ -43,6 +44,7 @@ pub use scim::{
 };
 pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,
+    UserStanding,
 };
 pub use tokens::{StoredToken, TokenPut, TokenRegistration};
 
@@ -94,10 +96,9 @@ fn open_rusqlite(
     // with STAT4) marks any statement whose plan looked at a parameter — a
     // bound `LIMIT`, a `kind` matched against a partial index's WHERE — as
     // expired on every rebind, and re-parses and re-plans it on its next
-    // step: prepare_cached kept the statement but not its plan. Paired runs
-    // of point-read lookups: 16,559/17,006/12,501 -> 56,425/56,660/55,336 per
-    // second, 106/104/130 -> 33/33/34 µs of CPU each (clients included). The
-    // store's statements are shaped so that one plan serves every value.
+    // step: prepare_cached kept the statement but not its plan (about a
+    // third of a lookup's cost: see benches/README.md). The store's
+    // statements are shaped so that one plan serves every value.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
@@ -416,9 +417,15 @@ pub fn now_millis() -> i64 {
 
 /// Formats store time as RFC 3339 for API answers.
 pub fn format_millis(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+    timestamp(ms).to_string()
+}
+
+/// The moment `ms` milliseconds after the epoch, held to what RFC 3339 can
+/// write (a session "expiring" at `i64::MAX` shows as the year 9999).
+pub fn timestamp(ms: i64) -> jiff::Timestamp {
+    let (min, max) = (jiff::Timestamp::MIN, jiff::Timestamp::MAX);
+    let ms = ms.clamp(min.as_millisecond(), max.as_millisecond());
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 //! connection and hands the rows back over a channel: two thread wake-ups per
 //! statement, each costing more than the index probe it carries. Every SCIM
 //! request reads its token and workspace, and IdPs look a user up by
-//! `userName` or `externalId` before every create; those reads come here.
-//! On 2 cores they went from about 160 to 105 µs of CPU per lookup request
-//! (clients included), and from about 11,900 to 16,700 lookups/s.
+//! `userName` or `externalId` before every create; those reads come here
+//! (benches/README.md has what that saved).
 //!
 //! Only reads an index bounds come here (through `Store::read_all`): a scan
 //! can take milliseconds, and it would hold up a runtime thread that other

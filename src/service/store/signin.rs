@@ -86,6 +86,15 @@ pub enum UserMatch {
     NotFound,
 }
 
+/// Where a user stands for a sign-in: the role they hold, the role awaiting
+/// approval, and the names a role mapping sees for their directory groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserStanding {
+    pub role: Option<String>,
+    pub pending: Option<String>,
+    pub groups: Vec<String>,
+}
+
 impl Store {
     /// Records a sign-in in flight, and drops the ones that expired unused.
     pub async fn put_signin_request(&self, r: &SignInRequest) -> Result<()> {
@@ -303,17 +312,58 @@ impl Store {
 
     /// A user's role, role awaiting approval, and the names a role mapping sees
     /// for the groups SCIM put them in (displayName and externalId).
-    pub async fn user_roles_and_groups(
-        &self,
-        workspace: &str,
-        user_id: &str,
-    ) -> Result<(Option<String>, Option<String>, Vec<String>)> {
+    pub async fn user_standing(&self, workspace: &str, user_id: &str) -> Result<UserStanding> {
         let (role, pending) = self
             .scim_user_role(workspace, user_id)
             .await?
             .unwrap_or_default();
-        let names = super::scim::group_names(&self.pool, workspace, user_id).await?;
-        Ok((role, pending, names))
+        let ids = [user_id.to_string()];
+        let mut names = super::scim::group_names_of(&mut &*self, workspace, &ids).await?;
+        Ok(UserStanding {
+            role,
+            pending,
+            groups: names.remove(user_id).unwrap_or_default(),
+        })
+    }
+
+    /// Sessions of a user that are neither revoked nor expired.
+    pub async fn live_sessions(&self, workspace: &str, user_id: &str) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE workspace = $1 AND user_id = $2 \
+             AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(workspace)
+        .bind(user_id)
+        .bind(super::now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    /// Records a session (the sign-in flow creates them).
+    pub async fn create_session(
+        &self,
+        id: &str,
+        workspace: &str,
+        user_id: &str,
+        role: Option<&str>,
+        expires_at: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        tx.execute(
+            "INSERT INTO sessions (id, workspace, user_id, role, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                id.into(),
+                workspace.into(),
+                user_id.into(),
+                role.into(),
+                super::now_millis().into(),
+                expires_at.into(),
+            ],
+        )
+        .await?;
+        tx.commit().await
     }
 
     /// Sets a user's role (and the role awaiting approval), with audit entries,
