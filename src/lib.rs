@@ -11,6 +11,7 @@ pub mod crdgen;
 pub mod fingerprint;
 pub mod manifest;
 pub mod outbound;
+pub mod prom;
 pub mod roles;
 pub mod saml_signing;
 pub mod scim;

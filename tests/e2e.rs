@@ -127,7 +127,7 @@ async fn examples_become_ready_and_their_scim_tokens_work() {
     let registered = s
         .service
         .admin()
-        .list_session_keys()
+        .list_keys::<idsync::admin::SessionKeyDoc>()
         .await
         .expect("session keys");
     assert!(
@@ -192,7 +192,7 @@ async fn examples_become_ready_and_their_scim_tokens_work() {
     let held = s
         .service
         .admin()
-        .list_saml_signing_keys()
+        .list_keys::<idsync::admin::SamlSigningKeyDoc>()
         .await
         .expect("SAML signing keys");
     // (The other tests' IdentityServices share this service and add theirs.)

@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    AuditRecord, ErrorBody, InfoView, ListView, ObjectKind, ObjectView, SamlSigningKeyDoc,
-    ScimTokenDoc, SessionKeyDoc, SignInHealthView, TokenView,
+    AuditRecord, ErrorBody, InfoView, KeyDoc, ListView, ObjectKind, ObjectView, ScimTokenDoc,
+    SignInHealthView, TokenView,
 };
 use crate::{
     fingerprint::FingerprintKey,
@@ -302,53 +302,19 @@ impl AdminClient {
         }
     }
 
-    /// Session-cookie keys the service holds (ids and times, never secrets).
-    pub async fn list_session_keys(&self) -> Result<Vec<(String, SessionKeyDoc)>, ClientError> {
-        self.list_keys("/session-keys").await
-    }
-
-    /// Registers a session-cookie key (idempotent by id).
-    pub async fn put_session_key(&self, id: &str, doc: &SessionKeyDoc) -> Result<(), ClientError> {
-        let _: Option<serde_json::Value> = self
-            .call(
-                Method::PUT,
-                &format!("/session-keys/{id}"),
-                Some(to_json(doc)?),
-            )
-            .await?;
+    /// Registers a key (idempotent by id: a key never changes).
+    pub async fn put_key<D: KeyDoc>(&self, id: &str, doc: &D) -> Result<(), ClientError> {
+        let path = format!("/{}/{id}", D::KIND.collection());
+        let _: Option<serde_json::Value> =
+            self.call(Method::PUT, &path, Some(to_json(doc)?)).await?;
         Ok(())
     }
 
-    /// SAML SP signing keys the service holds (certificates and times, never
-    /// private keys).
-    pub async fn list_saml_signing_keys(
-        &self,
-    ) -> Result<Vec<(String, SamlSigningKeyDoc)>, ClientError> {
-        self.list_keys("/saml-signing-keys").await
-    }
-
-    /// Registers a SAML SP signing key (idempotent by id).
-    pub async fn put_saml_signing_key(
-        &self,
-        id: &str,
-        doc: &SamlSigningKeyDoc,
-    ) -> Result<(), ClientError> {
-        let _: Option<serde_json::Value> = self
-            .call(
-                Method::PUT,
-                &format!("/saml-signing-keys/{id}"),
-                Some(to_json(doc)?),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// A key list answer as `(id, doc)` pairs.
-    async fn list_keys<D: DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> Result<Vec<(String, D)>, ClientError> {
-        let list: ListView<serde_json::Value> = self.expect(Method::GET, path, None).await?;
+    /// The keys of a kind the service holds, as `(id, doc)` pairs: ids, times
+    /// and certificates, never secrets.
+    pub async fn list_keys<D: KeyDoc>(&self) -> Result<Vec<(String, D)>, ClientError> {
+        let path = format!("/{}", D::KIND.collection());
+        let list: ListView<serde_json::Value> = self.expect(Method::GET, &path, None).await?;
         list.items
             .into_iter()
             .map(|v| {

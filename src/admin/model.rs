@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
@@ -112,7 +113,7 @@ pub struct ScimTokenDoc {
     pub sha256: Option<String>,
     /// When the token stops being accepted (RFC 3339); none for no expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// What a PUT did.
@@ -132,8 +133,8 @@ pub struct ObjectView {
     pub workspace: String,
     pub name: String,
     pub fingerprint: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// Set on PUT answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<PutResult>,
@@ -159,18 +160,52 @@ pub struct TokenView {
     /// SHA-256 of the token. Revealing it is harmless (a token carries 256 random
     /// bits) and lets a holder of the token check it is the one registered.
     pub sha256: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
+    pub revoked_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used_at: Option<String>,
+    pub last_used_at: Option<Timestamp>,
     /// Whether the service accepts the token now.
     pub valid: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<PutResult>,
     pub scim_base_url: String,
+}
+
+/// The keys the operator keeps in Secrets and registers with the service, by
+/// what they are for. Each kind is an admin API collection of its own, with a
+/// document of its own ([`KeyDoc`]); listing and registering work alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// HMAC keys for session cookies.
+    SessionCookies,
+    /// RSA keys (with certificates) that sign SAML AuthnRequests.
+    SamlSigning,
+}
+
+impl KeyKind {
+    /// The admin API collection, under `/admin/v1/`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            KeyKind::SessionCookies => "session-keys",
+            KeyKind::SamlSigning => "saml-signing-keys",
+        }
+    }
+}
+
+/// A key's registration document, tied to its kind.
+pub trait KeyDoc: Serialize + serde::de::DeserializeOwned {
+    const KIND: KeyKind;
+}
+
+impl KeyDoc for SessionKeyDoc {
+    const KIND: KeyKind = KeyKind::SessionCookies;
+}
+
+impl KeyDoc for SamlSigningKeyDoc {
+    const KIND: KeyKind = KeyKind::SamlSigning;
 }
 
 /// A session-cookie signing key pushed by the operator (`PUT
@@ -182,9 +217,9 @@ pub struct SessionKeyDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// When the key was made (RFC 3339); the newest key signs new sessions.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// When the key stops verifying cookies (RFC 3339).
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 /// A SAML SP signing key pushed by the operator (`PUT
@@ -199,10 +234,10 @@ pub struct SamlSigningKeyDoc {
     /// PEM X.509 certificate for that key; its notAfter is when the key expires.
     pub certificate: String,
     /// When the key was made (RFC 3339); decides which key signs.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// The certificate's notAfter (RFC 3339); set by the service in answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for SamlSigningKeyDoc {
@@ -222,9 +257,9 @@ pub struct SignInHealthView {
     pub successes: i64,
     pub failures: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_success_at: Option<String>,
+    pub last_success_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failure_at: Option<String>,
+    pub last_failure_at: Option<Timestamp>,
     /// Reason code of the last refusal (e.g. `expired`, `not_provisioned`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_reason: Option<String>,
@@ -299,7 +334,7 @@ impl ObjectKind {
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     pub id: i64,
-    pub at: String,
+    pub at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
     pub actor: String,

@@ -11,9 +11,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Regex every duration in a manifest matches.
 pub const DURATION_PATTERN: &str = r"^[1-9][0-9]{0,5}(s|m|h|d)$";
 
-/// CEL expression that converts the duration string `x` into seconds; used by
-/// cross-field validation rules.
-pub fn cel_seconds(x: &str) -> String {
+/// CEL expression that converts the duration string `x` into seconds. The
+/// cross-field rules spell it out (an attribute takes a literal); a test checks
+/// that they spell it this way.
+#[cfg(test)]
+pub(crate) fn cel_seconds(x: &str) -> String {
     format!(
         "(int({x}.substring(0, {x}.size() - 1)) * ({x}.endsWith('d') ? 86400 : {x}.endsWith('h') ? 3600 : {x}.endsWith('m') ? 60 : 1))"
     )

@@ -112,3 +112,23 @@ impl ScimToken {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::ScimToken;
+    use crate::api::duration::cel_seconds;
+
+    #[test]
+    fn the_overlap_rule_compares_both_durations_in_seconds() {
+        let rule = format!(
+            "{} < {}",
+            cel_seconds("self.overlap"),
+            cel_seconds("self.every")
+        );
+        let crd = serde_json::to_string(&ScimToken::crd()).expect("a CRD serializes");
+        let rule = serde_json::to_string(&rule).expect("a string serializes");
+        assert!(crd.contains(&rule), "the CRD has no rule {rule}");
+    }
+}

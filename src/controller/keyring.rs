@@ -31,7 +31,7 @@ use super::{
     target::Target,
 };
 use crate::{
-    admin::{SamlSigningKeyDoc, SessionKeyDoc},
+    admin::{KeyDoc, KeyKind, SamlSigningKeyDoc, SessionKeyDoc},
     api::{ClusterIdentityService, IdentityService},
 };
 
@@ -50,11 +50,6 @@ pub struct Keyring {
     kind: KeyKind,
     /// Event reason and message when a key is made.
     pub rotated_event: (&'static str, &'static str),
-}
-
-enum KeyKind {
-    SessionCookies,
-    SamlSigning,
 }
 
 /// Session-cookie keys: weekly, each verifying for 30 days (the service caps
@@ -165,29 +160,19 @@ impl Keyring {
 
     /// Ids of the keys the service holds.
     async fn registered(&self, target: &Target) -> Result<Vec<String>> {
-        let ids = match self.kind {
-            KeyKind::SessionCookies => target
-                .call(Op::ListKeys, target.client.list_session_keys())
-                .await?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect(),
-            KeyKind::SamlSigning => target
-                .call(Op::ListKeys, target.client.list_saml_signing_keys())
-                .await?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect(),
-        };
-        Ok(ids)
+        async fn ids<D: KeyDoc>(target: &Target) -> Result<Vec<String>> {
+            let listed = target.call(Op::ListKeys, target.client.list_keys::<D>());
+            Ok(listed.await?.into_iter().map(|(id, _)| id).collect())
+        }
+        match self.kind {
+            KeyKind::SessionCookies => ids::<SessionKeyDoc>(target).await,
+            KeyKind::SamlSigning => ids::<SamlSigningKeyDoc>(target).await,
+        }
     }
 
     async fn register(&self, target: &Target, key: &StoredKey) -> Result<()> {
-        let time = |ms: i64| {
-            jiff::Timestamp::from_millisecond(ms)
-                .map(|t| t.to_string())
-                .unwrap_or_default()
-        };
+        let time =
+            |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         match self.kind {
             KeyKind::SessionCookies => {
                 let doc = SessionKeyDoc {
@@ -196,7 +181,7 @@ impl Keyring {
                     expires_at: time(key.created_at + self.valid_for),
                 };
                 target
-                    .call(Op::PutKey, target.client.put_session_key(&key.id, &doc))
+                    .call(Op::PutKey, target.client.put_key(&key.id, &doc))
                     .await?;
             }
             KeyKind::SamlSigning => {
@@ -207,10 +192,7 @@ impl Keyring {
                     expires_at: None,
                 };
                 target
-                    .call(
-                        Op::PutKey,
-                        target.client.put_saml_signing_key(&key.id, &doc),
-                    )
+                    .call(Op::PutKey, target.client.put_key(&key.id, &doc))
                     .await?;
             }
         }

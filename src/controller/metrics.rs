@@ -1,9 +1,8 @@
 //! Prometheus metrics of the operator.
 
-use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::prom::Registrar;
 
 /// A kind the operator reconciles, spelled in metric labels as its Kubernetes kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,104 +92,72 @@ pub struct OperatorMetrics {
     pub leader: IntGauge,
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    // Names and labels are constants of this module.
-    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
-}
-
-fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
-}
+/// Latency buckets from 1 ms to 5 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 impl OperatorMetrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let latency = vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ];
-        let m = Self {
-            reconciles: counter(
+        let r = Registrar::new();
+        Self {
+            reconciles: r.counter(
                 "idsync_operator_reconciles_total",
                 "Reconciles by kind and result (ok, or an error category).",
                 &["kind", "result"],
             ),
-            reconcile_duration: HistogramVec::new(
-                HistogramOpts::new(
+            reconcile_duration: r.histogram(
                     "idsync_operator_reconcile_duration_seconds",
                     "Reconcile duration by kind.",
-                )
-                .buckets(latency.clone()),
                 &["kind"],
-            )
-            .expect("valid metric definition"),
-            service_requests: counter(
+                LATENCY_BUCKETS,
+            ),
+            service_requests: r.counter(
                 "idsync_operator_service_requests_total",
                 "Identity service admin API calls by operation and status code (or `error` when unreachable).",
                 &["operation", "status"],
             ),
-            service_request_duration: HistogramVec::new(
-                HistogramOpts::new(
+            service_request_duration: r.histogram(
                     "idsync_operator_service_request_duration_seconds",
                     "Identity service admin API call latency by operation.",
-                )
-                .buckets(latency),
                 &["operation"],
-            )
-            .expect("valid metric definition"),
-            drift_corrections: counter(
+                LATENCY_BUCKETS,
+            ),
+            drift_corrections: r.counter(
                 "idsync_operator_drift_corrections_total",
                 "Times the identity service differed from an already-synced resource and was corrected.",
                 &["kind"],
             ),
-            status_patches: counter(
+            status_patches: r.counter(
                 "idsync_operator_status_patches_total",
                 "Status subresource patches by kind.",
                 &["kind"],
             ),
-            secret_writes: counter(
+            secret_writes: r.counter(
                 "idsync_operator_secret_writes_total",
                 "Secrets the operator created or updated, by kind of owner.",
                 &["kind"],
             ),
-            token_rotation_timestamp: gauge(
+            token_rotation_timestamp: r.gauge(
                 "idsync_operator_scim_token_next_rotation_timestamp_seconds",
                 "Unix time of a SCIMToken's next scheduled rotation.",
                 &["namespace", "name"],
             ),
-            idp_certificate_expiry_timestamp: gauge(
+            idp_certificate_expiry_timestamp: r.gauge(
                 "idsync_operator_idp_certificate_expiry_timestamp_seconds",
                 "Unix time at which the first-expiring IdP signing certificate of an SSOConnection expires.",
                 &["namespace", "name"],
             ),
-            leader: IntGauge::new(
+            leader: r.plain_gauge(Opts::new(
                 "idsync_operator_leader",
                 "1 when this replica holds the leader lease and runs the controllers.",
-            )
-            .expect("valid metric definition"),
-            registry,
-        };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.reconciles.clone()),
-            Box::new(m.reconcile_duration.clone()),
-            Box::new(m.service_requests.clone()),
-            Box::new(m.service_request_duration.clone()),
-            Box::new(m.drift_corrections.clone()),
-            Box::new(m.status_patches.clone()),
-            Box::new(m.secret_writes.clone()),
-            Box::new(m.token_rotation_timestamp.clone()),
-            Box::new(m.idp_certificate_expiry_timestamp.clone()),
-            Box::new(m.leader.clone()),
-        ];
-        for c in collectors {
-            m.registry.register(c).expect("each metric registered once");
+            )),
+            registry: r.finish(),
         }
-        m
     }
 
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        crate::prom::render(&self.registry)
     }
 
     /// Sets an object's moment gauge, or removes the series when there is no

@@ -110,43 +110,26 @@ fn controllers_in(
         &secrets,
     );
     let ctx = Context::new(client.clone(), metrics, settings, caches);
-    let shared = reconciler::SharedWatches {
+    let shared = reconciler::Wiring {
         services: &services,
         cluster_services: &cluster_services,
         workspaces: &workspaces,
         secrets: &secrets,
+        ctx: &ctx,
+        limits: limits.clone(),
     };
     let mut controllers = vec![
         reconciler::run(
             Controller::for_shared_stream(services.subscribe(), services.store.clone()),
             &shared,
-            &ctx,
-            limits.clone(),
         ),
         reconciler::run(
             Controller::for_shared_stream(workspaces.subscribe(), workspaces.store.clone()),
             &shared,
-            &ctx,
-            limits.clone(),
         ),
-        reconciler::run(
-            owned::<SsoConnection>(&client, scope, &cfg),
-            &shared,
-            &ctx,
-            limits.clone(),
-        ),
-        reconciler::run(
-            owned::<ScimToken>(&client, scope, &cfg),
-            &shared,
-            &ctx,
-            limits.clone(),
-        ),
-        reconciler::run(
-            owned::<RoleMapping>(&client, scope, &cfg),
-            &shared,
-            &ctx,
-            limits.clone(),
-        ),
+        reconciler::run(owned::<SsoConnection>(&client, scope, &cfg), &shared),
+        reconciler::run(owned::<ScimToken>(&client, scope, &cfg), &shared),
+        reconciler::run(owned::<RoleMapping>(&client, scope, &cfg), &shared),
     ];
     // One operator reconciles each ClusterIdentityService once, whatever the
     // number of namespace scopes it watches.
@@ -229,6 +212,21 @@ fn default_identity() -> String {
     })
 }
 
+/// Waits for the lease; false when the process is asked to stop first.
+async fn become_leader(leader: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<bool> {
+    let shutdown = crate::signal::shutdown();
+    tokio::pin!(shutdown);
+    loop {
+        if *leader.borrow_and_update() {
+            return Ok(true);
+        }
+        tokio::select! {
+            changed = leader.changed() => changed.context("leader election stopped")?,
+            _ = &mut shutdown => return Ok(false),
+        }
+    }
+}
+
 /// Runs the operator until SIGTERM/Ctrl-C, or until it loses the leader lease
 /// (then it exits so the standby takes over cleanly).
 pub async fn run(args: RunOptions) -> anyhow::Result<()> {
@@ -254,17 +252,8 @@ pub async fn run(args: RunOptions) -> anyhow::Result<()> {
         .context("setting up leader election")?;
     let (mut leader, lease_task) = lease.watch().await;
     tracing::info!(%identity, lease = %format!("{namespace}/{}", args.lease_name), "waiting to become leader");
-
-    let shutdown = crate::signal::shutdown();
-    tokio::pin!(shutdown);
-    loop {
-        if *leader.borrow_and_update() {
-            break;
-        }
-        tokio::select! {
-            changed = leader.changed() => changed.context("leader election stopped")?,
-            _ = &mut shutdown => return Ok(()),
-        }
+    if !become_leader(&mut leader).await? {
+        return Ok(());
     }
     metrics.leader.set(1);
     tracing::info!(%identity, "became leader; starting controllers");

@@ -109,24 +109,23 @@ pub fn error_policy<K: Resource<DynamicType = ()> + ResourceExt>(
     retry.map_or_else(Action::await_change, Action::requeue)
 }
 
-/// The shared watches a kind's controller may subscribe to.
-pub struct SharedWatches<'a> {
+/// What every controller is wired to: the shared watches a kind may subscribe
+/// to, the context, and the concurrency limit.
+pub struct Wiring<'a> {
     pub services: &'a cache::Shared<IdentityService>,
     pub cluster_services: &'a cache::Shared<ClusterIdentityService>,
     pub workspaces: &'a cache::Shared<Workspace>,
     pub secrets: &'a cache::Shared<PartialObjectMeta<Secret>>,
+    pub ctx: &'a Arc<Context>,
+    pub limits: Config,
 }
 
 /// Runs `controller` (built on the kind's own trigger and store) with the
 /// watches of what the kind refers to and the paced resync.
-pub fn run<K: Reconciler>(
-    controller: Controller<K>,
-    shared: &SharedWatches<'_>,
-    ctx: &Arc<Context>,
-    limits: Config,
-) -> Runner {
+pub fn run<K: Reconciler>(controller: Controller<K>, shared: &Wiring<'_>) -> Runner {
+    let ctx = shared.ctx;
     let store = controller.store();
-    let mut controller = controller.with_config(limits);
+    let mut controller = controller.with_config(shared.limits.clone());
     if K::REFERS_TO.contains(&Referent::Secrets) {
         controller = controller.watches_shared_stream(
             shared.secrets.subscribe(),

@@ -2,8 +2,8 @@
 //! controller's store, feeding the controller through `reconcile_on`.
 //!
 //! Not a timer per object (`Action::requeue` after every reconcile): at 10,000
-//! objects those timers were the scheduler's largest allocation (about 8 MB of
-//! the operator's heap), and objects created together came due together. The
+//! objects those timers were the scheduler's largest allocation (see
+//! benches/README.md), and objects created together came due together. The
 //! walk holds one snapshot of the store's `Arc`s and emits one object every
 //! `period / objects` (stretched by [`Context::resync_gap`] when reconciles are
 //! slow), so each object is compared about once per period and resyncs never

@@ -69,7 +69,7 @@ fn issued_at(t: &ScimToken, view: &TokenView) -> Option<Timestamp> {
     let status = t.status.as_ref();
     match status.and_then(|s| s.token_id.as_deref()) {
         Some(id) if id == view.id => status?.issued_at.as_deref().and_then(parse_time),
-        _ => parse_time(&view.created_at),
+        _ => Some(view.created_at),
     }
 }
 
@@ -134,7 +134,7 @@ pub fn retirements(
         .iter()
         .filter(|o| o.name == name && o.id != current && o.revoked_at.is_none());
     for other in others {
-        let expires = match other.expires_at.as_deref().and_then(parse_time) {
+        let expires = match other.expires_at {
             None => {
                 let at = plus(now, overlap);
                 steps.push(Retirement::Expire {
@@ -173,7 +173,7 @@ pub fn current_issued_at(
 ) -> Timestamp {
     let known = t.status.as_ref().and_then(|s| s.token_id.as_deref()) == Some(current.id.as_str());
     let at = if issued || !known {
-        current.created_at.parse().unwrap_or(now)
+        current.created_at
     } else {
         issued_at(t, current).unwrap_or(now)
     };
@@ -227,8 +227,8 @@ mod tests {
             workspace: "acme".into(),
             name: "ns.okta".into(),
             sha256: String::new(),
-            created_at: created.to_string(),
-            expires_at: expires.map(|e| e.to_string()),
+            created_at: created,
+            expires_at: expires,
             revoked_at: None,
             last_used_at: None,
             valid: true,

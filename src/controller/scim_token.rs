@@ -203,7 +203,7 @@ async fn issue(
     let pending = ScimTokenDoc {
         name: token_name(t),
         sha256: Some(new.hash()),
-        expires_at: Some(rotation::plus(now, rotation::overlap_of(t)).to_string()),
+        expires_at: Some(rotation::plus(now, rotation::overlap_of(t))),
     };
     target
         .call(
@@ -311,7 +311,7 @@ async fn retire(
                 let doc = ScimTokenDoc {
                     name: name.clone(),
                     sha256: None,
-                    expires_at: Some(at.to_string()),
+                    expires_at: Some(at),
                 };
                 let put = target.client.put_token(ws_id, &id, &doc);
                 target.call(Op::PutToken, put).await?;
@@ -403,7 +403,7 @@ mod tests {
                 workspace: "acme".into(),
                 name: "ns.okta".into(),
                 sha256: String::new(),
-                created_at: "2026-12-01T10:00:00.123Z".into(),
+                created_at: "2026-12-01T10:00:00.123Z".parse().expect("a time"),
                 expires_at: None,
                 revoked_at: None,
                 last_used_at: None,

@@ -146,7 +146,8 @@ async fn check_and_sync(ctx: &Context, conn: &SsoConnection) -> Result<Checked> 
         .call(Op::SignInHealth, health)
         .await
         .ok()
-        .and_then(|h| h.last_success_at);
+        .and_then(|h| h.last_success_at)
+        .map(|t| t.to_string());
     Ok(Checked {
         info,
         synced,

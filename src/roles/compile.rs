@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use regex::{RegexSet, RegexSetBuilder};
 
 use crate::admin::{RoleMappingDoc, desired};
-use crate::api::{RoleMappingSpec, RuleSource, Strategy, role_mapping::DEFAULT_ROLES};
+use crate::api::{RoleMappingSpec, RoleRule, RuleSource, Strategy, role_mapping::DEFAULT_ROLES};
 
 /// Compiled regexes larger than this are refused: a mapping is user input and must
 /// not make the service spend unbounded memory.
@@ -124,50 +124,7 @@ impl CompiledMapping {
                     claims.entry(name.clone()).or_default()
                 }
             };
-            let id = index as u32;
-            let ignore_case = rule.ignore_case.unwrap_or(false);
-            source.matcher.any_ignore_case |= ignore_case;
-            match (&rule.equals, &rule.prefix, &rule.regex) {
-                (Some(value), None, None) if ignore_case => source
-                    .matcher
-                    .exact_ignore_case
-                    .entry(value.to_lowercase())
-                    .or_default()
-                    .push(id),
-                (Some(value), None, None) => source
-                    .matcher
-                    .exact
-                    .entry(value.clone())
-                    .or_default()
-                    .push(id),
-                (None, Some(prefix), None) => {
-                    let prefix = if ignore_case {
-                        prefix.to_lowercase()
-                    } else {
-                        prefix.clone()
-                    };
-                    source.matcher.prefixes.push((prefix, ignore_case, id));
-                }
-                (None, None, Some(pattern)) => {
-                    // Check each pattern alone first so an error names its rule.
-                    regex::RegexBuilder::new(pattern)
-                        .case_insensitive(ignore_case)
-                        .size_limit(REGEX_SIZE_LIMIT)
-                        .build()
-                        .map_err(|e| CompileError::InvalidRegex {
-                            rule: index,
-                            message: e.to_string(),
-                        })?;
-                    let pattern = if ignore_case {
-                        format!("(?i:{pattern})")
-                    } else {
-                        pattern.clone()
-                    };
-                    source.patterns.push(pattern);
-                    source.matcher.regex_rules.push(id);
-                }
-                _ => return Err(CompileError::MatcherCount { rule: index }),
-            }
+            source.add(index, rule)?;
             rules.push(CompiledRule {
                 rank,
                 connections: rule.connections.clone(),
@@ -194,14 +151,58 @@ impl CompiledMapping {
     pub fn roles(&self) -> &[String] {
         &self.roles
     }
-
-    /// Number of rules.
-    pub fn rule_count(&self) -> usize {
-        self.rules.len()
-    }
 }
 
 impl SourceBuilder {
+    /// Adds rule `index`'s matcher (exactly one of equals, prefix, regex).
+    fn add(&mut self, index: usize, rule: &RoleRule) -> Result<(), CompileError> {
+        let id = index as u32;
+        let ignore_case = rule.ignore_case.unwrap_or(false);
+        self.matcher.any_ignore_case |= ignore_case;
+        match (&rule.equals, &rule.prefix, &rule.regex) {
+            (Some(value), None, None) if ignore_case => self
+                .matcher
+                .exact_ignore_case
+                .entry(value.to_lowercase())
+                .or_default()
+                .push(id),
+            (Some(value), None, None) => self
+                .matcher
+                .exact
+                .entry(value.clone())
+                .or_default()
+                .push(id),
+            (None, Some(prefix), None) => {
+                let prefix = if ignore_case {
+                    prefix.to_lowercase()
+                } else {
+                    prefix.clone()
+                };
+                self.matcher.prefixes.push((prefix, ignore_case, id));
+            }
+            (None, None, Some(pattern)) => {
+                // Check each pattern alone first so an error names its rule.
+                regex::RegexBuilder::new(pattern)
+                    .case_insensitive(ignore_case)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| CompileError::InvalidRegex {
+                        rule: index,
+                        message: e.to_string(),
+                    })?;
+                let pattern = if ignore_case {
+                    format!("(?i:{pattern})")
+                } else {
+                    pattern.clone()
+                };
+                self.patterns.push(pattern);
+                self.matcher.regex_rules.push(id);
+            }
+            _ => return Err(CompileError::MatcherCount { rule: index }),
+        }
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<SourceMatcher, CompileError> {
         if !self.patterns.is_empty() {
             let set = RegexSetBuilder::new(&self.patterns)

@@ -175,88 +175,92 @@ fn legacy_enterprise_extension(
 /// Normalises a POST/PUT body. `id`, `meta`, `groups`, `password` and unknown
 /// attributes are dropped; extension objects are kept under their canonical URN.
 pub fn normalize(set: &SchemaSet, input: Value) -> Result<Map<String, Value>, ScimProblem> {
-    let Value::Object(input) = input else {
-        return Err(ScimProblem::invalid_syntax(
-            "the request body must be a JSON object",
-        ));
-    };
     let mut out = Map::new();
-    for (key, value) in input {
-        if key.eq_ignore_ascii_case("schemas") {
-            check_schemas(set, &value)?;
-            continue;
-        }
-        if super::filter::is_urn(&key) {
-            if let Some(ext) = legacy_enterprise_extension(set, &key, &value)? {
-                // Attributes the request also sends under the 2.0 URN win.
-                let urn = ENTERPRISE_USER_SCHEMA.to_string();
-                match out.get_mut(&urn) {
-                    Some(Value::Object(current)) => {
-                        let mut merged = ext;
-                        merged.extend(std::mem::take(current));
-                        *current = merged;
-                    }
-                    _ => {
-                        out.insert(urn, Value::Object(ext));
-                    }
-                }
-                continue;
-            }
-            if is_legacy_urn(&key) {
-                continue;
-            }
-            if key.eq_ignore_ascii_case(set.kind.schema()) {
-                // Core attributes nested under the core URN: flatten them.
-                let nested = normalize(set, value)?;
-                out.extend(nested);
-                continue;
-            }
-            match set.extension(&key) {
-                Some(ns) => {
-                    if let Some(ext) = normalize_extension(set, &ns, value)? {
-                        out.insert(ns_urn(&ns).to_string(), ext);
-                    }
-                }
-                None => {
-                    // Entra's dotted URN keys name one extension attribute.
-                    if let Some((urn, attr)) = key.rsplit_once(':')
-                        && let Some(ns) = set.extension(urn)
-                    {
-                        let ext = extension_object(&mut out, &ns)?;
-                        set_extension_attr(set, ext, &ns, attr, value)?;
-                        continue;
-                    }
-                    return Err(ScimProblem::invalid_value(format!(
-                        "schema extension {key} is not supported by this workspace (declare it in the Workspace's spec.policy.scimSchemaExtensions)"
-                    )));
-                }
-            }
-            continue;
-        }
-        let Some(resolved) = set.resolve(None, &key, None) else {
-            continue; // unknown attributes are ignored, as RFC 7644 §3.3 allows
-        };
-        let Some(def) = resolved.attr else { continue };
-        if matches!(def.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
-            continue;
-        }
-        if let Some(v) = coerce(def, value, def.name)? {
-            out.insert(def.name.to_string(), v);
-        }
-    }
+    collect(set, input, &mut out)?;
     let required = match set.kind {
         ResourceKind::User => "userName",
         ResourceKind::Group => "displayName",
     };
     match out.get(required) {
-        Some(Value::String(s)) if !s.trim().is_empty() => {}
-        _ => {
-            return Err(ScimProblem::invalid_value(format!(
-                "{required} is required and must be a non-empty string"
-            )));
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(out),
+        _ => Err(ScimProblem::invalid_value(format!(
+            "{required} is required and must be a non-empty string"
+        ))),
+    }
+}
+
+/// Adds the attributes of the JSON object `input` to `out`, normalised.
+fn collect(set: &SchemaSet, input: Value, out: &mut Map<String, Value>) -> Result<(), ScimProblem> {
+    let Value::Object(input) = input else {
+        return Err(ScimProblem::invalid_syntax(
+            "the request body must be a JSON object",
+        ));
+    };
+    for (key, value) in input {
+        if key.eq_ignore_ascii_case("schemas") {
+            check_schemas(set, &value)?;
+        } else if super::filter::is_urn(&key) {
+            collect_urn_keyed(set, &key, value, out)?;
+        } else if let Some(def) = set.resolve(None, &key, None).and_then(|r| r.attr) {
+            // Unknown attributes are ignored, as RFC 7644 §3.3 allows.
+            if matches!(def.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
+                continue;
+            }
+            if let Some(v) = coerce(def, value, def.name)? {
+                out.insert(def.name.to_string(), v);
+            }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// An attribute whose key is a schema URN: an extension object, core
+/// attributes nested under the core URN, a legacy enterprise extension, or
+/// Entra's `urn:…:attribute` for one extension attribute.
+fn collect_urn_keyed(
+    set: &SchemaSet,
+    key: &str,
+    value: Value,
+    out: &mut Map<String, Value>,
+) -> Result<(), ScimProblem> {
+    if let Some(ext) = legacy_enterprise_extension(set, key, &value)? {
+        // Attributes the request also sends under the 2.0 URN win.
+        let urn = ENTERPRISE_USER_SCHEMA.to_string();
+        match out.get_mut(&urn) {
+            Some(Value::Object(current)) => {
+                let mut merged = ext;
+                merged.extend(std::mem::take(current));
+                *current = merged;
+            }
+            _ => {
+                out.insert(urn, Value::Object(ext));
+            }
+        }
+        return Ok(());
+    }
+    if is_legacy_urn(key) {
+        return Ok(());
+    }
+    if key.eq_ignore_ascii_case(set.kind.schema()) {
+        // Core attributes nested under the core URN: flatten them.
+        return collect(set, value, out);
+    }
+    if let Some(ns) = set.extension(key) {
+        if let Some(ext) = normalize_extension(set, &ns, value)? {
+            out.insert(ns_urn(&ns).to_string(), ext);
+        }
+        return Ok(());
+    }
+    // Entra's dotted URN keys name one extension attribute.
+    if let Some((urn, attr)) = key.rsplit_once(':')
+        && let Some(ns) = set.extension(urn)
+    {
+        let ext = extension_object(out, &ns)?;
+        return set_extension_attr(set, ext, &ns, attr, value);
+    }
+    Err(ScimProblem::invalid_value(format!(
+        "schema extension {key} is not supported by this workspace (declare it in the Workspace's spec.policy.scimSchemaExtensions)"
+    )))
 }
 
 fn check_schemas(set: &SchemaSet, value: &Value) -> Result<(), ScimProblem> {
@@ -387,6 +391,22 @@ mod tests {
 
     fn users() -> SchemaSet {
         SchemaSet::new(ResourceKind::User, vec![])
+    }
+
+    #[test]
+    fn core_attributes_nested_under_the_core_urn_join_the_top_level_ones() {
+        let doc = normalize(
+            &users(),
+            json!({
+                "userName": "ada@example.com",
+                "urn:ietf:params:scim:schemas:core:2.0:User": {"displayName": "Ada"},
+            }),
+        )
+        .expect("userName is at the top level");
+        assert_eq!(
+            Value::Object(doc),
+            json!({"userName": "ada@example.com", "displayName": "Ada"})
+        );
     }
 
     #[test]

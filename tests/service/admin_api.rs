@@ -321,12 +321,15 @@ async fn scim_tokens_are_stored_as_hashes_and_ids_are_immutable(db: Db) {
         Some(PutResult::Unchanged)
     );
     let with_expiry = ScimTokenDoc {
-        expires_at: Some("2030-01-01T00:00:00Z".into()),
+        expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
         ..doc.clone()
     };
     let view = c.put_token("acme", &token.id, &with_expiry).await.unwrap();
     assert_eq!(view.result, Some(PutResult::Updated));
-    assert_eq!(view.expires_at.as_deref(), Some("2030-01-01T00:00:00Z"));
+    assert_eq!(
+        view.expires_at.map(|t| t.to_string()).as_deref(),
+        Some("2030-01-01T00:00:00Z")
+    );
     assert_eq!(
         view.scim_base_url,
         "https://idsync.example.test/scim/v2/acme"

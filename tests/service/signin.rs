@@ -301,19 +301,23 @@ async fn sessions_are_signed_with_the_registered_key(db: Db) {
     let now = jiff::Timestamp::now();
     let doc = |secret: &str| idsync::admin::SessionKeyDoc {
         secret: Some(secret.to_string()),
-        created_at: now.to_string(),
-        expires_at: (now + jiff::SignedDuration::from_hours(720)).to_string(),
+        created_at: now,
+        expires_at: now + jiff::SignedDuration::from_hours(720),
     };
-    let bad = f.admin.put_session_key("k8s-test", &doc("not-hex")).await;
+    let bad = f.admin.put_key("k8s-test", &doc("not-hex")).await;
     assert_eq!(
         bad.expect_err("refused").status(),
         Some(StatusCode::BAD_REQUEST)
     );
     f.admin
-        .put_session_key("k8s-test", &doc(&"ab".repeat(32)))
+        .put_key("k8s-test", &doc(&"ab".repeat(32)))
         .await
         .expect("registered");
-    let listed = f.admin.list_session_keys().await.expect("list");
+    let listed = f
+        .admin
+        .list_keys::<idsync::admin::SessionKeyDoc>()
+        .await
+        .expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].0, "k8s-test");
     assert!(

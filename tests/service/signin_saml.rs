@@ -143,11 +143,11 @@ async fn an_idp_requiring_signed_requests_verifies_ours_against_the_sp_metadata(
     let doc = |certificate: &str| idsync::admin::SamlSigningKeyDoc {
         private_key: Some(made.private_key_pem.clone()),
         certificate: certificate.to_string(),
-        created_at: jiff::Timestamp::from_millisecond(now).unwrap().to_string(),
+        created_at: jiff::Timestamp::from_millisecond(now).unwrap(),
         expires_at: None,
     };
     f.admin
-        .put_saml_signing_key("k8s-test", &doc(&made.certificate_pem))
+        .put_key("k8s-test", &doc(&made.certificate_pem))
         .await
         .expect("key registered");
     let metadata = reqwest::get(&metadata_url)
@@ -184,7 +184,11 @@ async fn an_idp_requiring_signed_requests_verifies_ours_against_the_sp_metadata(
     assert!(landing.session_cookie().is_some());
 
     // The list the operator compares with never carries the private key.
-    let held = f.admin.list_saml_signing_keys().await.expect("list");
+    let held = f
+        .admin
+        .list_keys::<idsync::admin::SamlSigningKeyDoc>()
+        .await
+        .expect("list");
     assert_eq!(held.len(), 1);
     assert!(held[0].1.private_key.is_none());
     assert_eq!(held[0].1.certificate, made.certificate_pem);
@@ -193,7 +197,7 @@ async fn an_idp_requiring_signed_requests_verifies_ours_against_the_sp_metadata(
     let other = idsync::saml_signing::generate("other", now).expect("key");
     let err = f
         .admin
-        .put_saml_signing_key("k8s-mismatch", &doc(&other.certificate_pem))
+        .put_key("k8s-mismatch", &doc(&other.certificate_pem))
         .await
         .expect_err("mismatch refused")
         .to_string();
