@@ -12,6 +12,8 @@ mod reconciler;
 mod resync;
 mod role_mapping;
 mod rotation;
+#[cfg(test)]
+mod scenarios;
 mod scim_token;
 mod sso_connection;
 mod status;
