@@ -62,6 +62,7 @@ for f in examples/*.yaml; do cat "$f"; echo "---"; done | sed \
   -e "s#REPLACE-WITH-THE-ADMIN-TOKEN-OF-YOUR-IDENTITY-SERVICE#$(cat "$state/admin-token")#" \
   -e "s#http://127.0.0.1:8080#http://$listen#" \
   -e "s#https://octomil.okta.com#http://127.0.0.1:$idp_port#" \
+  -e "s#https://tecton.okta.com#http://127.0.0.1:$idp_port#" \
   -e "s#https://accounts.google.com#http://127.0.0.1:$idp_port#" \
   -e "s#0oa8f5j3ecb5w3dF35d7#octomil-idsync#" \
   -e "s#1234567890-brightpath.apps.googleusercontent.com#brightpath-idsync#" |

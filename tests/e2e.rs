@@ -83,6 +83,7 @@ async fn examples_become_ready_and_their_scim_tokens_work() {
         ("okta-scim-token", "octomil"),
         ("entra-scim-token", "omniflow"),
         ("google-scim-scim-token", "brightpath"),
+        ("tecton-scim-token", "tecton"),
     ] {
         let token = secret_value(&client, "idsync-examples", secret, "token")
             .await

@@ -830,7 +830,8 @@ async fn installs_into_a_cluster_and_the_operator_works_with_only_its_rbac() {
             NAMESPACE,
         ],
     );
-    cp.apply(&support::cluster::examples_yaml(&service, &oidc));
+    let examples = support::cluster::examples_yaml(&service, &oidc);
+    cp.apply(&examples);
     for kind in [
         "identityservices",
         "workspaces",
@@ -1048,7 +1049,12 @@ spec:
         &["get", "workspaces", "-n", "idsync-examples", "-o", "name"],
         None,
     );
-    assert!(ok && workspaces.lines().count() == 3, "{workspaces}{err}");
+    let declared = examples.matches("\nkind: Workspace\n").count();
+    assert!(declared >= 4, "the examples declare their Workspaces");
+    assert!(
+        ok && workspaces.lines().count() == declared,
+        "{workspaces}{err}"
+    );
     let (ok, out, err) = cp.kubectl_run(
         &["get", "deployment", "idsync-operator", "-n", NAMESPACE],
         None,

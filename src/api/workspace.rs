@@ -155,6 +155,63 @@ pub struct WorkspacePolicy {
         length(max = 16)
     )]
     pub scim_schema_extensions: Vec<String>,
+
+    /// Role assignments the IdP may set over SCIM (`roles: [{type, value}]` on
+    /// Users and Groups): the types that exist and their values. Declared here,
+    /// beside the SCIM schema extensions, because they are part of what this
+    /// workspace's SCIM endpoint accepts, checked on every write; a RoleMapping
+    /// decides the one workspace role from groups and claims, independently.
+    /// Without it, `roles` is stored as sent and means nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_assignments: Option<RoleAssignments>,
+}
+
+/// The role assignment types of a workspace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleAssignments {
+    /// Each type, or family of types, with its values.
+    #[schemars(length(min = 1, max = 32))]
+    pub types: Vec<AssignmentType>,
+
+    /// Which SCIM resources may carry assignments (default both). An IdP that
+    /// cannot push a group's assignments (Okta) gets `[users]`: a group's
+    /// `roles` is then ignored on write, like a read-only attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub managed_on: Option<Vec<AssignmentHolder>>,
+}
+
+/// One assignment type (`name: account_type`) or a family of them
+/// (`prefix: workspace_` covers `workspace_prod`, `workspace_dev`, …).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("has(self.name) != has(self.prefix)").message("give exactly one of name or prefix"))]
+pub struct AssignmentType {
+    /// The exact type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z][a-zA-Z0-9_.-]{0,62}$"))]
+    pub name: Option<String>,
+    /// The prefix of a family of types; what follows it names, say, a
+    /// workspace or a secret scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z][a-zA-Z0-9_.-]{0,62}$"))]
+    pub prefix: Option<String>,
+    /// The values, highest first: a member with several gets the highest.
+    #[schemars(
+        inner(regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")),
+        length(min = 1, max = 32),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub values: Vec<String>,
+}
+
+/// A SCIM resource type that can hold role assignments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AssignmentHolder {
+    Users,
+    Groups,
 }
 
 /// Whether SSO is required for everyone, for some domains, or not at all.

@@ -7,6 +7,7 @@
 //! is tested against all rules of its source in one pass: `equals` rules through a
 //! hash map, `regex` rules through one `RegexSet`, `prefix` rules in a short scan.
 
+pub mod assignments;
 mod compile;
 mod evaluate;
 

@@ -209,6 +209,9 @@ const GROUP_ATTRS: &[Attr] = &[
             },
         ],
     ),
+    // Not in RFC 7643's Group: role assignments a group gives its members
+    // (`{type, value}`), as Tecton's SCIM API has them.
+    multi("roles", MULTI_SUB),
 ];
 
 /// Attributes every resource has (RFC 7643 §3.1).

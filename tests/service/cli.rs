@@ -88,13 +88,15 @@ async fn admin_apply_of_the_examples_is_idempotent() {
         "{stdout}{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert_eq!(stdout.matches(" created").count(), 12, "{stdout}");
+    // 4 Workspaces, 4 SSOConnections, 4 SCIMTokens and 3 RoleMappings.
+    let objects = 15;
+    assert_eq!(stdout.matches(" created").count(), objects, "{stdout}");
     assert!(
         stdout.contains("workspace.idsync.dev/octomil created"),
         "{stdout}"
     );
     let tokens: Vec<_> = std::fs::read_dir(&token_dir).unwrap().collect();
-    assert_eq!(tokens.len(), 3);
+    assert_eq!(tokens.len(), 4, "one file per SCIMToken");
 
     let audit_before = support::client(&svc)
         .audit("limit=1000")
@@ -104,7 +106,7 @@ async fn admin_apply_of_the_examples_is_idempotent() {
     let second = apply().await.unwrap();
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success());
-    assert_eq!(stdout.matches(" unchanged").count(), 12, "{stdout}");
+    assert_eq!(stdout.matches(" unchanged").count(), objects, "{stdout}");
     let audit_after = support::client(&svc)
         .audit("limit=1000")
         .await

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use idsync::manifest::{self, Manifest};
 use idsync::roles::CompiledMapping;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::{Value, json};
 use support::repo_root;
 
 /// Asserts `dir` holds exactly the files `render` makes of each CRD, byte for byte.
@@ -113,9 +114,9 @@ fn examples() -> Vec<Manifest> {
 fn examples_cover_the_three_identity_providers() {
     let all = examples();
     let count = |f: fn(&Manifest) -> bool| all.iter().filter(|m| f(m)).count();
-    assert_eq!(count(|m| matches!(m, Manifest::Workspace(_))), 3);
-    assert_eq!(count(|m| matches!(m, Manifest::SsoConnection(_))), 3);
-    assert_eq!(count(|m| matches!(m, Manifest::ScimToken(_))), 3);
+    assert_eq!(count(|m| matches!(m, Manifest::Workspace(_))), 4);
+    assert_eq!(count(|m| matches!(m, Manifest::SsoConnection(_))), 4);
+    assert_eq!(count(|m| matches!(m, Manifest::ScimToken(_))), 4);
     assert_eq!(count(|m| matches!(m, Manifest::RoleMapping(_))), 3);
     let issuers: Vec<String> = all
         .iter()
@@ -143,6 +144,46 @@ fn examples_cover_the_three_identity_providers() {
         issuers.iter().any(|i| i == "https://accounts.google.com"),
         "{issuers:?}"
     );
+}
+
+/// The Tecton example declares Tecton's assignment scheme: the values its
+/// guide lists are accepted, anything else is not.
+#[test]
+fn the_tecton_example_declares_tectons_assignments() {
+    let policy = examples()
+        .into_iter()
+        .find_map(|m| match m {
+            Manifest::Workspace(w) if w.metadata.name.as_deref() == Some("tecton") => {
+                w.spec.policy.and_then(|p| p.role_assignments)
+            }
+            _ => None,
+        })
+        .expect("the tecton Workspace declares role assignments");
+    let roles = |entries: Value| {
+        let mut doc = serde_json::Map::new();
+        doc.insert("roles".into(), entries);
+        policy.check(&mut doc)
+    };
+    roles(json!([
+        {"type": "account_type", "value": "admin"},
+        {"type": "all_workspaces", "value": "viewer"},
+        {"type": "workspace_prod", "value": "operator"},
+        {"type": "secret_scope_payments", "value": "secret_scope_writer"},
+    ]))
+    .expect("the guide's values");
+    assert!(roles(json!([{"type": "account_type", "value": "owner"}])).is_err());
+    assert!(!policy.managed_on(idsync::api::AssignmentHolder::Groups));
+}
+
+/// All examples are applied together (`scripts/run-local.sh`, the e2e test):
+/// two objects of one kind and name would overwrite each other.
+#[test]
+fn no_two_examples_share_a_kind_and_name() {
+    let mut seen = BTreeSet::new();
+    for m in examples() {
+        let what = m.describe();
+        assert!(seen.insert(what.clone()), "{what} is defined twice");
+    }
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! the whole browser redirect dance, then the workspace's policy, role
 //! mapping, sessions, sign-out and deprovisioning.
 
+use std::collections::BTreeMap;
+
 use crate::{on_both_databases, support};
 
 use idsync::service::store::ObjectKind;
@@ -582,12 +584,199 @@ async fn a_mapping_change_recomputes_every_member(db: Db) {
     );
 }
 
+/// Tecton's scheme, as `examples/tecton-okta.yaml` declares it.
+fn tecton_assignments(managed_on: &[&str]) -> Value {
+    let roles = ["owner", "editor", "consumer", "operator", "viewer"];
+    json!({
+        "types": [
+            {"name": "account_type", "values": ["admin"]},
+            {"name": "all_workspaces", "values": roles},
+            {"prefix": "workspace_", "values": roles},
+            {"prefix": "secret_scope_", "values": ["secret_scope_manager", "secret_scope_writer", "secret_scope_reader"]},
+        ],
+        "managedOn": managed_on,
+    })
+}
+
+fn patch_op(operations: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations})
+}
+
+/// A session's assignments as `{type: value}`, once the check cache (1 s) has
+/// let go of the previous answer.
+async fn assignments_now(f: &SignInFixture, cookie: &str) -> BTreeMap<String, String> {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, session) = f.session(cookie).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    session["assignments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no assignments in {session}"))
+        .iter()
+        .map(|a| {
+            let text = |k: &str| a[k].as_str().expect("a string").to_string();
+            (text("type"), text("value"))
+        })
+        .collect()
+}
+
+/// The Okta flow of Tecton's guide: a user pushed with `account_type` and
+/// `workspace_prod`, changed through the filtered path, one assignment "Not
+/// Mapped" away; a group's assignment inherited by its members and lost with
+/// the membership; a value outside the declared list refused.
+async fn role_assignments_follow_the_okta_flow(db: Db) {
+    let f = SignInFixture::start(
+        db,
+        json!({"domains": ["acme.com"], "policy": {"roleAssignments": tecton_assignments(&["users", "groups"])}}),
+        json!({"alice": {"email": "alice@acme.com", "email_verified": true}}),
+        None,
+    )
+    .await;
+    let token = scim_token(&f).await;
+    let alice = scim(&f, &token, reqwest::Method::POST, "/Users", json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "alice@acme.com", "active": true,
+        "roles": [{"type": "account_type", "value": "admin"}, {"type": "workspace_prod", "value": "viewer"}],
+    }))
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let landing = f.sign_in(&f.browser(), "alice@acme.com", "alice").await;
+    let cookie = landing.session_cookie().expect("cookie");
+    let mut want = BTreeMap::from([
+        ("account_type".to_string(), "admin".to_string()),
+        ("workspace_prod".to_string(), "viewer".to_string()),
+    ]);
+    assert_eq!(assignments_now(&f, &cookie).await, want);
+
+    // Okta's app-profile mapping: roles.^[type=='workspace_prod'].value.
+    let user = format!("/Users/{alice}");
+    let set = json!([{"op": "replace", "path": "roles[type eq \"workspace_prod\"].value", "value": "editor"}]);
+    scim(&f, &token, reqwest::Method::PATCH, &user, patch_op(set)).await;
+    want.insert("workspace_prod".into(), "editor".into());
+    assert_eq!(assignments_now(&f, &cookie).await, want);
+    // "Not Mapped": Okta sends null.
+    let unmap =
+        json!([{"op": "replace", "path": "roles[type eq \"account_type\"].value", "value": null}]);
+    scim(&f, &token, reqwest::Method::PATCH, &user, patch_op(unmap)).await;
+    want.remove("account_type");
+    assert_eq!(assignments_now(&f, &cookie).await, want);
+
+    // A value outside the list, or an undeclared type: 400 invalidValue,
+    // naming what is allowed, and nothing changes.
+    let client = reqwest::Client::new();
+    for (path, value, names) in [
+        (
+            "roles[type eq \"workspace_prod\"].value",
+            "god",
+            "owner, editor",
+        ),
+        (
+            "roles[type eq \"favourite_colour\"].value",
+            "blue",
+            "workspace_*",
+        ),
+    ] {
+        let r = client
+            .patch(format!("{}/scim/v2/acme{user}", f.base))
+            .bearer_auth(&token)
+            .json(&patch_op(
+                json!([{"op": "replace", "path": path, "value": value}]),
+            ))
+            .send()
+            .await
+            .expect("PATCH");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body: Value = r.json().await.expect("a SCIM error");
+        assert_eq!(body["scimType"], "invalidValue", "{body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(names), "{detail}");
+    }
+
+    // A group's assignment applies to its members, the highest value winning,
+    // and goes with the membership.
+    let group = scim(&f, &token, reqwest::Method::POST, "/Groups", json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "prod-owners", "members": [{"value": alice}],
+        "roles": [{"type": "workspace_prod", "value": "owner"}, {"type": "secret_scope_payments", "value": "secret_scope_reader"}],
+    }))
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    want.insert("workspace_prod".into(), "owner".into());
+    want.insert("secret_scope_payments".into(), "secret_scope_reader".into());
+    assert_eq!(assignments_now(&f, &cookie).await, want);
+    let leave = json!([{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}]);
+    scim(
+        &f,
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/Groups/{group}"),
+        patch_op(leave),
+    )
+    .await;
+    want.insert("workspace_prod".into(), "editor".into());
+    want.remove("secret_scope_payments");
+    assert_eq!(assignments_now(&f, &cookie).await, want);
+
+    let changes = audit(&f, "assignment_changed").await;
+    assert_eq!(changes.len(), 5, "one entry per move: {changes:?}");
+
+    // Filters see a user's own assignments.
+    let filter = "roles[type eq \"workspace_prod\" and value eq \"editor\"]";
+    let filter: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+    let found = client
+        .get(format!("{}/scim/v2/acme/Users?filter={filter}", f.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET")
+        .json::<Value>()
+        .await
+        .expect("a list");
+    assert_eq!(found["totalResults"], 1, "{found}");
+    assert_eq!(found["Resources"][0]["id"], alice.as_str());
+}
+
+/// With role management off for groups (Okta cannot push a group's
+/// assignments), a group's `roles` is ignored on write and gives nothing.
+async fn group_roles_are_ignored_where_scim_may_not_manage_them(db: Db) {
+    let f = SignInFixture::start(
+        db,
+        json!({"domains": ["acme.com"], "policy": {"roleAssignments": tecton_assignments(&["users"])}}),
+        json!({"alice": {"email": "alice@acme.com", "email_verified": true}}),
+        None,
+    )
+    .await;
+    let token = scim_token(&f).await;
+    let alice = scim_user(&f, &token, "alice@acme.com").await;
+    let group = scim(
+        &f,
+        &token,
+        reqwest::Method::POST,
+        "/Groups",
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "prod-owners", "members": [{"value": alice}],
+            "roles": [{"type": "workspace_prod", "value": "owner"}],
+        }),
+    )
+    .await;
+    assert!(group.get("roles").is_none(), "stored as sent: {group}");
+    let landing = f.sign_in(&f.browser(), "alice@acme.com", "alice").await;
+    let cookie = landing.session_cookie().expect("cookie");
+    assert_eq!(assignments_now(&f, &cookie).await, BTreeMap::new());
+}
+
 on_both_databases!(
     oidc_sign_in_lands_with_the_mapped_role,
     scim_decides_who_may_sign_in,
     an_account_cannot_sign_in_as_another_persons_email,
     sessions_report_the_current_role_and_die_with_deprovisioning,
-    a_mapping_change_recomputes_every_member
+    a_mapping_change_recomputes_every_member,
+    role_assignments_follow_the_okta_flow,
+    group_roles_are_ignored_where_scim_may_not_manage_them
 );
 
 #[tokio::test]

@@ -416,6 +416,7 @@ pub fn examples_yaml(service: &ServiceProcess, oidc: &OidcProvider) -> String {
         "okta-oidc.yaml",
         "entra-saml.yaml",
         "google-oidc.yaml",
+        "tecton-okta.yaml",
     ] {
         yaml.push_str(&std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap());
         yaml.push_str("\n---\n");
@@ -426,6 +427,7 @@ pub fn examples_yaml(service: &ServiceProcess, oidc: &OidcProvider) -> String {
     )
     .replace("http://127.0.0.1:8080", &service.url)
     .replace("https://octomil.okta.com", &oidc.issuer)
+    .replace("https://tecton.okta.com", &oidc.issuer)
     .replace("https://accounts.google.com", &oidc.issuer)
     .replace("0oa8f5j3ecb5w3dF35d7", "octomil-idsync")
     .replace(

@@ -88,6 +88,27 @@ pub fn workspace(doc: &WorkspaceDoc) -> Result<(), String> {
         {
             role("policy", r)?;
         }
+        if let Some(assignments) = &policy.role_assignments {
+            role_assignments(assignments)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the CRD's schema checks of `policy.roleAssignments`, for documents
+/// that did not come through the apiserver (`idsync admin apply`).
+fn role_assignments(declared: &api::RoleAssignments) -> Result<(), String> {
+    let field = "policy.roleAssignments.types";
+    if declared.types.is_empty() {
+        return Err(format!("{field}: declare at least one type"));
+    }
+    for t in &declared.types {
+        if t.name.is_some() == t.prefix.is_some() {
+            return Err(format!("{field}: give exactly one of name or prefix"));
+        }
+        if t.values.is_empty() {
+            return Err(format!("{field}: every type needs at least one value"));
+        }
     }
     Ok(())
 }
@@ -160,6 +181,30 @@ pub fn role_mapping(doc: &RoleMappingDoc) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assignment_type_is_a_name_or_a_prefix_with_values() {
+        let doc = |types: serde_json::Value| -> WorkspaceDoc {
+            serde_json::from_value(
+                serde_json::json!({"policy": {"roleAssignments": {"types": types}}}),
+            )
+            .expect("a workspace document")
+        };
+        assert!(
+            workspace(&doc(
+                serde_json::json!([{"prefix": "workspace_", "values": ["owner"]}])
+            ))
+            .is_ok()
+        );
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!([{"values": ["owner"]}]),
+            serde_json::json!([{"name": "a", "prefix": "b", "values": ["owner"]}]),
+            serde_json::json!([{"name": "account_type", "values": []}]),
+        ] {
+            assert!(workspace(&doc(bad.clone())).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn built_in_patterns_compile_and_accept_examples() {

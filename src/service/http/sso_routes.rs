@@ -11,7 +11,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{
     SharedState, bearer_token, client_addr::ClientAddr, error::ApiError, with_retry_after,
@@ -332,6 +332,13 @@ async fn check_session(
                 "userId": s.user_id,
                 "userName": s.user_name,
                 "role": s.role,
+                // Stored by the service as a JSON array; a row it cannot read
+                // shows none rather than failing the check.
+                "assignments": s
+                    .assignments
+                    .as_deref()
+                    .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                    .unwrap_or_else(|| json!([])),
                 "connection": s.connection,
                 "createdAt": format_millis(s.created_at),
                 "expiresAt": format_millis(s.expires_at),

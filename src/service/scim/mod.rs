@@ -5,6 +5,7 @@
 //! live in [`service::ScimService`], which tests call without HTTP. The route,
 //! authentication, metrics and headers are the HTTP layer's `scim_routes`.
 
+pub mod assignments;
 pub mod bulk;
 pub mod context;
 pub mod discovery;

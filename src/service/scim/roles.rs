@@ -174,6 +174,10 @@ pub async fn recompute_workspace(
             super::super::store::now_millis(),
         )
         .await?;
+        if ctx.policy.role_assignments.is_none() {
+            // The workspace stopped declaring assignments: none are in force.
+            tx.clear_assignments(workspace, &ids).await?;
+        }
         tx.commit().await?;
     }
 }
@@ -286,6 +290,10 @@ pub async fn recompute(
             )
             .await?;
         }
+    }
+    // Assignments are a second, independent output of the same inputs.
+    if let Some(policy) = &ctx.policy.role_assignments {
+        super::assignments::recompute(tx, ctx, policy, user_ids, now).await?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::{
+    assignments,
     context::WorkspaceCtx,
     error::ScimError,
     render::{self, Projection, etag, etag_matches},
@@ -569,6 +570,7 @@ impl ScimService {
     ) -> Result<Outcome, ScimError> {
         let set = ctx.schemas(kind);
         let mut doc = resource::normalize(&set, body)?;
+        assignments::enforce(ctx, kind, &mut doc, None)?;
         let members = take_members(&mut doc).unwrap_or_default();
         let id = new_id()?;
         let now = now_millis();
@@ -611,6 +613,9 @@ impl ScimService {
                 None => return Err(e.into()),
             },
         };
+        if let (Some(policy), ResourceKind::User) = (&ctx.policy.role_assignments, kind) {
+            assignments::recompute(&mut tx, ctx, policy, std::slice::from_ref(&id), now).await?;
+        }
         let created = match decision {
             // The stored user is what was just written, in no group yet:
             // answer from it instead of reading it back.
@@ -774,9 +779,13 @@ impl ScimService {
         };
         let now = now_millis();
         let (mut tx, rec) = self.open(ctx, kind, id, pre).await?;
+        assignments::enforce(ctx, kind, &mut doc, Some(&rec.doc))?;
         let write = ResourceWrite::new(kind, &rec.id, &doc);
         let doc_changed = save(&mut tx, ctx, kind, &rec, &write, now).await?;
         let mut affected = Vec::new();
+        if kind == ResourceKind::User && assignments::changed(&rec.doc, &doc) {
+            affected.push(rec.id.clone());
+        }
         let mut members_changed = false;
         if let Some(wanted) = members {
             let current: Vec<String> = tx.member_ids(rec.pk).await?;
@@ -796,7 +805,7 @@ impl ScimService {
             members_changed = !removed.is_empty() || !added.is_empty();
             affected.extend(removed);
             affected.extend(added);
-            if doc_changed && renamed(&rec.doc, &doc) {
+            if doc_changed && moves_members(&rec.doc, &doc) {
                 affected = current;
                 affected.extend(new.into_iter().map(|(id, _)| id));
             }
@@ -839,13 +848,20 @@ impl ScimService {
         let mut doc = rec.doc.clone();
         let changes = patch::apply(&set, &mut doc, &ops)?;
         check_required(kind, &doc)?;
+        assignments::enforce(ctx, kind, &mut doc, Some(&rec.doc))?;
         let write = ResourceWrite::new(kind, &rec.id, &doc);
         let doc_changed = save(&mut tx, ctx, kind, &rec, &write, now).await?;
         let (mut affected, members_changed) = self
             .apply_member_changes(&mut tx, ctx, &set, &rec, changes)
             .await?;
-        if kind == ResourceKind::Group && doc_changed && renamed(&rec.doc, &doc) {
-            affected.extend(tx.member_ids(rec.pk).await?);
+        match kind {
+            ResourceKind::Group if doc_changed && moves_members(&rec.doc, &doc) => {
+                affected.extend(tx.member_ids(rec.pk).await?);
+            }
+            ResourceKind::User if assignments::changed(&rec.doc, &doc) => {
+                affected.push(rec.id.clone());
+            }
+            _ => {}
         }
         if members_changed && !doc_changed {
             tx.touch(rec.pk, now).await?;
@@ -1028,10 +1044,12 @@ fn check_known_somewhere(f: &filter::Filter, sets: &[SchemaSet]) -> Result<(), S
     }
 }
 
-/// Whether a group's names, which role mappings match on, changed.
-fn renamed(before: &Map<String, Value>, after: &Map<String, Value>) -> bool {
+/// Whether a group's change moves its members' roles or assignments: its
+/// names (which role mappings match on) or the assignments it gives.
+fn moves_members(before: &Map<String, Value>, after: &Map<String, Value>) -> bool {
     before.get("displayName") != after.get("displayName")
         || before.get("externalId") != after.get("externalId")
+        || assignments::changed(before, after)
 }
 
 #[cfg(test)]

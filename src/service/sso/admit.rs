@@ -77,6 +77,7 @@ impl SsoService {
             user_id: user_id.clone(),
             user_name: identity.email.to_lowercase(),
             role: role.clone(),
+            assignments: None,
             connection: Some(ctx.name.clone()),
             created_at: now,
             expires_at: now + lifetime.as_millis() as i64,

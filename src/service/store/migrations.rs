@@ -53,6 +53,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0007_workspace_claims.sql"),
         include_str!("../../../migrations/postgres/0007_workspace_claims.sql"),
     ),
+    (
+        8,
+        "role_assignments",
+        include_str!("../../../migrations/sqlite/0008_role_assignments.sql"),
+        include_str!("../../../migrations/postgres/0008_role_assignments.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

@@ -34,6 +34,8 @@ pub struct SessionRecord {
     pub user_id: String,
     pub user_name: String,
     pub role: Option<String>,
+    /// Effective role assignments, as stored (JSON `[{type, value}]`).
+    pub assignments: Option<String>,
     pub connection: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
@@ -431,8 +433,8 @@ impl Store {
         // the user's now, not the one they signed in with: a SCIM membership
         // or RoleMapping change shows on the next check.
         self.read_optional(
-            "SELECT s.workspace, s.user_id, r.role, s.connection, s.created_at, s.expires_at, \
-             r.name_key FROM sessions s JOIN scim_resources r \
+            "SELECT s.workspace, s.user_id, r.role, r.assignments, s.connection, s.created_at, \
+             s.expires_at, r.name_key FROM sessions s JOIN scim_resources r \
              ON r.workspace = s.workspace AND r.id = s.user_id AND r.kind = 'User' \
              WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
              AND r.deleted_at IS NULL AND r.active <> 0",
@@ -443,6 +445,7 @@ impl Store {
                     user_id: row.text("user_id")?,
                     user_name: row.text("name_key")?,
                     role: row.opt_text("role")?,
+                    assignments: row.opt_text("assignments")?,
                     connection: row.opt_text("connection")?,
                     created_at: row.int("created_at")?,
                     expires_at: row.int("expires_at")?,

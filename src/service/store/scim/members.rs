@@ -255,4 +255,29 @@ impl ScimTx {
     ) -> Result<HashMap<String, Vec<String>>> {
         group_names_of(&mut self.tx, workspace, user_ids).await
     }
+
+    /// The documents of the live groups each of `user_ids` is in (for the
+    /// role assignments the groups give), by member.
+    pub async fn group_docs_of(
+        &mut self,
+        workspace: &str,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, Vec<String>>> {
+        let sql = |ids: &str| {
+            format!(
+                "SELECT m.member_id, g.doc FROM scim_members m CROSS JOIN scim_resources g \
+                 WHERE g.pk = m.group_pk AND m.member_id IN ({ids}) AND g.workspace = $1 \
+                 AND g.deleted_at IS NULL"
+            )
+        };
+        let rows = rows_for_ids(&mut self.tx, workspace.into(), user_ids, sql, |row| {
+            Ok((row.text("member_id")?, row.text("doc")?))
+        })
+        .await?;
+        let mut docs: HashMap<String, Vec<String>> = HashMap::new();
+        for (member, doc) in rows {
+            docs.entry(member).or_default().push(doc);
+        }
+        Ok(docs)
+    }
 }

@@ -281,6 +281,59 @@ impl ScimTx {
         Ok(rows.into_iter().flatten().collect())
     }
 
+    /// Each live user of `user_ids`: pk, document and stored effective
+    /// assignments (for recomputing them).
+    pub async fn user_assignments(
+        &mut self,
+        workspace: &str,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, (i64, String, Option<String>)>> {
+        let sql = |ids: &str| {
+            format!(
+                "SELECT id, kind, pk, doc, assignments FROM scim_resources \
+                 WHERE workspace = $1 AND id IN ({ids}) AND deleted_at IS NULL"
+            )
+        };
+        let rows = rows_for_ids(&mut self.tx, workspace.into(), user_ids, sql, |row| {
+            let user = row.text("kind")? == ResourceKind::User.as_str();
+            let found = (
+                row.int("pk")?,
+                row.text("doc")?,
+                row.opt_text("assignments")?,
+            );
+            Ok(user.then_some((row.text("id")?, found)))
+        })
+        .await?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+
+    /// Stores a user's effective assignments (JSON), or none.
+    pub async fn set_assignments(&mut self, pk: i64, assignments: Option<&str>) -> Result<()> {
+        self.tx
+            .execute(
+                "UPDATE scim_resources SET assignments = $1 WHERE pk = $2",
+                &[assignments.into(), pk.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the effective assignments of `user_ids` (the workspace no
+    /// longer declares any).
+    pub async fn clear_assignments(&mut self, workspace: &str, user_ids: &[String]) -> Result<()> {
+        let sql = |ids: &str| {
+            format!(
+                "UPDATE scim_resources SET assignments = NULL WHERE workspace = $1 \
+                 AND id IN ({ids}) AND assignments IS NOT NULL RETURNING pk"
+            )
+        };
+        rows_for_ids(&mut self.tx, workspace.into(), user_ids, sql, |row| {
+            row.int("pk")
+        })
+        .await?;
+        Ok(())
+    }
+
     pub async fn set_role(
         &mut self,
         pk: i64,
