@@ -47,6 +47,47 @@ pub fn changed(before: &Map<String, Value>, after: &Map<String, Value>) -> bool 
     of_doc(before) != of_doc(after)
 }
 
+/// A new user's effective assignments: their own (they are in no group yet),
+/// stored and audited with the insert, without reading anything back.
+pub async fn created(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    (pk, user_id): (i64, &str),
+    doc: &Map<String, Value>,
+    now: i64,
+) -> Result<()> {
+    let Some(policy) = &ctx.policy.role_assignments else {
+        return Ok(());
+    };
+    let own = of_doc(doc);
+    let effective = policy.effective([own.as_slice()]);
+    store(tx, ctx, (pk, user_id), &[], &effective, now).await
+}
+
+/// Stores a user's new effective assignments and audits the move.
+async fn store(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    (pk, user_id): (i64, &str),
+    before: &[Assignment],
+    effective: &[Assignment],
+    now: i64,
+) -> Result<()> {
+    if effective == before {
+        return Ok(());
+    }
+    // A list of string pairs always serialises.
+    let text = (!effective.is_empty())
+        .then(|| serde_json::to_string(effective).expect("strings serialise"));
+    tx.set_assignments(pk, text.as_deref()).await?;
+    let detail = json!({"from": before, "to": effective, "requestId": ctx.request_id});
+    tx.audit(
+        &audit_entry(ctx, "assignment_changed", user_id, detail),
+        now,
+    )
+    .await
+}
+
 /// Recomputes the effective assignments of `user_ids` (their own and their
 /// groups', the highest value per type), writing and auditing each change.
 pub async fn recompute(
@@ -76,19 +117,7 @@ pub async fn recompute(
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        if effective == before {
-            continue;
-        }
-        // A list of string pairs always serialises.
-        let text = (!effective.is_empty())
-            .then(|| serde_json::to_string(&effective).expect("strings serialise"));
-        tx.set_assignments(pk, text.as_deref()).await?;
-        let detail = json!({"from": before, "to": effective, "requestId": ctx.request_id});
-        tx.audit(
-            &audit_entry(ctx, "assignment_changed", &user_id, detail),
-            now,
-        )
-        .await?;
+        store(tx, ctx, (pk, &user_id), &before, &effective, now).await?;
     }
     Ok(())
 }

@@ -574,15 +574,7 @@ impl ScimService {
         let members = take_members(&mut doc).unwrap_or_default();
         let id = new_id()?;
         let now = now_millis();
-        // A new user's role comes from the mapping (no groups yet); decide it
-        // before taking the writer.
-        let decision = match kind {
-            ResourceKind::User => {
-                let mapping = self.mapping(ctx).await?;
-                Some(roles::decide(mapping.as_deref(), ctx, &[], None))
-            }
-            ResourceKind::Group => None,
-        };
+        let decision = self.new_user_role(ctx, kind).await?;
         let role = decision
             .as_ref()
             .map_or((None, None), |d| (d.role.as_deref(), d.pending.as_deref()));
@@ -613,8 +605,8 @@ impl ScimService {
                 None => return Err(e.into()),
             },
         };
-        if let (Some(policy), ResourceKind::User) = (&ctx.policy.role_assignments, kind) {
-            assignments::recompute(&mut tx, ctx, policy, std::slice::from_ref(&id), now).await?;
+        if kind == ResourceKind::User {
+            assignments::created(&mut tx, ctx, (pk, &id), &doc, now).await?;
         }
         let created = match decision {
             // The stored user is what was just written, in no group yet:
@@ -641,6 +633,20 @@ impl ScimService {
                 self.read_back(ctx, kind, &id, proj).await?,
             )),
         }
+    }
+
+    /// A new user's role, from the mapping (no groups yet), decided before
+    /// taking the writer; none for a group.
+    async fn new_user_role(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+    ) -> Result<Option<roles::RoleDecision>, ScimError> {
+        if kind == ResourceKind::Group {
+            return Ok(None);
+        }
+        let mapping = self.mapping(ctx).await?;
+        Ok(Some(roles::decide(mapping.as_deref(), ctx, &[], None)))
     }
 
     /// A group's members, the roles they now get, and its audit entry, in the
