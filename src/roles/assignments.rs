@@ -94,13 +94,13 @@ impl RoleAssignments {
             let allowed = self
                 .values_of(kind)
                 .ok_or_else(|| AssignmentError::UnknownType {
-                    kind: kind.clone(),
+                    kind: quoted(kind),
                     declared: self.declared(),
                 })?;
             if !allowed.contains(value) {
                 return Err(AssignmentError::UnknownValue {
-                    kind: kind.clone(),
-                    value: value.clone(),
+                    kind: quoted(kind),
+                    value: quoted(value),
                     allowed: allowed.join(", "),
                 });
             }
@@ -143,6 +143,12 @@ impl RoleAssignments {
             })
             .collect()
     }
+}
+
+/// What a client sent, for an error message: at most 64 characters, so a
+/// megabyte-long type is not echoed back.
+fn quoted(sent: &str) -> String {
+    sent.chars().take(64).collect()
 }
 
 /// The assignments a stored document carries (entries without a string type
@@ -219,6 +225,9 @@ mod tests {
         ));
         let message = bad_value.expect_err("not a declared value").to_string();
         assert!(message.contains("owner, editor, consumer"), "{message}");
+        let long = "x".repeat(100_000);
+        let echoed = policy.check(&mut doc(json!([{"type": long, "value": "a"}])));
+        assert!(echoed.expect_err("undeclared").to_string().len() < 400);
         // The bare prefix names no workspace.
         assert!(
             policy
