@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    AuditRecord, ErrorBody, InfoView, KeyDoc, ListView, ObjectKind, ObjectView, ScimTokenDoc,
-    SignInHealthView, TokenView,
+    AuditRecord, ErrorBody, InfoView, KeyDoc, ListView, MemberView, ObjectKind, ObjectView,
+    ScimTokenDoc, SignInHealthView, TokenView,
 };
 use crate::{
     fingerprint::FingerprintKey,
@@ -352,6 +352,13 @@ impl AdminClient {
     ) -> Result<TokenView, ClientError> {
         let path = format!("/workspaces/{workspace}/scim-tokens/{id}");
         self.expect(Method::PUT, &path, Some(to_json(doc)?)).await
+    }
+
+    /// A member by SCIM id or userName: role, assignments, groups.
+    pub async fn member(&self, workspace: &str, who: &str) -> Result<MemberView, ClientError> {
+        let who: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
+        let path = format!("/workspaces/{workspace}/members/{who}");
+        self.expect(Method::GET, &path, None).await
     }
 
     pub async fn get_token(

@@ -174,6 +174,36 @@ pub struct TokenView {
     pub scim_base_url: String,
 }
 
+/// One role assignment: a `{type, value}` entry of SCIM `roles` (see
+/// `policy.roleAssignments`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Assignment {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// A member as the workspace sees them now (`GET
+/// /workspaces/{ws}/members/{id or userName}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub id: String,
+    pub user_name: String,
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// A role the mapping gives that waits for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_role: Option<String>,
+    /// Effective role assignments: their own and their groups'.
+    #[serde(default)]
+    pub assignments: Vec<Assignment>,
+    /// The displayNames of the groups SCIM put them in.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
 /// The keys the operator keeps in Secrets and registers with the service, by
 /// what they are for. Each kind is an admin API collection of its own, with a
 /// document of its own ([`KeyDoc`]); listing and registering work alike.

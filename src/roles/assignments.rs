@@ -6,18 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::admin::Assignment;
 use crate::api::{AssignmentHolder, RoleAssignments};
-
-/// One assignment.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Assignment {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-}
 
 /// Why a write's `roles` was refused (a SCIM `invalidValue`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -723,6 +723,25 @@ async fn role_assignments_follow_the_okta_flow(db: Db) {
     let changes = audit(&f, "assignment_changed").await;
     assert_eq!(changes.len(), 5, "one entry per move: {changes:?}");
 
+    // What `idsync admin members get` shows, by userName or id.
+    for who in ["Alice@acme.com", alice.as_str()] {
+        let member = f.admin.member("acme", who).await.expect("the member");
+        assert_eq!(member.id, alice);
+        assert_eq!(member.role.as_deref(), Some("member"));
+        let shown: BTreeMap<String, String> = member
+            .assignments
+            .into_iter()
+            .map(|a| (a.kind, a.value))
+            .collect();
+        assert_eq!(shown, want);
+        assert!(
+            member.groups.is_empty(),
+            "left prod-owners: {:?}",
+            member.groups
+        );
+    }
+    assert!(f.admin.member("acme", "nobody@acme.com").await.is_err());
+
     // Filters see a user's own assignments.
     let filter = "roles[type eq \"workspace_prod\" and value eq \"editor\"]";
     let filter: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();

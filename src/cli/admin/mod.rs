@@ -5,6 +5,7 @@ mod apply;
 mod audit;
 mod delete;
 mod get;
+mod members;
 mod output;
 mod scim_token;
 mod workspace;
@@ -62,6 +63,9 @@ pub enum AdminCommand {
     /// Issue, list and revoke SCIM bearer tokens.
     #[command(subcommand, name = "scim-token")]
     ScimToken(scim_token::ScimTokenCommand),
+    /// Members: role, pending role, effective assignments, groups.
+    #[command(subcommand)]
+    Members(members::MembersCommand),
     /// Workspace ids: free a claim whose owner is gone for good.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCommand),
@@ -129,6 +133,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Get(get) => get::run(&args, get).await,
         AdminCommand::Delete(delete) => delete::run(&args, delete).await,
         AdminCommand::ScimToken(command) => scim_token::run(&args, command).await,
+        AdminCommand::Members(command) => members::run(&args, command).await,
         AdminCommand::Workspace(command) => workspace::run(&args, command).await,
         AdminCommand::Audit(audit) => audit::run(&args, audit).await,
     }

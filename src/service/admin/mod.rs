@@ -4,6 +4,7 @@
 //! nothing, not even an audit entry.
 
 pub mod keys;
+mod members;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -51,6 +51,7 @@ pub fn routes() -> Router<SharedState> {
             "/workspaces/{ws}/connections/{name}/sign-ins",
             get(sign_in_health),
         )
+        .route("/workspaces/{ws}/members/{member}", get(get_member))
         .merge(key_routes(KeyKind::SessionCookies))
         .merge(key_routes(KeyKind::SamlSigning))
 }
@@ -81,6 +82,14 @@ fn roles_may_have_moved(
     if changed && matches!(kind, ObjectKind::RoleMapping | ObjectKind::Workspace) {
         state.scim.recompute_in_background(ws);
     }
+}
+
+/// A member's role, pending role, effective assignments and groups.
+async fn get_member(
+    State(state): State<SharedState>,
+    Path((ws, member)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.admin.member(&ws, &member).await?).into_response())
 }
 
 /// A kind's keys: ids and times (and SAML certificates); secrets never leave.

@@ -39,7 +39,7 @@ use columns::Columns;
 pub use identity_links::LinkedUser;
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{
-    ListQuery, Member, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx,
+    ListQuery, Member, MemberRow, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx,
     is_unique_violation, unique_attribute,
 };
 pub use signin::{

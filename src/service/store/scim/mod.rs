@@ -11,5 +11,5 @@ mod write;
 pub use listing::ListQuery;
 pub(super) use members::group_names_of;
 pub use members::{Member, NewMember};
-pub use records::{ResourceWrite, ScimRecord};
+pub use records::{MemberRow, ResourceWrite, ScimRecord};
 pub use write::{NewResource, ScimTx, is_unique_violation, unique_attribute};

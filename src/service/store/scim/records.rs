@@ -184,7 +184,42 @@ pub(in crate::service::store) async fn get(
     first_row(reader, &VISIBLE_BY_ID, &args, |row| decode(row)).await
 }
 
+/// A member as the admin API shows them (see `Store::member`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub id: String,
+    pub user_name: String,
+    pub active: bool,
+    pub role: Option<String>,
+    pub pending_role: Option<String>,
+    /// Effective assignments as stored (JSON).
+    pub assignments: Option<String>,
+}
+
 impl Store {
+    /// A live user by SCIM id or by userName (case-insensitively).
+    pub async fn member(&self, workspace: &str, who: &str) -> Result<Option<MemberRow>> {
+        let name_key = who.to_lowercase();
+        // Unique-index probes (id, name_key): a point read.
+        self.read_optional(
+            "SELECT id, name_key, active, role, pending_role, assignments FROM scim_resources \
+             WHERE workspace = $1 AND kind = 'User' AND deleted_at IS NULL \
+             AND (id = $2 OR name_key = $3)",
+            &[workspace.into(), who.into(), name_key.as_str().into()],
+            |row| {
+                Ok(MemberRow {
+                    id: row.text("id")?,
+                    user_name: row.text("name_key")?,
+                    active: row.int("active")? != 0,
+                    role: row.opt_text("role")?,
+                    pending_role: row.opt_text("pending_role")?,
+                    assignments: row.opt_text("assignments")?,
+                })
+            },
+        )
+        .await
+    }
+
     /// A visible (not deleted) resource by id.
     pub async fn scim_get(
         &self,
