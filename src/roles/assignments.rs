@@ -229,6 +229,20 @@ mod tests {
     }
 
     #[test]
+    fn entries_that_are_not_type_and_value_strings_are_refused() {
+        let policy = tecton();
+        for bad in [
+            json!(["workspace_prod"]),
+            json!([{"value": "owner"}]),
+            json!([{"type": 7, "value": "owner"}]),
+            json!([{"type": "workspace_prod", "value": ["owner"]}]),
+        ] {
+            let refused = policy.check(&mut doc(bad.clone()));
+            assert_eq!(refused, Err(AssignmentError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_null_value_takes_an_assignment_away_and_the_last_of_a_type_wins() {
         let policy = tecton();
         let mut d = doc(json!([

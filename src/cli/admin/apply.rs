@@ -205,13 +205,25 @@ impl Applier<'_> {
     async fn workspace(&self, w: &Workspace) -> anyhow::Result<Step> {
         let id = w.workspace_id();
         let what = format!("workspace.idsync.dev/{id}");
+        let doc = desired::workspace(&w.spec);
+        self.put(ObjectKind::Workspace, (&id, &id), &doc, what)
+            .await
+    }
+
+    /// Puts one object's document, or with `--dry-run` says it would.
+    async fn put(
+        &self,
+        kind: ObjectKind,
+        (workspace, name): (&str, &str),
+        doc: &impl serde::Serialize,
+        what: String,
+    ) -> anyhow::Result<Step> {
         if self.args.dry_run {
             return Ok(Step::WouldApply(what));
         }
-        let doc = desired::workspace(&w.spec);
         let view = self
             .client
-            .put_object(ObjectKind::Workspace, &id, &id, &doc)
+            .put_object(kind, workspace, name, doc)
             .await
             .with_context(|| what.clone())?;
         Ok(Step::Applied(what, view.result))
@@ -240,16 +252,9 @@ impl Applier<'_> {
             anyhow!("SSOConnection {ns}/{name}: {missing}; {hint}")
         })?;
         let what = format!("ssoconnection.idsync.dev/{name} (workspace {ws})");
-        if self.args.dry_run {
-            return Ok(Step::WouldApply(what));
-        }
         let doc = desired::sso_connection(&c.spec, refs);
-        let view = self
-            .client
-            .put_object(ObjectKind::SsoConnection, &ws, &name, &doc)
+        self.put(ObjectKind::SsoConnection, (&ws, &name), &doc, what)
             .await
-            .with_context(|| what.clone())?;
-        Ok(Step::Applied(what, view.result))
     }
 
     async fn role_mapping(&self, r: &RoleMapping) -> anyhow::Result<Step> {
@@ -265,16 +270,9 @@ impl Applier<'_> {
             }
             return Ok(Step::Refused);
         }
-        if self.args.dry_run {
-            return Ok(Step::WouldApply(what));
-        }
         let doc = desired::role_mapping(&r.spec);
-        let view = self
-            .client
-            .put_object(ObjectKind::RoleMapping, &ws, &name, &doc)
+        self.put(ObjectKind::RoleMapping, (&ws, &name), &doc, what)
             .await
-            .with_context(|| what.clone())?;
-        Ok(Step::Applied(what, view.result))
     }
 
     async fn token(&self, t: &ScimToken) -> anyhow::Result<Step> {

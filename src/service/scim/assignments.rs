@@ -3,6 +3,8 @@
 //! them), and members' effective assignments recomputed, stored and audited
 //! in the transaction that moved them.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use super::{context::WorkspaceCtx, error::ScimError, roles::audit_entry};
@@ -10,7 +12,7 @@ use crate::{
     api::{AssignmentHolder, RoleAssignments},
     roles::assignments::{Assignment, of_doc},
     scim::{ScimProblem, schema::ResourceKind},
-    service::store::{Result, ScimTx},
+    service::store::{Result, ScimTx, UserRow},
 };
 
 /// Applies the workspace's assignment policy to a document about to be
@@ -42,9 +44,14 @@ pub fn enforce(
         .map_err(|e| ScimProblem::invalid_value(e.to_string()).into())
 }
 
-/// Whether a write changed the assignments a resource carries itself.
-pub fn changed(before: &Map<String, Value>, after: &Map<String, Value>) -> bool {
-    of_doc(before) != of_doc(after)
+/// Whether a write changed the assignments a resource carries itself. Without
+/// a policy `roles` moves nobody's assignments, so nothing is recomputed.
+pub fn changed(
+    ctx: &WorkspaceCtx,
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> bool {
+    ctx.policy.role_assignments.is_some() && of_doc(before) != of_doc(after)
 }
 
 /// A new user's effective assignments: their own (they are in no group yet),
@@ -94,19 +101,22 @@ pub async fn recompute(
     tx: &mut ScimTx,
     ctx: &WorkspaceCtx,
     policy: &RoleAssignments,
-    user_ids: &[String],
+    users: &HashMap<String, UserRow>,
     now: i64,
 ) -> Result<()> {
-    let users = tx.user_assignments(&ctx.name, user_ids).await?;
     if users.is_empty() {
         return Ok(());
     }
     let ids: Vec<String> = users.keys().cloned().collect();
     let group_docs = tx.group_docs_of(&ctx.name, &ids).await?;
-    for (user_id, (pk, doc, stored)) in users {
-        let own = assignments_in(&doc);
+    for (user_id, user) in users {
+        // Read with the roles when the workspace declares assignments.
+        let Some((doc, stored)) = &user.assignments else {
+            continue;
+        };
+        let own = assignments_in(doc);
         let groups: Vec<Vec<Assignment>> = group_docs
-            .get(&user_id)
+            .get(user_id)
             .into_iter()
             .flatten()
             .map(|d| assignments_in(d))
@@ -117,7 +127,7 @@ pub async fn recompute(
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        store(tx, ctx, (pk, &user_id), &before, &effective, now).await?;
+        store(tx, ctx, (user.pk, user_id), &before, &effective, now).await?;
     }
     Ok(())
 }

@@ -243,26 +243,30 @@ pub async fn recompute(
 ) -> Result<()> {
     // Read every user's role and (when a mapping looks at them) groups in a
     // few statements, not two per user.
-    let mut roles = tx.user_roles(&ctx.name, user_ids).await?;
+    let assignments = ctx.policy.role_assignments.as_ref();
+    let users = tx
+        .user_rows(&ctx.name, user_ids, assignments.is_some())
+        .await?;
     let groups_of = match mapping {
         Some(_) => tx.group_names_of(&ctx.name, user_ids).await?,
         None => Default::default(),
     };
     for user_id in user_ids {
-        let Some((pk, role, pending)) = roles.remove(user_id) else {
+        let Some(user) = users.get(user_id) else {
             continue; // a group member that is a group, or gone
         };
+        let (pk, role, pending) = (user.pk, &user.role, &user.pending);
         let groups = groups_of
             .get(user_id)
             .map(Vec::as_slice)
             .unwrap_or_default();
         let decision = decide(mapping, ctx, groups, role.as_deref());
-        if decision.role == role && decision.pending == pending {
+        if decision.role == *role && decision.pending == *pending {
             continue;
         }
         tx.set_role(pk, decision.role.as_deref(), decision.pending.as_deref())
             .await?;
-        if decision.role != role {
+        if decision.role != *role {
             tx.audit(
                 &audit_entry(
                     ctx,
@@ -276,7 +280,7 @@ pub async fn recompute(
             )
             .await?;
         }
-        if decision.pending.is_some() && decision.pending != pending {
+        if decision.pending.is_some() && decision.pending != *pending {
             tx.audit(
                 &audit_entry(
                     ctx,
@@ -291,9 +295,9 @@ pub async fn recompute(
             .await?;
         }
     }
-    // Assignments are a second, independent output of the same inputs.
-    if let Some(policy) = &ctx.policy.role_assignments {
-        super::assignments::recompute(tx, ctx, policy, user_ids, now).await?;
+    // Assignments are a second, independent output of the same read.
+    if let Some(policy) = assignments {
+        super::assignments::recompute(tx, ctx, policy, &users, now).await?;
     }
     Ok(())
 }

@@ -789,7 +789,7 @@ impl ScimService {
         let write = ResourceWrite::new(kind, &rec.id, &doc);
         let doc_changed = save(&mut tx, ctx, kind, &rec, &write, now).await?;
         let mut affected = Vec::new();
-        if kind == ResourceKind::User && assignments::changed(&rec.doc, &doc) {
+        if kind == ResourceKind::User && assignments::changed(ctx, &rec.doc, &doc) {
             affected.push(rec.id.clone());
         }
         let mut members_changed = false;
@@ -811,7 +811,7 @@ impl ScimService {
             members_changed = !removed.is_empty() || !added.is_empty();
             affected.extend(removed);
             affected.extend(added);
-            if doc_changed && moves_members(&rec.doc, &doc) {
+            if doc_changed && moves_members(ctx, &rec.doc, &doc) {
                 affected = current;
                 affected.extend(new.into_iter().map(|(id, _)| id));
             }
@@ -861,10 +861,10 @@ impl ScimService {
             .apply_member_changes(&mut tx, ctx, &set, &rec, changes)
             .await?;
         match kind {
-            ResourceKind::Group if doc_changed && moves_members(&rec.doc, &doc) => {
+            ResourceKind::Group if doc_changed && moves_members(ctx, &rec.doc, &doc) => {
                 affected.extend(tx.member_ids(rec.pk).await?);
             }
-            ResourceKind::User if assignments::changed(&rec.doc, &doc) => {
+            ResourceKind::User if assignments::changed(ctx, &rec.doc, &doc) => {
                 affected.push(rec.id.clone());
             }
             _ => {}
@@ -1052,10 +1052,14 @@ fn check_known_somewhere(f: &filter::Filter, sets: &[SchemaSet]) -> Result<(), S
 
 /// Whether a group's change moves its members' roles or assignments: its
 /// names (which role mappings match on) or the assignments it gives.
-fn moves_members(before: &Map<String, Value>, after: &Map<String, Value>) -> bool {
+fn moves_members(
+    ctx: &WorkspaceCtx,
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> bool {
     before.get("displayName") != after.get("displayName")
         || before.get("externalId") != after.get("externalId")
-        || assignments::changed(before, after)
+        || assignments::changed(ctx, before, after)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub use identity_links::LinkedUser;
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{
     ListQuery, Member, MemberRow, NewMember, NewResource, ResourceWrite, ScimRecord, ScimTx,
-    is_unique_violation, unique_attribute,
+    UserRow, is_unique_violation, unique_attribute,
 };
 pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,

@@ -12,4 +12,4 @@ pub use listing::ListQuery;
 pub(super) use members::group_names_of;
 pub use members::{Member, NewMember};
 pub use records::{MemberRow, ResourceWrite, ScimRecord};
-pub use write::{NewResource, ScimTx, is_unique_violation, unique_attribute};
+pub use write::{NewResource, ScimTx, UserRow, is_unique_violation, unique_attribute};

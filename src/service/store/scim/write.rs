@@ -30,6 +30,16 @@ pub struct ScimTx {
     pub(super) backend: Backend,
 }
 
+/// A live user as a recompute reads it (see [`ScimTx::user_rows`]).
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub pk: i64,
+    pub role: Option<String>,
+    pub pending: Option<String>,
+    /// When asked for: the document and the stored effective assignments.
+    pub assignments: Option<(String, Option<String>)>,
+}
+
 /// A resource to insert: where, what, with which role (and role awaiting
 /// approval), when.
 pub struct NewResource<'a> {
@@ -253,54 +263,40 @@ impl ScimTx {
         Ok(())
     }
 
-    /// (pk, role, pending role) of each of `user_ids` that is a live user.
-    pub async fn user_roles(
+    /// What a recompute needs of each of `user_ids` that is a live user, in
+    /// one read: pk, role, pending role and, when `with_assignments`, the
+    /// document and stored effective assignments.
+    pub async fn user_rows(
         &mut self,
         workspace: &str,
         user_ids: &[String],
-    ) -> Result<HashMap<String, (i64, Option<String>, Option<String>)>> {
+        with_assignments: bool,
+    ) -> Result<HashMap<String, UserRow>> {
         // The kind is checked here, not in SQL: with `kind = 'User'` beside an
         // IN list, SQLite (no statistics) preferred the (workspace, kind, …)
         // index and walked every user of the workspace per statement.
+        let extra = if with_assignments {
+            ", doc, assignments"
+        } else {
+            ""
+        };
         let sql = |ids: &str| {
             format!(
-                "SELECT id, kind, pk, role, pending_role FROM scim_resources \
+                "SELECT id, kind, pk, role, pending_role{extra} FROM scim_resources \
                  WHERE workspace = $1 AND id IN ({ids}) AND deleted_at IS NULL"
             )
         };
         let rows = rows_for_ids(&mut self.tx, workspace.into(), user_ids, sql, |row| {
             let user = row.text("kind")? == ResourceKind::User.as_str();
-            let roles = (
-                row.int("pk")?,
-                row.opt_text("role")?,
-                row.opt_text("pending_role")?,
-            );
-            Ok(user.then_some((row.text("id")?, roles)))
-        })
-        .await?;
-        Ok(rows.into_iter().flatten().collect())
-    }
-
-    /// Each live user of `user_ids`: pk, document and stored effective
-    /// assignments (for recomputing them).
-    pub async fn user_assignments(
-        &mut self,
-        workspace: &str,
-        user_ids: &[String],
-    ) -> Result<HashMap<String, (i64, String, Option<String>)>> {
-        let sql = |ids: &str| {
-            format!(
-                "SELECT id, kind, pk, doc, assignments FROM scim_resources \
-                 WHERE workspace = $1 AND id IN ({ids}) AND deleted_at IS NULL"
-            )
-        };
-        let rows = rows_for_ids(&mut self.tx, workspace.into(), user_ids, sql, |row| {
-            let user = row.text("kind")? == ResourceKind::User.as_str();
-            let found = (
-                row.int("pk")?,
-                row.text("doc")?,
-                row.opt_text("assignments")?,
-            );
+            let found = UserRow {
+                pk: row.int("pk")?,
+                role: row.opt_text("role")?,
+                pending: row.opt_text("pending_role")?,
+                assignments: match with_assignments {
+                    true => Some((row.text("doc")?, row.opt_text("assignments")?)),
+                    false => None,
+                },
+            };
             Ok(user.then_some((row.text("id")?, found)))
         })
         .await?;
