@@ -1,10 +1,13 @@
-//! SCIM bearer tokens: generation, parsing and hashing.
+//! Bearer secrets the service issues: SCIM tokens and API keys. Generation,
+//! parsing and hashing.
 //!
-//! A token is `idsync_scim_<id>_<secret>`: a fixed prefix secret scanners can find,
-//! a 16-character public id the service looks the hash up by, and 256 random bits
-//! (43 characters of unpadded URL-safe base64). The service stores only the SHA-256
-//! of the whole token; 256 random bits make a fast hash the right choice, where a
-//! password KDF would add milliseconds to every SCIM request for no gain.
+//! A token is `<prefix><id>_<secret>`: a fixed prefix secret scanners can find
+//! (`idsync_scim_` for SCIM tokens, `idsync_key_` for API keys), a
+//! 16-character public id the service looks the hash up by, and 256 random bits
+//! (43 characters of unpadded URL-safe base64). The service stores only the
+//! SHA-256 of the whole token; 256 random bits make a fast hash the right
+//! choice, where a password KDF would add milliseconds to every request for no
+//! gain.
 
 use std::fmt;
 
@@ -12,8 +15,23 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Every token starts with this.
+/// Every SCIM token starts with this.
 pub const PREFIX: &str = "idsync_scim_";
+/// Every API key starts with this.
+pub const API_KEY_PREFIX: &str = "idsync_key_";
+
+/// One kind of token: what it starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    prefix: &'static str,
+}
+
+/// SCIM bearer tokens.
+pub const SCIM: Format = Format { prefix: PREFIX };
+/// API keys of users and service accounts.
+pub const API_KEY: Format = Format {
+    prefix: API_KEY_PREFIX,
+};
 const ID_LEN: usize = 16;
 const SECRET_BYTES: usize = 32;
 const ID_ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
@@ -65,13 +83,33 @@ pub fn random_id() -> Result<String, RandomError> {
         .collect())
 }
 
-/// Generates a new token.
+impl Format {
+    /// Generates a new token of this kind.
+    pub fn generate(self) -> Result<GeneratedToken, RandomError> {
+        let id = random_id()?;
+        let mut secret = [0u8; SECRET_BYTES];
+        random_bytes(&mut secret)?;
+        let value = format!("{}{id}_{}", self.prefix, URL_SAFE_NO_PAD.encode(secret));
+        Ok(GeneratedToken { id, value })
+    }
+
+    /// The public id inside a presented token, if it has this kind's shape.
+    pub fn parse_id(self, token: &str) -> Option<&str> {
+        let rest = token.strip_prefix(self.prefix)?;
+        let (id, secret) = rest.split_at_checked(ID_LEN)?;
+        let secret = secret.strip_prefix('_')?;
+        let well_formed = id.bytes().all(|b| ID_ALPHABET.contains(&b))
+            && secret.len() == 43
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then_some(id)
+    }
+}
+
+/// Generates a new SCIM token.
 pub fn generate() -> Result<GeneratedToken, RandomError> {
-    let id = random_id()?;
-    let mut secret = [0u8; SECRET_BYTES];
-    random_bytes(&mut secret)?;
-    let value = format!("{PREFIX}{id}_{}", URL_SAFE_NO_PAD.encode(secret));
-    Ok(GeneratedToken { id, value })
+    SCIM.generate()
 }
 
 /// Hex SHA-256 of a token.
@@ -79,17 +117,9 @@ pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The public id inside a presented token, if it has the token's shape.
+/// The public id inside a presented SCIM token, if it has the token's shape.
 pub fn parse_id(token: &str) -> Option<&str> {
-    let rest = token.strip_prefix(PREFIX)?;
-    let (id, secret) = rest.split_at_checked(ID_LEN)?;
-    let secret = secret.strip_prefix('_')?;
-    let well_formed = id.bytes().all(|b| ID_ALPHABET.contains(&b))
-        && secret.len() == 43
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    well_formed.then_some(id)
+    SCIM.parse_id(token)
 }
 
 /// Whether `token` hashes to `stored_hash`, compared in constant time.
@@ -132,6 +162,15 @@ mod tests {
         let t = generate().unwrap();
         let truncated = &t.expose()[..t.expose().len() - 1];
         assert_eq!(parse_id(truncated), None);
+    }
+
+    #[test]
+    fn api_keys_and_scim_tokens_are_told_apart() {
+        let key = API_KEY.generate().unwrap();
+        assert!(key.expose().starts_with(API_KEY_PREFIX));
+        assert_eq!(API_KEY.parse_id(key.expose()), Some(key.id.as_str()));
+        assert_eq!(parse_id(key.expose()), None);
+        assert_eq!(API_KEY.parse_id(generate().unwrap().expose()), None);
     }
 
     #[test]

@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    AuditRecord, ErrorBody, InfoView, KeyDoc, ListView, MemberView, ObjectKind, ObjectView,
-    ScimTokenDoc, SignInHealthView, TokenView,
+    ApiKeyRequest, ApiKeyView, AuditRecord, ErrorBody, InfoView, IssuedApiKeyView, KeyDoc,
+    ListView, MemberView, ObjectKind, ObjectView, ScimTokenDoc, SignInHealthView, TokenView,
 };
 use crate::{
     fingerprint::FingerprintKey,
@@ -359,6 +359,39 @@ impl AdminClient {
         let who: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
         let path = format!("/workspaces/{workspace}/members/{who}");
         self.expect(Method::GET, &path, None).await
+    }
+
+    /// Issues an API key; the answer holds its value, shown this once.
+    pub async fn issue_api_key(
+        &self,
+        workspace: &str,
+        req: &ApiKeyRequest,
+    ) -> Result<IssuedApiKeyView, ClientError> {
+        let path = format!("/workspaces/{workspace}/api-keys");
+        self.expect(Method::POST, &path, Some(to_json(req)?)).await
+    }
+
+    /// A workspace's API keys, or one principal's (SCIM id or userName).
+    pub async fn list_api_keys(
+        &self,
+        workspace: &str,
+        principal: Option<&str>,
+    ) -> Result<Vec<ApiKeyView>, ClientError> {
+        let mut path = format!("/workspaces/{workspace}/api-keys");
+        if let Some(p) = principal {
+            let p: String = url::form_urlencoded::byte_serialize(p.as_bytes()).collect();
+            path.push_str(&format!("?principal={p}"));
+        }
+        let list: ListView<ApiKeyView> = self.expect(Method::GET, &path, None).await?;
+        Ok(list.items)
+    }
+
+    /// Revokes an API key; an unknown or revoked one counts as revoked.
+    pub async fn revoke_api_key(&self, workspace: &str, id: &str) -> Result<(), ClientError> {
+        let path = format!("/workspaces/{workspace}/api-keys/{id}");
+        self.call::<serde_json::Value>(Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
     }
 
     pub async fn get_token(

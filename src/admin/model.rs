@@ -174,6 +174,52 @@ pub struct TokenView {
     pub scim_base_url: String,
 }
 
+/// What issuing an API key asks for (`POST …/api-keys`; `POST /sso/keys`
+/// takes the same without `principal`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKeyRequest {
+    /// The user (SCIM id or userName) or service account (SCIM id) it acts as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    pub name: String,
+    /// When it stops working; default never (admin) or 90 days (self-issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An API key as listings show it: metadata, never the value or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    pub id: String,
+    pub workspace: String,
+    pub principal_id: String,
+    pub name: String,
+    /// `admin/<name>` or `self`.
+    pub issued_by: String,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<Timestamp>,
+    /// Whether the key is neither revoked nor expired (its principal must
+    /// also be active for a check to accept it).
+    pub valid: bool,
+}
+
+/// A key just issued: the only answer that carries its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedApiKeyView {
+    /// The key: shown this once, kept by the service only as a hash.
+    pub key: String,
+    #[serde(flatten)]
+    pub view: ApiKeyView,
+}
+
 /// One role assignment: a `{type, value}` entry of SCIM `roles` (see
 /// `policy.roleAssignments`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -189,6 +235,10 @@ pub struct Assignment {
 #[serde(rename_all = "camelCase")]
 pub struct MemberView {
     pub id: String,
+    /// `User` or `ServiceAccount`.
+    #[serde(rename = "type", default = "user_type")]
+    pub kind: String,
+    /// The userName (a service account's displayName), lower-cased.
     pub user_name: String,
     pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +252,10 @@ pub struct MemberView {
     /// The displayNames of the groups SCIM put them in.
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+fn user_type() -> String {
+    "User".into()
 }
 
 /// The keys the operator keeps in Secrets and registers with the service, by

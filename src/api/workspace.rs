@@ -174,9 +174,10 @@ pub struct RoleAssignments {
     #[schemars(length(min = 1, max = 32))]
     pub types: Vec<AssignmentType>,
 
-    /// Which SCIM resources may carry assignments (default both). An IdP that
-    /// cannot push a group's assignments (Okta) gets `[users]`: a group's
-    /// `roles` is then ignored on write, like a read-only attribute.
+    /// Which SCIM resources may carry assignments (default all three). An IdP
+    /// that cannot push a group's assignments (Okta) gets `[users,
+    /// serviceAccounts]`: a group's `roles` is then ignored on write, like a
+    /// read-only attribute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub managed_on: Option<Vec<AssignmentHolder>>,
@@ -212,6 +213,7 @@ pub struct AssignmentType {
 pub enum AssignmentHolder {
     Users,
     Groups,
+    ServiceAccounts,
 }
 
 /// Whether SSO is required for everyone, for some domains, or not at all.

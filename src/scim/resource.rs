@@ -177,10 +177,7 @@ fn legacy_enterprise_extension(
 pub fn normalize(set: &SchemaSet, input: Value) -> Result<Map<String, Value>, ScimProblem> {
     let mut out = Map::new();
     collect(set, input, &mut out)?;
-    let required = match set.kind {
-        ResourceKind::User => "userName",
-        ResourceKind::Group => "displayName",
-    };
+    let required = set.kind.name_attr();
     match out.get(required) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(out),
         _ => Err(ScimProblem::invalid_value(format!(

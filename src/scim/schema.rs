@@ -9,6 +9,10 @@ pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_USER_SCHEMA: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// idsync's own resource type (RFC 7643 §10.3 leaves URNs outside
+/// `urn:ietf:params:scim` to their owners): a non-human principal the IdP
+/// provisions, as Tecton's SCIM API has them.
+pub const SERVICE_ACCOUNT_SCHEMA: &str = "urn:idsync:params:scim:schemas:core:1.0:ServiceAccount";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -111,6 +115,17 @@ const fn read_only(a: Attr) -> Attr {
 /// `value`, `display`, `type`, `primary`: the shape of most multi-valued attributes.
 const MULTI_SUB: &[Attr] = &[s("value"), s("display"), s("type"), b("primary")];
 
+/// The groups a principal is a direct member of, which the service keeps.
+const GROUPS_ATTR: Attr = read_only(multi(
+    "groups",
+    &[
+        read_only(s("value")),
+        read_only(reference("$ref")),
+        read_only(s("display")),
+        read_only(s("type")),
+    ],
+));
+
 const USER_ATTRS: &[Attr] = &[
     Attr {
         required: true,
@@ -159,15 +174,7 @@ const USER_ATTRS: &[Attr] = &[
             b("primary"),
         ],
     ),
-    read_only(multi(
-        "groups",
-        &[
-            read_only(s("value")),
-            read_only(reference("$ref")),
-            read_only(s("display")),
-            read_only(s("type")),
-        ],
-    )),
+    GROUPS_ATTR,
     multi("entitlements", MULTI_SUB),
     multi("roles", MULTI_SUB),
     multi("x509Certificates", MULTI_SUB),
@@ -214,6 +221,19 @@ const GROUP_ATTRS: &[Attr] = &[
     multi("roles", MULTI_SUB),
 ];
 
+/// A service account: what a machine principal needs to be named, switched
+/// off, grouped and given roles. `displayName` identifies it, as a group's does.
+const SERVICE_ACCOUNT_ATTRS: &[Attr] = &[
+    Attr {
+        required: true,
+        ..s("displayName")
+    },
+    s("description"),
+    b("active"),
+    GROUPS_ATTR,
+    multi("roles", MULTI_SUB),
+];
+
 /// Attributes every resource has (RFC 7643 §3.1).
 const COMMON_ATTRS: &[Attr] = &[
     Attr {
@@ -252,38 +272,84 @@ const COMMON_ATTRS: &[Attr] = &[
 pub enum ResourceKind {
     User,
     Group,
+    ServiceAccount,
 }
 
 impl ResourceKind {
+    /// Every kind, in the order discovery and `/.search` list them.
+    pub const ALL: [ResourceKind; 3] = [
+        ResourceKind::User,
+        ResourceKind::Group,
+        ResourceKind::ServiceAccount,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceKind::User => "User",
             ResourceKind::Group => "Group",
+            ResourceKind::ServiceAccount => "ServiceAccount",
         }
+    }
+    /// The kind a stored or sent name (`User`, `serviceaccount`) names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(name))
     }
     pub fn endpoint(self) -> &'static str {
         match self {
             ResourceKind::User => "Users",
             ResourceKind::Group => "Groups",
+            ResourceKind::ServiceAccount => "ServiceAccounts",
         }
+    }
+    /// The kind an endpoint path segment (`Users`, case-insensitively) names.
+    pub fn from_endpoint(segment: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.endpoint().eq_ignore_ascii_case(segment))
     }
     pub fn schema(self) -> &'static str {
         match self {
             ResourceKind::User => USER_SCHEMA,
             ResourceKind::Group => GROUP_SCHEMA,
+            ResourceKind::ServiceAccount => SERVICE_ACCOUNT_SCHEMA,
         }
     }
     fn attrs(self) -> &'static [Attr] {
         match self {
             ResourceKind::User => USER_ATTRS,
             ResourceKind::Group => GROUP_ATTRS,
+            ResourceKind::ServiceAccount => SERVICE_ACCOUNT_ATTRS,
         }
+    }
+    /// How audit actions name this kind: `user_provisioned`,
+    /// `service_account_deprovisioned`, `group_created`.
+    pub fn audit_noun(self) -> &'static str {
+        match self {
+            ResourceKind::User => "user",
+            ResourceKind::Group => "group",
+            ResourceKind::ServiceAccount => "service_account",
+        }
+    }
+    /// The attribute that names a resource of this kind (its `name_key`).
+    pub fn name_attr(self) -> &'static str {
+        match self {
+            ResourceKind::User => "userName",
+            ResourceKind::Group | ResourceKind::ServiceAccount => "displayName",
+        }
+    }
+    /// Whether resources of this kind are principals: they can be switched
+    /// off (`active`), belong to groups, hold a role and assignments, and
+    /// authenticate (sessions, API keys). Groups are not.
+    pub fn is_principal(self) -> bool {
+        self != ResourceKind::Group
     }
     /// The extension schemas this kind supports beyond the workspace's own.
     pub fn builtin_extensions(self) -> &'static [&'static str] {
         match self {
             ResourceKind::User => &[ENTERPRISE_USER_SCHEMA],
-            ResourceKind::Group => &[],
+            ResourceKind::Group | ResourceKind::ServiceAccount => &[],
         }
     }
 }
@@ -469,6 +535,12 @@ pub fn schema_resources(base_url: &str) -> Vec<Value> {
             "Enterprise User",
             ENTERPRISE_ATTRS,
         ),
+        one(
+            SERVICE_ACCOUNT_SCHEMA,
+            "ServiceAccount",
+            "Service Account",
+            SERVICE_ACCOUNT_ATTRS,
+        ),
     ]
 }
 
@@ -494,6 +566,12 @@ pub fn resource_types(base_url: &str, declared: &[String]) -> Vec<Value> {
             "id": "Group", "name": "Group", "endpoint": "/Groups",
             "description": "Group", "schema": GROUP_SCHEMA, "schemaExtensions": [],
             "meta": {"resourceType": "ResourceType", "location": format!("{base_url}/ResourceTypes/Group")},
+        }),
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": "ServiceAccount", "name": "ServiceAccount", "endpoint": "/ServiceAccounts",
+            "description": "Service Account", "schema": SERVICE_ACCOUNT_SCHEMA, "schemaExtensions": [],
+            "meta": {"resourceType": "ResourceType", "location": format!("{base_url}/ResourceTypes/ServiceAccount")},
         }),
     ]
 }

@@ -2,6 +2,7 @@
 //! SCIM, sign-in and role resolution, over one store.
 
 pub mod admin;
+pub mod api_keys;
 pub mod failure_audit;
 pub mod http;
 pub mod maintenance;

@@ -132,3 +132,116 @@ fn help_reads_like_a_finished_tool() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--workspace"));
 }
+
+/// What an administrator without Kubernetes does for a product's CI: apply
+/// the Tecton example, see what SCIM gave a member (`members get`), issue a
+/// key for them (`keys issue`), list it and revoke it; the key answers the
+/// session check until it is revoked.
+#[tokio::test]
+async fn admin_members_and_keys_from_the_command_line() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let svc = start_service(&db.url).await;
+    let token_file = db.dir.path().join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let url = base_url(&svc);
+    // The service runs on this test's runtime: the CLI runs beside it.
+    let admin = async |args: &[&str]| {
+        let mut c = idsync();
+        c.arg("admin")
+            .args(args)
+            .env("IDSYNC_URL", &url)
+            .env("IDSYNC_ADMIN_TOKEN_FILE", &token_file);
+        let out = tokio::process::Command::from(c).output().await.unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "admin {args:?}: {stdout}{stderr}");
+        stdout
+    };
+    let example = repo_root().join("examples/tecton-okta.yaml");
+    admin(&[
+        "apply",
+        "-f",
+        example.to_str().unwrap(),
+        "--token-dir",
+        db.dir.path().to_str().unwrap(),
+    ])
+    .await;
+    let scim_token = admin(&["scim-token", "issue", "-w", "tecton"])
+        .await
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{url}/scim/v2/tecton/Users"))
+        .bearer_auth(&scim_token)
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "alice@tecton.ai",
+            "roles": [{"type": "workspace_prod", "value": "editor"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+
+    let member: serde_json::Value = serde_json::from_str(
+        &admin(&[
+            "members",
+            "get",
+            "-w",
+            "tecton",
+            "alice@tecton.ai",
+            "-o",
+            "json",
+        ])
+        .await,
+    )
+    .unwrap();
+    assert_eq!(member["type"], "User");
+    assert_eq!(
+        member["assignments"],
+        serde_json::json!([{"type": "workspace_prod", "value": "editor"}])
+    );
+    let table = admin(&["members", "get", "-w", "tecton", "alice@tecton.ai"]).await;
+    assert!(table.contains("workspace_prod=editor"), "{table}");
+
+    let key = admin(&[
+        "keys",
+        "issue",
+        "-w",
+        "tecton",
+        "--principal",
+        "alice@tecton.ai",
+        "--name",
+        "ci",
+        "--expires-in",
+        "30d",
+    ])
+    .await;
+    let key = key.trim();
+    assert!(key.starts_with("idsync_key_"), "{key}");
+    let check = || {
+        http.get(format!("{url}/sso/session"))
+            .bearer_auth(key)
+            .send()
+    };
+    let answer: serde_json::Value = check().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["userName"], "alice@tecton.ai", "{answer}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&admin(&["keys", "list", "-w", "tecton", "-o", "json"]).await)
+            .unwrap();
+    let id = listed[0]["id"].as_str().expect("the key's id").to_string();
+    assert_eq!(listed[0]["name"], "ci");
+    assert!(
+        !listed.to_string().contains(key),
+        "listings never show the key"
+    );
+    admin(&["keys", "revoke", "-w", "tecton", &id]).await;
+    assert_eq!(
+        check().await.unwrap().status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    svc.stop().await.unwrap();
+}

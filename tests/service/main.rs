@@ -9,6 +9,7 @@
 mod support;
 
 mod admin_api;
+mod api_keys;
 mod cli;
 mod manifests;
 mod scim;

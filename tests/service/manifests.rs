@@ -172,7 +172,9 @@ fn the_tecton_example_declares_tectons_assignments() {
     ]))
     .expect("the guide's values");
     assert!(roles(json!([{"type": "account_type", "value": "owner"}])).is_err());
-    assert!(!policy.managed_on(idsync::api::AssignmentHolder::Groups));
+    use idsync::api::AssignmentHolder::{Groups, ServiceAccounts, Users};
+    assert!(!policy.managed_on(Groups));
+    assert!(policy.managed_on(Users) && policy.managed_on(ServiceAccounts));
 }
 
 /// All examples are applied together (`scripts/run-local.sh`, the e2e test):

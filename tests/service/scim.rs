@@ -563,7 +563,10 @@ async fn versions_and_errors(db: Db) {
             .iter()
             .any(|a| a["name"] == "userName")
     );
-    assert_eq!(f.get("/Schemas").await.body["totalResults"], 3);
+    // User, Group, EnterpriseUser and idsync's ServiceAccount.
+    assert_eq!(f.get("/Schemas").await.body["totalResults"], 4);
+    let sa = f.get("/ResourceTypes/ServiceAccount").await.body;
+    assert_eq!(sa["endpoint"], "/ServiceAccounts", "{sa}");
     f.stop().await;
 }
 

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Db, signin::SignInFixture};
 
-fn accounts() -> Value {
+pub(crate) fn accounts() -> Value {
     json!({
         "alice": {"email": "alice@acme.com", "email_verified": true, "given_name": "Alice",
                   "family_name": "Liddell", "groups": ["engineering", "admins"]},
@@ -20,7 +20,7 @@ fn accounts() -> Value {
     })
 }
 
-fn mapping() -> Value {
+pub(crate) fn mapping() -> Value {
     json!({
         "defaultRole": "member",
         "rules": [
@@ -31,11 +31,11 @@ fn mapping() -> Value {
 }
 
 /// A SCIM client of the fixture's workspace, as an IdP would hold it.
-async fn scim_token(f: &SignInFixture) -> String {
+pub(crate) async fn scim_token(f: &SignInFixture) -> String {
     support::scim::issue_token(&f.admin, "acme").await
 }
 
-async fn scim(
+pub(crate) async fn scim(
     f: &SignInFixture,
     token: &str,
     method: reqwest::Method,
@@ -54,7 +54,7 @@ async fn scim(
 }
 
 /// Provisions a user over SCIM; answers its id.
-async fn scim_user(f: &SignInFixture, token: &str, user_name: &str) -> String {
+pub(crate) async fn scim_user(f: &SignInFixture, token: &str, user_name: &str) -> String {
     let user = scim(
         f,
         token,
@@ -68,7 +68,12 @@ async fn scim_user(f: &SignInFixture, token: &str, user_name: &str) -> String {
 }
 
 /// Provisions a group with `members` over SCIM; answers its id.
-async fn scim_group(f: &SignInFixture, token: &str, name: &str, members: &[String]) -> String {
+pub(crate) async fn scim_group(
+    f: &SignInFixture,
+    token: &str,
+    name: &str,
+    members: &[String],
+) -> String {
     let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
     let group = scim(
         f,
@@ -82,7 +87,10 @@ async fn scim_group(f: &SignInFixture, token: &str, name: &str, members: &[Strin
     group["id"].as_str().expect("id").to_string()
 }
 
-async fn audit(f: &SignInFixture, action: &str) -> Vec<idsync::service::store::AuditRecord> {
+pub(crate) async fn audit(
+    f: &SignInFixture,
+    action: &str,
+) -> Vec<idsync::service::store::AuditRecord> {
     f.admin
         .audit(&format!("workspace=acme&action={action}"))
         .await
@@ -541,7 +549,26 @@ async fn a_mapping_change_recomputes_every_member(db: Db) {
     for name in ["alice", "bob", "carol"] {
         ids.push(scim_user(&f, &token, &format!("{name}@acme.com")).await);
     }
-    scim_group(&f, &token, "eng", &ids[..2]).await;
+    // A service account in the group is a member like the people in it.
+    let robot = scim(
+        &f,
+        &token,
+        reqwest::Method::POST,
+        "/ServiceAccounts",
+        json!({"schemas": ["urn:idsync:params:scim:schemas:core:1.0:ServiceAccount"],
+               "displayName": "deployer"}),
+    )
+    .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    scim_group(
+        &f,
+        &token,
+        "eng",
+        &[ids[0].clone(), ids[1].clone(), robot.clone()],
+    )
+    .await;
     let cookie = f
         .sign_in(&f.browser(), "alice@acme.com", "alice")
         .await
@@ -558,7 +585,7 @@ async fn a_mapping_change_recomputes_every_member(db: Db) {
         .await
         .expect("mapping changed");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while audit(&f, "role_changed").await.len() < 3 {
+    while audit(&f, "role_changed").await.len() < 4 {
         assert!(
             std::time::Instant::now() < deadline,
             "recompute never finished"
@@ -574,7 +601,7 @@ async fn a_mapping_change_recomputes_every_member(db: Db) {
         .collect();
     assert_eq!(
         to.iter().filter(|r| **r == "admin").count(),
-        2,
+        3,
         "{changes:?}"
     );
     assert_eq!(
@@ -582,10 +609,15 @@ async fn a_mapping_change_recomputes_every_member(db: Db) {
         1,
         "{changes:?}"
     );
+    let robot = f.admin.member("acme", &robot).await.expect("the robot");
+    assert_eq!(
+        (robot.kind.as_str(), robot.role.as_deref()),
+        ("ServiceAccount", Some("admin"))
+    );
 }
 
 /// Tecton's scheme, as `examples/tecton-okta.yaml` declares it.
-fn tecton_assignments(managed_on: &[&str]) -> Value {
+pub(crate) fn tecton_assignments(managed_on: &[&str]) -> Value {
     let roles = ["owner", "editor", "consumer", "operator", "viewer"];
     json!({
         "types": [
@@ -598,7 +630,7 @@ fn tecton_assignments(managed_on: &[&str]) -> Value {
     })
 }
 
-fn patch_op(operations: Value) -> Value {
+pub(crate) fn patch_op(operations: Value) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations})
 }
 

@@ -12,7 +12,7 @@ pub enum MembersCommand {
     Get {
         #[arg(long, short = 'w')]
         workspace: String,
-        /// SCIM id or userName (email).
+        /// SCIM id, or a user's userName (email).
         member: String,
     },
 }
@@ -29,6 +29,7 @@ pub async fn run(admin: &AdminArgs, command: &MembersCommand) -> anyhow::Result<
                     .collect();
                 let row = vec![
                     m.id.clone(),
+                    m.kind.clone(),
                     m.user_name.clone(),
                     m.active.to_string(),
                     m.role.clone().unwrap_or_else(|| "-".into()),
@@ -38,7 +39,8 @@ pub async fn run(admin: &AdminArgs, command: &MembersCommand) -> anyhow::Result<
                 ];
                 let header = [
                     "ID",
-                    "USERNAME",
+                    "TYPE",
+                    "NAME",
                     "ACTIVE",
                     "ROLE",
                     "PENDING",

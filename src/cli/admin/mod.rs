@@ -5,6 +5,7 @@ mod apply;
 mod audit;
 mod delete;
 mod get;
+mod keys;
 mod members;
 mod output;
 mod scim_token;
@@ -63,6 +64,9 @@ pub enum AdminCommand {
     /// Issue, list and revoke SCIM bearer tokens.
     #[command(subcommand, name = "scim-token")]
     ScimToken(scim_token::ScimTokenCommand),
+    /// API keys of users and service accounts: issue (shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Members: role, pending role, effective assignments, groups.
     #[command(subcommand)]
     Members(members::MembersCommand),
@@ -133,6 +137,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Get(get) => get::run(&args, get).await,
         AdminCommand::Delete(delete) => delete::run(&args, delete).await,
         AdminCommand::ScimToken(command) => scim_token::run(&args, command).await,
+        AdminCommand::Keys(command) => keys::run(&args, command).await,
         AdminCommand::Members(command) => members::run(&args, command).await,
         AdminCommand::Workspace(command) => workspace::run(&args, command).await,
         AdminCommand::Audit(audit) => audit::run(&args, audit).await,

@@ -5,7 +5,7 @@ use super::{AdminError, AdminService, Result};
 use crate::admin::MemberView;
 
 impl AdminService {
-    /// The live user `who` (a SCIM id or a userName) of `workspace`.
+    /// The principal `who` (a SCIM id, or a user's userName) of `workspace`.
     pub async fn member(&self, workspace: &str, who: &str) -> Result<MemberView> {
         self.require_workspace(workspace).await?;
         let row = self.store.member(workspace, who).await?.ok_or_else(|| {
@@ -21,6 +21,7 @@ impl AdminService {
                 .unwrap_or_default(),
             groups: groups.into_iter().map(|(_, name)| name).collect(),
             id: row.id,
+            kind: row.kind.as_str().to_string(),
             user_name: row.user_name,
             active: row.active,
             role: row.role,

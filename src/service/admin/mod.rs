@@ -3,6 +3,7 @@
 //! Every write is idempotent: a PUT whose fingerprint matches the stored one writes
 //! nothing, not even an audit entry.
 
+pub mod api_keys;
 pub mod keys;
 mod members;
 pub mod validate;
@@ -88,6 +89,8 @@ pub fn claimant_owner(claimant: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct AdminService {
     store: Store,
+    /// API keys of users and service accounts (also checked by `/sso`).
+    keys: crate::service::api_keys::ApiKeys,
     public_url: String,
     /// Keys the fingerprints of stored documents (see [`crate::fingerprint`]).
     fingerprints: FingerprintKey,
@@ -122,6 +125,7 @@ fn redact(kind: ObjectKind, mut body: serde_json::Value) -> serde_json::Value {
 impl AdminService {
     pub fn new(store: Store, public_url: impl Into<String>, fingerprints: FingerprintKey) -> Self {
         Self {
+            keys: crate::service::api_keys::ApiKeys::new(store.clone()),
             store,
             public_url: public_url.into().trim_end_matches('/').to_string(),
             fingerprints,
@@ -130,6 +134,10 @@ impl AdminService {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn keys(&self) -> &crate::service::api_keys::ApiKeys {
+        &self.keys
     }
 
     pub fn public_url(&self) -> &str {

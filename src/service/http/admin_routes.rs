@@ -52,6 +52,14 @@ pub fn routes() -> Router<SharedState> {
             get(sign_in_health),
         )
         .route("/workspaces/{ws}/members/{member}", get(get_member))
+        .route(
+            "/workspaces/{ws}/api-keys",
+            get(list_api_keys).post(issue_api_key),
+        )
+        .route(
+            "/workspaces/{ws}/api-keys/{id}",
+            axum::routing::delete(revoke_api_key),
+        )
         .merge(key_routes(KeyKind::SessionCookies))
         .merge(key_routes(KeyKind::SamlSigning))
 }
@@ -90,6 +98,51 @@ async fn get_member(
     Path((ws, member)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.admin.member(&ws, &member).await?).into_response())
+}
+
+/// Issues an API key: 201 with its value, the one time it is shown.
+async fn issue_api_key(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let issued = state
+        .admin
+        .issue_api_key(&ws, &body, &actor(&headers))
+        .await?;
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyParams {
+    principal: Option<String>,
+}
+
+/// A workspace's API keys (`?principal=` for one principal's).
+async fn list_api_keys(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+    Query(params): Query<ApiKeyParams>,
+) -> Result<Response, ApiError> {
+    let items = state
+        .admin
+        .list_api_keys(&ws, params.principal.as_deref())
+        .await?;
+    Ok(Json(ListView { items }).into_response())
+}
+
+async fn revoke_api_key(
+    State(state): State<SharedState>,
+    Path((ws, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state
+        .admin
+        .revoke_api_key(&ws, &id, &actor(&headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// A kind's keys: ids and times (and SAML certificates); secrets never leave.

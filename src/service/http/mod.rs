@@ -7,6 +7,7 @@ pub mod error;
 pub mod rate_limit;
 mod scim_routes;
 pub mod server;
+mod sso_keys;
 mod sso_routes;
 
 use std::{sync::Arc, time::Instant};

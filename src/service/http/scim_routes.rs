@@ -323,7 +323,7 @@ async fn handle(
             let params = ListParams::from_search(&json_body(body).await?)?;
             let kinds = match kind {
                 Some(k) => vec![*k],
-                None => vec![ResourceKind::User, ResourceKind::Group],
+                None => ResourceKind::ALL.to_vec(),
             };
             svc.list(ctx, &kinds, &params).await
         }

@@ -17,12 +17,13 @@ use super::{
     SharedState, bearer_token, client_addr::ClientAddr, error::ApiError, with_retry_after,
 };
 use crate::service::{
+    api_keys,
     sso::{
         AcsPost, OidcCallback, STATE_COOKIE, SignedIn, StateCookie,
         error::{Reason, SignInError},
         session::{self, COOKIE},
     },
-    store::{format_millis, now_millis},
+    store::{LiveApiKey, SessionRecord, format_millis, now_millis},
 };
 
 /// How long the state cookie of a started sign-in lives (the request's TTL).
@@ -47,6 +48,7 @@ pub fn routes(state: &SharedState) -> Router<SharedState> {
     Router::new()
         .route("/session", get(check_session))
         .route("/logout", post(logout))
+        .merge(super::sso_keys::routes())
         .merge(browser)
 }
 
@@ -283,10 +285,68 @@ fn signed_in(state: &SharedState, result: Result<SignedIn, SignInError>) -> Resp
     }
 }
 
-/// The session a request carries: the cookie, or the cookie's value as a
-/// bearer token (a product's backend checking on a browser's behalf).
+/// The credential a request carries.
+pub(super) enum Presented<'a> {
+    /// The session cookie, or its value as a bearer token (a product's
+    /// backend checking on a browser's behalf).
+    Session(&'a str),
+    /// An API key, as a bearer token.
+    ApiKey(&'a str),
+}
+
+/// An API key in `Authorization` wins over a cookie: a caller that sends a
+/// key means the key.
+pub(super) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
+    match bearer_token(headers) {
+        Some(key) if api_keys::is_api_key(key) => Some(Presented::ApiKey(key)),
+        bearer => cookie(headers, COOKIE).or(bearer).map(Presented::Session),
+    }
+}
+
+/// The session a request carries, if it carries one.
 fn presented_session(headers: &HeaderMap) -> Option<&str> {
-    cookie(headers, COOKIE).or_else(|| bearer_token(headers))
+    match presented(headers)? {
+        Presented::Session(s) => Some(s),
+        Presented::ApiKey(_) => None,
+    }
+}
+
+/// Stored by the service as a JSON array; a row it cannot read shows none
+/// rather than failing the check.
+fn assignments_json(stored: Option<&str>) -> Value {
+    stored
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        .unwrap_or_else(|| json!([]))
+}
+
+/// What a valid session answers: who, and their role now.
+fn session_json(s: &SessionRecord) -> Value {
+    json!({
+        "workspace": s.workspace,
+        "userId": s.user_id,
+        "userName": s.user_name,
+        "principalType": "User",
+        "role": s.role,
+        "assignments": assignments_json(s.assignments.as_deref()),
+        "connection": s.connection,
+        "createdAt": format_millis(s.created_at),
+        "expiresAt": format_millis(s.expires_at),
+    })
+}
+
+/// What a valid API key answers: the same about its principal, and the key.
+fn key_json(k: &LiveApiKey) -> Value {
+    json!({
+        "workspace": k.workspace,
+        "userId": k.principal_id,
+        "userName": k.principal_name,
+        "principalType": k.principal_kind.as_str(),
+        "role": k.role,
+        "assignments": assignments_json(k.assignments.as_deref()),
+        "keyId": k.id,
+        "createdAt": format_millis(k.created_at),
+        "expiresAt": k.expires_at.map(format_millis),
+    })
 }
 
 async fn check_session(
@@ -317,33 +377,30 @@ async fn check_session(
         )
             .into_response()
     };
-    let Some(presented) = presented_session(&headers) else {
-        return unauthorized(&state);
+    let now = now_millis();
+    let checked = match presented(&headers) {
+        None => return unauthorized(&state),
+        Some(Presented::Session(cookie)) => state
+            .sso
+            .sessions
+            .check(cookie, now)
+            .await
+            .map(|s| s.as_ref().map(session_json)),
+        Some(Presented::ApiKey(key)) => state
+            .admin
+            .keys()
+            .check(key, now)
+            .await
+            .map(|k| k.as_ref().map(key_json)),
     };
-    match state.sso.sessions.check(presented, now_millis()).await {
-        Ok(Some(s)) => {
+    match checked {
+        Ok(Some(answer)) => {
             state
                 .metrics
                 .session_checks
                 .with_label_values(&["valid"])
                 .inc();
-            Json(json!({
-                "workspace": s.workspace,
-                "userId": s.user_id,
-                "userName": s.user_name,
-                "role": s.role,
-                // Stored by the service as a JSON array; a row it cannot read
-                // shows none rather than failing the check.
-                "assignments": s
-                    .assignments
-                    .as_deref()
-                    .and_then(|a| serde_json::from_str::<Value>(a).ok())
-                    .unwrap_or_else(|| json!([])),
-                "connection": s.connection,
-                "createdAt": format_millis(s.created_at),
-                "expiresAt": format_millis(s.expires_at),
-            }))
-            .into_response()
+            Json(answer).into_response()
         }
         Ok(None) => unauthorized(&state),
         Err(e) => {

@@ -30,6 +30,7 @@ pub fn enforce(
     let holder = match kind {
         ResourceKind::User => AssignmentHolder::Users,
         ResourceKind::Group => AssignmentHolder::Groups,
+        ResourceKind::ServiceAccount => AssignmentHolder::ServiceAccounts,
     };
     if !policy.managed_on(holder) {
         // Ignored like a read-only attribute: what is stored stays.
@@ -54,12 +55,15 @@ pub fn changed(
     ctx.policy.role_assignments.is_some() && of_doc(before) != of_doc(after)
 }
 
-/// A new user's effective assignments: their own (they are in no group yet),
-/// stored and audited with the insert, without reading anything back.
+/// A principal's row: pk, kind and SCIM id.
+pub type Holder<'a> = (i64, ResourceKind, &'a str);
+
+/// A new principal's effective assignments: their own (they are in no group
+/// yet), stored and audited with the insert, without reading anything back.
 pub async fn created(
     tx: &mut ScimTx,
     ctx: &WorkspaceCtx,
-    (pk, user_id): (i64, &str),
+    holder: Holder<'_>,
     doc: &Map<String, Value>,
     now: i64,
 ) -> Result<()> {
@@ -68,14 +72,14 @@ pub async fn created(
     };
     let own = of_doc(doc);
     let effective = policy.effective([own.as_slice()]);
-    store(tx, ctx, (pk, user_id), &[], &effective, now).await
+    store(tx, ctx, holder, &[], &effective, now).await
 }
 
 /// Stores a user's new effective assignments and audits the move.
 async fn store(
     tx: &mut ScimTx,
     ctx: &WorkspaceCtx,
-    (pk, user_id): (i64, &str),
+    (pk, kind, user_id): Holder<'_>,
     before: &[Assignment],
     effective: &[Assignment],
     now: i64,
@@ -89,7 +93,7 @@ async fn store(
     tx.set_assignments(pk, text.as_deref()).await?;
     let detail = json!({"from": before, "to": effective, "requestId": ctx.request_id});
     tx.audit(
-        &audit_entry(ctx, "assignment_changed", user_id, detail),
+        &audit_entry(ctx, kind, "assignment_changed", user_id, detail),
         now,
     )
     .await
@@ -127,7 +131,8 @@ pub async fn recompute(
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        store(tx, ctx, (user.pk, user_id), &before, &effective, now).await?;
+        let holder = (user.pk, user.kind, user_id.as_str());
+        store(tx, ctx, holder, &before, &effective, now).await?;
     }
     Ok(())
 }

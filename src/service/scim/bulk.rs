@@ -105,17 +105,13 @@ fn resolve(value: &Value, ids: &HashMap<String, String>) -> Result<Value, String
     })
 }
 
-/// `/Users`, `/Groups/{id}` → kind and id.
+/// `/Users`, `/Groups/{id}`, `/ServiceAccounts` → kind and id.
 fn target(path: &str) -> Result<(ResourceKind, Option<String>), ScimProblem> {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let kind = match parts.next().unwrap_or_default() {
-        p if p.eq_ignore_ascii_case("Users") => ResourceKind::User,
-        p if p.eq_ignore_ascii_case("Groups") => ResourceKind::Group,
-        _ => {
-            return Err(ScimProblem::invalid_path(format!(
-                "{path} is not /Users or /Groups"
-            )));
-        }
+    let Some(kind) = ResourceKind::from_endpoint(parts.next().unwrap_or_default()) else {
+        return Err(ScimProblem::invalid_path(format!(
+            "{path} is not /Users, /Groups or /ServiceAccounts"
+        )));
     };
     Ok((
         kind,

@@ -49,7 +49,7 @@ impl WorkspaceCtx {
     pub fn schemas(&self, kind: ResourceKind) -> SchemaSet {
         let declared = match kind {
             ResourceKind::User => self.policy.scim_schema_extensions.clone(),
-            ResourceKind::Group => Vec::new(),
+            ResourceKind::Group | ResourceKind::ServiceAccount => Vec::new(),
         };
         SchemaSet::new(kind, declared)
     }

@@ -25,7 +25,7 @@ pub enum Endpoint {
     ServiceProviderConfig,
     ResourceTypes(Option<String>),
     Schemas(Option<String>),
-    /// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`.
+    /// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`, `/ServiceAccounts`, …
     Resources(ResourceKind, Option<String>),
     /// `/.search` (every kind) or `/Users/.search`.
     Search(Option<ResourceKind>),
@@ -37,15 +37,7 @@ impl Endpoint {
     pub fn parse(rest: &str) -> Option<Self> {
         let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
         let is = |p: &str, name: &str| p.eq_ignore_ascii_case(name);
-        let kind = |p: &str| {
-            if is(p, "Users") {
-                Some(ResourceKind::User)
-            } else if is(p, "Groups") {
-                Some(ResourceKind::Group)
-            } else {
-                None
-            }
-        };
+        let kind = ResourceKind::from_endpoint;
         Some(match parts.as_slice() {
             // `serviceConfiguration` is what Microsoft's SCIM reference code serves.
             [p] if is(p, "ServiceProviderConfig")
@@ -110,6 +102,13 @@ mod tests {
             Some(Endpoint::Schemas(Some(
                 "urn:ietf:params:scim:schemas:core:2.0:User".into()
             )))
+        );
+        assert_eq!(
+            Endpoint::parse("serviceaccounts/x"),
+            Some(Endpoint::Resources(
+                ResourceKind::ServiceAccount,
+                Some("x".into())
+            ))
         );
         assert_eq!(Endpoint::parse("Me"), Some(Endpoint::Me));
         assert_eq!(Endpoint::parse("Widgets"), None);

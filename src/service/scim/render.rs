@@ -7,7 +7,7 @@ use crate::{
     scim::{
         ScimProblem,
         filter::{AttrPath, parse_attr_path},
-        schema::{ResourceKind, SchemaSet},
+        schema::SchemaSet,
     },
     service::store::{Member, ScimRecord, format_millis},
 };
@@ -233,7 +233,7 @@ pub fn resource(
     }
     out.insert("schemas".into(), Value::Array(schemas));
     out.insert("id".into(), rec.id.clone().into());
-    if rec.kind == ResourceKind::User {
+    if rec.kind.is_principal() {
         // The stored flag wins over the document (DELETE deactivates without
         // editing it); a user whose `active` was never sent or was removed by
         // a PATCH shows none, and counts as active.
@@ -285,6 +285,7 @@ pub fn resource(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::schema::ResourceKind;
 
     fn user() -> Value {
         json!({

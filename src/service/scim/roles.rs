@@ -12,6 +12,7 @@ use super::context::WorkspaceCtx;
 use crate::{
     admin::RoleMappingDoc,
     roles::{CompiledMapping, Principal},
+    scim::schema::ResourceKind,
     service::store::{AuditEntry, ObjectKind, Result, ScimTx, Store},
 };
 
@@ -141,9 +142,9 @@ pub fn decide_for(
 /// Users recomputed per transaction when a whole workspace is.
 const RECOMPUTE_BATCH: i64 = 1000;
 
-/// Recomputes every member of a workspace (its RoleMapping or default role
-/// changed), a batch of users per transaction so that SCIM writes and sign-ins
-/// go on in between. Answers how many users were looked at.
+/// Recomputes every principal of a workspace (its RoleMapping or default
+/// role changed), a batch per transaction so that SCIM writes and sign-ins go
+/// on in between. Answers how many principals were looked at.
 pub async fn recompute_workspace(
     store: &Store,
     resolver: &RoleResolver,
@@ -154,10 +155,25 @@ pub async fn recompute_workspace(
     };
     ctx.actor = Some("role-recompute".into());
     let mapping = resolver.mapping(store, workspace).await?;
+    let mut seen = 0;
+    for kind in [ResourceKind::User, ResourceKind::ServiceAccount] {
+        seen += recompute_kind(store, &ctx, mapping.as_deref(), kind).await?;
+    }
+    Ok(seen)
+}
+
+/// [`recompute_workspace`] over the principals of one kind.
+async fn recompute_kind(
+    store: &Store,
+    ctx: &WorkspaceCtx,
+    mapping: Option<&CompiledMapping>,
+    kind: ResourceKind,
+) -> Result<usize> {
+    let workspace = ctx.name.as_str();
     let (mut after, mut seen) = (0, 0);
     loop {
         let batch = store
-            .user_ids_after(workspace, after, RECOMPUTE_BATCH)
+            .ids_after(workspace, kind, after, RECOMPUTE_BATCH)
             .await?;
         let Some((last, _)) = batch.last() else {
             return Ok(seen);
@@ -168,8 +184,8 @@ pub async fn recompute_workspace(
         let mut tx = store.scim_write().await?;
         recompute(
             &mut tx,
-            &ctx,
-            mapping.as_deref(),
+            ctx,
+            mapping,
             &ids,
             super::super::store::now_millis(),
         )
@@ -270,6 +286,7 @@ pub async fn recompute(
             tx.audit(
                 &audit_entry(
                     ctx,
+                    user.kind,
                     "role_changed",
                     user_id,
                     json!({
@@ -284,6 +301,7 @@ pub async fn recompute(
             tx.audit(
                 &audit_entry(
                     ctx,
+                    user.kind,
                     "role_approval_requested",
                     user_id,
                     json!({
@@ -302,8 +320,10 @@ pub async fn recompute(
     Ok(())
 }
 
+/// An audit entry about the resource `id` of `kind`.
 pub(super) fn audit_entry(
     ctx: &WorkspaceCtx,
+    kind: ResourceKind,
     action: &str,
     id: &str,
     detail: serde_json::Value,
@@ -312,14 +332,7 @@ pub(super) fn audit_entry(
         workspace: Some(ctx.name.clone()),
         actor: ctx.actor(),
         action: action.to_string(),
-        kind: Some(
-            if action.starts_with("group") {
-                "Group"
-            } else {
-                "User"
-            }
-            .to_string(),
-        ),
+        kind: Some(kind.as_str().to_string()),
         name: Some(id.to_string()),
         detail: Some(detail),
     }

@@ -269,10 +269,9 @@ fn conflict(kind: ResourceKind, attr: &str, doc: &Map<String, Value>) -> ScimErr
     ))
 }
 
-/// The user a create just wrote, as a read would return it: in no group yet.
-fn new_user_record(
-    pk: i64,
-    id: &str,
+/// The principal a create just wrote, as a read would return it: in no group yet.
+fn new_principal_record(
+    (pk, kind, id): assignments::Holder<'_>,
     write: &ResourceWrite<'_>,
     decision: roles::RoleDecision,
     doc: &Map<String, Value>,
@@ -281,7 +280,7 @@ fn new_user_record(
     ScimRecord {
         pk,
         id: id.to_string(),
-        kind: ResourceKind::User,
+        kind,
         external_id: write.external_id.map(str::to_string),
         display_name: write.display_name.map(str::to_string),
         active: write.active,
@@ -321,10 +320,7 @@ fn named_members(values: &Value) -> Vec<NamedMember> {
 
 /// The attributes every resource of a kind must have after any write.
 fn check_required(kind: ResourceKind, doc: &Map<String, Value>) -> Result<(), ScimProblem> {
-    let required = match kind {
-        ResourceKind::User => "userName",
-        ResourceKind::Group => "displayName",
-    };
+    let required = kind.name_attr();
     match doc.get(required).and_then(Value::as_str) {
         Some(s) if !s.trim().is_empty() => Ok(()),
         _ => Err(ScimProblem::invalid_value(format!(
@@ -401,10 +397,7 @@ impl ScimService {
         };
         // A listing fetched the user's groups with the user; else ask now.
         let fetched;
-        let groups = match (
-            &rec.groups,
-            rec.kind == ResourceKind::User && proj.wants("groups"),
-        ) {
+        let groups = match (&rec.groups, rec.kind.is_principal() && proj.wants("groups")) {
             (_, false) => None,
             (Some(groups), true) => Some(groups.as_slice()),
             (None, true) => {
@@ -579,14 +572,16 @@ impl ScimService {
             .as_ref()
             .map_or((None, None), |d| (d.role.as_deref(), d.pending.as_deref()));
         let write = ResourceWrite::new(kind, &id, &doc);
-        // A user's audit entry is known before the insert and goes with it; a
-        // group's counts the members added after.
+        // A principal's audit entry is known before the insert and goes with
+        // it; a group's counts the members added after.
         let provisioned = decision.as_ref().map(|decision| {
+            let name = kind.name_attr();
             let detail = json!({
-                "userName": doc.get("userName"), "externalId": doc.get("externalId"),
+                name: doc.get(name), "externalId": doc.get("externalId"),
                 "active": write.active, "role": decision.role, "requestId": ctx.request_id,
             });
-            audit_entry(ctx, "user_provisioned", &id, detail)
+            let action = format!("{}_provisioned", kind.audit_noun());
+            audit_entry(ctx, kind, &action, &id, detail)
         });
         let mut tx = self.store.scim_write().await?;
         // The unique indexes are the uniqueness check: a taken userName or
@@ -605,13 +600,19 @@ impl ScimService {
                 None => return Err(e.into()),
             },
         };
-        if kind == ResourceKind::User {
-            assignments::created(&mut tx, ctx, (pk, &id), &doc, now).await?;
+        if kind.is_principal() {
+            assignments::created(&mut tx, ctx, (pk, kind, &id), &doc, now).await?;
         }
         let created = match decision {
-            // The stored user is what was just written, in no group yet:
-            // answer from it instead of reading it back.
-            Some(decision) => Some(new_user_record(pk, &id, &write, decision, &doc, now)),
+            // The stored principal is what was just written, in no group
+            // yet: answer from it instead of reading it back.
+            Some(decision) => Some(new_principal_record(
+                (pk, kind, &id),
+                &write,
+                decision,
+                &doc,
+                now,
+            )),
             None => {
                 self.fill_new_group(&mut tx, ctx, (pk, &id), &doc, &members, now)
                     .await?;
@@ -635,8 +636,8 @@ impl ScimService {
         }
     }
 
-    /// A new user's role, from the mapping (no groups yet), decided before
-    /// taking the writer; none for a group.
+    /// A new principal's role, from the mapping (no groups yet), decided
+    /// before taking the writer; none for a group.
     async fn new_user_role(
         &self,
         ctx: &WorkspaceCtx,
@@ -666,8 +667,11 @@ impl ScimService {
             "displayName": doc.get("displayName"), "externalId": doc.get("externalId"),
             "members": added.len(), "requestId": ctx.request_id,
         });
-        tx.audit(&audit_entry(ctx, "group_created", id, detail), now)
-            .await?;
+        tx.audit(
+            &audit_entry(ctx, ResourceKind::Group, "group_created", id, detail),
+            now,
+        )
+        .await?;
         Ok(())
     }
 
@@ -710,7 +714,7 @@ impl ScimService {
         tx.add_members(group_pk, &known).await
     }
 
-    /// Deprovisioning and reactivation when a user's `active` flips.
+    /// Deprovisioning and reactivation when a principal's `active` flips.
     async fn lifecycle(
         &self,
         tx: &mut ScimTx,
@@ -720,26 +724,26 @@ impl ScimService {
         via: &str,
         now: i64,
     ) -> Result<Lifecycle, StoreError> {
-        let user_name = rec.doc.get("userName").cloned();
+        let name = rec.kind.name_attr();
+        let (kind, noun) = (rec.kind, rec.kind.audit_noun());
         match (rec.active, active) {
             (true, false) => {
-                let revoked = tx.revoke_sessions(&ctx.name, &rec.id, now).await?;
+                let (sessions, keys) = revoke_credentials(tx, ctx, &rec.id, now).await?;
                 let detail = json!({
-                    "userName": user_name, "via": via, "sessionsRevoked": revoked,
-                    "requestId": ctx.request_id,
+                    name: rec.doc.get(name), "via": via, "sessionsRevoked": sessions,
+                    "keysRevoked": keys, "requestId": ctx.request_id,
                 });
-                tx.audit(
-                    &audit_entry(ctx, "user_deprovisioned", &rec.id, detail),
-                    now,
-                )
-                .await?;
+                let action = format!("{noun}_deprovisioned");
+                tx.audit(&audit_entry(ctx, kind, &action, &rec.id, detail), now)
+                    .await?;
                 Ok(Lifecycle::Deprovisioned)
             }
             (false, true) => {
                 let detail = json!({
-                    "userName": user_name, "via": via, "role": rec.role, "requestId": ctx.request_id,
+                    name: rec.doc.get(name), "via": via, "role": rec.role, "requestId": ctx.request_id,
                 });
-                tx.audit(&audit_entry(ctx, "user_reactivated", &rec.id, detail), now)
+                let action = format!("{noun}_reactivated");
+                tx.audit(&audit_entry(ctx, kind, &action, &rec.id, detail), now)
                     .await?;
                 Ok(Lifecycle::Reactivated)
             }
@@ -749,10 +753,10 @@ impl ScimService {
 
     /// After a write committed: its lifecycle counted, and a deprovisioned
     /// user's cached sessions dropped here (their rows were revoked in the write).
-    fn committed(&self, ctx: &WorkspaceCtx, user_id: &str, lifecycle: Lifecycle) {
+    fn committed(&self, ctx: &WorkspaceCtx, kind: ResourceKind, id: &str, lifecycle: Lifecycle) {
         match lifecycle {
             Lifecycle::Deprovisioned => {
-                self.session_cache.forget_user(&ctx.name, user_id);
+                self.session_cache.forget_user(&ctx.name, id);
                 self.metrics
                     .scim_deprovisioned
                     .with_label_values(&[&ctx.name])
@@ -761,7 +765,7 @@ impl ScimService {
             Lifecycle::Reactivated => self
                 .metrics
                 .scim_provisioned
-                .with_label_values(&[&ctx.name, ResourceKind::User.as_str()])
+                .with_label_values(&[&ctx.name, kind.as_str()])
                 .inc(),
             Lifecycle::Unchanged => {}
         }
@@ -781,7 +785,7 @@ impl ScimService {
         let mut doc = resource::normalize(&set, body)?;
         let members = match kind {
             ResourceKind::Group => Some(take_members(&mut doc).unwrap_or_default()),
-            ResourceKind::User => None,
+            ResourceKind::User | ResourceKind::ServiceAccount => None,
         };
         let now = now_millis();
         let (mut tx, rec) = self.open(ctx, kind, id, pre).await?;
@@ -789,7 +793,7 @@ impl ScimService {
         let write = ResourceWrite::new(kind, &rec.id, &doc);
         let doc_changed = save(&mut tx, ctx, kind, &rec, &write, now).await?;
         let mut affected = Vec::new();
-        if kind == ResourceKind::User && assignments::changed(ctx, &rec.doc, &doc) {
+        if kind.is_principal() && assignments::changed(ctx, &rec.doc, &doc) {
             affected.push(rec.id.clone());
         }
         let mut members_changed = false;
@@ -816,12 +820,12 @@ impl ScimService {
                 affected.extend(new.into_iter().map(|(id, _)| id));
             }
         }
-        let lifecycle = match kind {
-            ResourceKind::User => {
+        let lifecycle = match kind.is_principal() {
+            true => {
                 self.lifecycle(&mut tx, ctx, &rec, write.active, "PUT", now)
                     .await?
             }
-            ResourceKind::Group => Lifecycle::Unchanged,
+            false => Lifecycle::Unchanged,
         };
         if members_changed && !doc_changed {
             tx.touch(rec.pk, now).await?;
@@ -831,7 +835,7 @@ impl ScimService {
             audit_updated(&mut tx, ctx, kind, id, "PUT", now).await?;
         }
         tx.commit().await?;
-        self.committed(ctx, id, lifecycle);
+        self.committed(ctx, kind, id, lifecycle);
         Ok(Outcome::Found(self.read_back(ctx, kind, id, proj).await?))
     }
 
@@ -864,7 +868,7 @@ impl ScimService {
             ResourceKind::Group if doc_changed && moves_members(ctx, &rec.doc, &doc) => {
                 affected.extend(tx.member_ids(rec.pk).await?);
             }
-            ResourceKind::User if assignments::changed(ctx, &rec.doc, &doc) => {
+            _ if kind.is_principal() && assignments::changed(ctx, &rec.doc, &doc) => {
                 affected.push(rec.id.clone());
             }
             _ => {}
@@ -872,19 +876,19 @@ impl ScimService {
         if members_changed && !doc_changed {
             tx.touch(rec.pk, now).await?;
         }
-        let lifecycle = match kind {
-            ResourceKind::User => {
+        let lifecycle = match kind.is_principal() {
+            true => {
                 self.lifecycle(&mut tx, ctx, &rec, write.active, "PATCH", now)
                     .await?
             }
-            ResourceKind::Group => Lifecycle::Unchanged,
+            false => Lifecycle::Unchanged,
         };
         self.recompute(&mut tx, ctx, &dedup(affected), now).await?;
         if doc_changed && lifecycle == Lifecycle::Unchanged {
             audit_updated(&mut tx, ctx, kind, id, "PATCH", now).await?;
         }
         tx.commit().await?;
-        self.committed(ctx, id, lifecycle);
+        self.committed(ctx, kind, id, lifecycle);
         Ok(Outcome::Found(self.read_back(ctx, kind, id, proj).await?))
     }
 
@@ -938,7 +942,8 @@ impl ScimService {
     }
 
     /// `DELETE /Users/{id}`: deactivates (or, when the workspace says so,
-    /// deletes) the user and revokes every session; deletes a group.
+    /// deletes) the user or service account and revokes every session and
+    /// key; deletes a group.
     pub async fn delete(
         &self,
         ctx: &WorkspaceCtx,
@@ -951,24 +956,23 @@ impl ScimService {
         tx.remove_from_all_groups(&ctx.name, id).await?;
         let mut lifecycle = Lifecycle::Unchanged;
         match kind {
-            ResourceKind::User => {
-                let revoked = tx.revoke_sessions(&ctx.name, id, now).await?;
+            ResourceKind::User | ResourceKind::ServiceAccount => {
+                let (sessions, keys) = revoke_credentials(&mut tx, ctx, id, now).await?;
                 let hard = ctx.hard_delete();
                 if hard {
                     tx.hard_delete(rec.pk).await?;
                 } else {
                     tx.mark_deleted(rec.pk, now).await?;
                 }
+                let name = kind.name_attr();
                 let detail = json!({
-                    "userName": rec.doc.get("userName"), "via": "DELETE", "hardDelete": hard,
-                    "sessionsRevoked": revoked, "requestId": ctx.request_id,
+                    name: rec.doc.get(name), "via": "DELETE", "hardDelete": hard,
+                    "sessionsRevoked": sessions, "keysRevoked": keys, "requestId": ctx.request_id,
                 });
-                let action = if hard {
-                    "user_deleted"
-                } else {
-                    "user_deprovisioned"
-                };
-                tx.audit(&audit_entry(ctx, action, id, detail), now).await?;
+                let verb = if hard { "deleted" } else { "deprovisioned" };
+                let action = format!("{}_{verb}", kind.audit_noun());
+                tx.audit(&audit_entry(ctx, kind, &action, id, detail), now)
+                    .await?;
                 if rec.active {
                     lifecycle = Lifecycle::Deprovisioned;
                 }
@@ -981,12 +985,12 @@ impl ScimService {
                     "displayName": rec.doc.get("displayName"), "members": members.len(),
                     "requestId": ctx.request_id,
                 });
-                tx.audit(&audit_entry(ctx, "group_deleted", id, detail), now)
+                tx.audit(&audit_entry(ctx, kind, "group_deleted", id, detail), now)
                     .await?;
             }
         }
         tx.commit().await?;
-        self.committed(ctx, id, lifecycle);
+        self.committed(ctx, kind, id, lifecycle);
         Ok(Outcome::Deleted)
     }
 }
@@ -1021,9 +1025,23 @@ async fn audit_updated(
     via: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let action = format!("{}_updated", kind.as_str().to_lowercase());
+    let action = format!("{}_updated", kind.audit_noun());
     let detail = json!({"via": via, "requestId": ctx.request_id});
-    tx.audit(&audit_entry(ctx, &action, id, detail), now).await
+    tx.audit(&audit_entry(ctx, kind, &action, id, detail), now)
+        .await
+}
+
+/// Revokes every session and API key of a principal, in the write that
+/// deprovisions it; answers how many of each.
+async fn revoke_credentials(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    id: &str,
+    now: i64,
+) -> Result<(u64, u64), StoreError> {
+    let sessions = tx.revoke_sessions(&ctx.name, id, now).await?;
+    let keys = tx.revoke_api_keys(&ctx.name, id, now).await?;
+    Ok((sessions, keys))
 }
 
 /// Refuses a filter naming an attribute none of `sets` has.

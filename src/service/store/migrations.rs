@@ -59,6 +59,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0008_role_assignments.sql"),
         include_str!("../../../migrations/postgres/0008_role_assignments.sql"),
     ),
+    (
+        9,
+        "api_keys",
+        include_str!("../../../migrations/sqlite/0009_api_keys.sql"),
+        include_str!("../../../migrations/postgres/0009_api_keys.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

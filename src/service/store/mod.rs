@@ -10,6 +10,7 @@
 //! [`args::Arg`]s and decode rows through [`columns::Columns`], so each is
 //! written once for both drivers.
 
+mod api_keys;
 mod args;
 mod audit;
 mod claims;
@@ -33,6 +34,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
+pub use api_keys::{ApiKeyRecord, LiveApiKey, NewApiKey};
 use args::Arg;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 use columns::Columns;

@@ -100,18 +100,17 @@ impl<'a> Translator<'a> {
                         lower: false,
                     };
                 }
-                ("userName", None, ResourceKind::User)
-                | ("displayName", None, ResourceKind::Group) => {
+                (name, None, kind) if name == kind.name_attr() => {
                     return Source::Text {
                         column: "r.name_key",
                         lower: true,
                     };
                 }
-                ("active", None, ResourceKind::User) => return Source::Active,
+                ("active", None, kind) if kind.is_principal() => return Source::Active,
                 ("meta", Some("created"), _) => return Source::Time("r.created_at"),
                 ("meta", Some("lastModified"), _) => return Source::Time("r.updated_at"),
                 ("members", _, ResourceKind::Group) => return Source::Members,
-                ("groups", _, ResourceKind::User) => return Source::Groups,
+                ("groups", _, kind) if kind.is_principal() => return Source::Groups,
                 _ => {}
             }
         }
@@ -328,8 +327,8 @@ impl<'a> Translator<'a> {
         let (column, fold) = match (self.set.kind, sub) {
             (ResourceKind::Group, "value") => ("m.member_id", false),
             (ResourceKind::Group, "type") => ("lower(m.member_type)", true),
-            (ResourceKind::User, "value") => ("g.id", false),
-            (ResourceKind::User, "display") => ("g.name_key", true),
+            (kind, "value") if kind.is_principal() => ("g.id", false),
+            (kind, "display") if kind.is_principal() => ("g.name_key", true),
             (_, other) => {
                 return Err(ScimProblem::invalid_filter(format!(
                     "filtering on {other} of a membership is not supported; use value"
@@ -350,7 +349,7 @@ impl<'a> Translator<'a> {
             ResourceKind::Group => {
                 format!("r.pk IN (SELECT m.group_pk FROM scim_members m WHERE {cond})")
             }
-            ResourceKind::User => format!(
+            ResourceKind::User | ResourceKind::ServiceAccount => format!(
                 "r.id IN (SELECT m.member_id FROM scim_members m JOIN scim_resources g \
                  ON g.pk = m.group_pk WHERE g.workspace = r.workspace AND g.deleted_at IS NULL AND {cond})"
             ),

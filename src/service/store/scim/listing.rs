@@ -6,7 +6,7 @@ use super::records::{COLUMNS, ScimRecord, decode_listed, groups_json};
 use crate::scim::{
     ScimProblem,
     filter::{AttrPath, Filter},
-    schema::{ResourceKind, SchemaSet},
+    schema::SchemaSet,
 };
 
 /// One listing request, already validated.
@@ -77,12 +77,12 @@ impl Store {
         let offset = sql.bind(Param::Int(query.start_index - 1));
         // A user's groups come in the same statement: one round trip for the
         // page, not one more per user.
-        let groups = match set.kind {
-            ResourceKind::User => format!(
+        let groups = match set.kind.is_principal() {
+            true => format!(
                 ", {} AS groups_json",
                 groups_json(self.backend, "r.id", "r.workspace")
             ),
-            ResourceKind::Group => String::new(),
+            false => String::new(),
         };
         let page_sql = format!(
             "SELECT {COLUMNS}{groups} FROM scim_resources r WHERE {condition} ORDER BY {order} LIMIT {limit} OFFSET {offset}"

@@ -46,10 +46,7 @@ pub struct ResourceWrite<'a> {
 impl<'a> ResourceWrite<'a> {
     pub fn new(kind: ResourceKind, id: &'a str, doc: &'a Map<String, Value>) -> Self {
         let text = |k: &str| doc.get(k).and_then(Value::as_str);
-        let name = match kind {
-            ResourceKind::User => text("userName"),
-            ResourceKind::Group => text("displayName"),
-        };
+        let name = text(kind.name_attr());
         Self {
             id,
             external_id: text("externalId"),
@@ -64,12 +61,14 @@ impl<'a> ResourceWrite<'a> {
 pub(super) const COLUMNS: &str = "r.pk, r.id, r.kind, r.external_id, r.display_name, r.active, r.role, \
                        r.pending_role, r.doc, r.version, r.created_at, r.updated_at";
 
+/// The principal kind a stored `kind` names; `None` for a group.
+pub(in crate::service::store) fn kind_of_principal(s: &str) -> Option<ResourceKind> {
+    ResourceKind::parse(s).filter(|k| k.is_principal())
+}
+
 pub(super) fn kind_of(s: &str) -> ResourceKind {
-    if s == "Group" {
-        ResourceKind::Group
-    } else {
-        ResourceKind::User
-    }
+    // Only the service writes the column, with `ResourceKind::as_str`.
+    ResourceKind::parse(s).unwrap_or(ResourceKind::User)
 }
 
 pub(super) fn decode(row: &(impl Columns + ?Sized)) -> Result<ScimRecord> {
@@ -113,7 +112,7 @@ pub(super) fn decode_listed(
     kind: ResourceKind,
 ) -> Result<ScimRecord> {
     let mut rec = decode(row)?;
-    if kind == ResourceKind::User {
+    if kind.is_principal() {
         let json = row.text("groups_json")?;
         rec.groups = Some(parse_groups(&json, &rec.id)?);
     }
@@ -188,6 +187,9 @@ pub(in crate::service::store) async fn get(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRow {
     pub id: String,
+    /// `User` or `ServiceAccount`.
+    pub kind: ResourceKind,
+    /// The lower-cased userName (a service account's displayName).
     pub user_name: String,
     pub active: bool,
     pub role: Option<String>,
@@ -197,18 +199,20 @@ pub struct MemberRow {
 }
 
 impl Store {
-    /// A live user by SCIM id or by userName (case-insensitively).
+    /// A principal (user or service account) that is not deleted, by SCIM
+    /// id, or a user by userName (case-insensitively).
     pub async fn member(&self, workspace: &str, who: &str) -> Result<Option<MemberRow>> {
         let name_key = who.to_lowercase();
-        // Unique-index probes (id, name_key): a point read.
+        // Unique-index probes (id, a user's name_key): a point read.
         self.read_optional(
-            "SELECT id, name_key, active, role, pending_role, assignments FROM scim_resources \
-             WHERE workspace = $1 AND kind = 'User' AND deleted_at IS NULL \
-             AND (id = $2 OR name_key = $3)",
+            "SELECT id, kind, name_key, active, role, pending_role, assignments \
+             FROM scim_resources WHERE workspace = $1 AND deleted_at IS NULL \
+             AND kind <> 'Group' AND (id = $2 OR (kind = 'User' AND name_key = $3))",
             &[workspace.into(), who.into(), name_key.as_str().into()],
             |row| {
                 Ok(MemberRow {
                     id: row.text("id")?,
+                    kind: kind_of(&row.text("kind")?),
                     user_name: row.text("name_key")?,
                     active: row.int("active")? != 0,
                     role: row.opt_text("role")?,
@@ -267,19 +271,23 @@ impl Store {
         .await
     }
 
-    /// The next `limit` users of a workspace after `after_pk`, in pk order:
-    /// (pk, id). The role recompute walks a workspace with it.
-    pub async fn user_ids_after(
+    /// The next `limit` resources of `kind` in a workspace after `after_pk`,
+    /// in pk order: (pk, id). The role recompute walks a workspace's
+    /// principals with it, one kind after the other (each walk is a range of
+    /// the (workspace, kind, pk) index).
+    pub async fn ids_after(
         &self,
         workspace: &str,
+        kind: ResourceKind,
         after_pk: i64,
         limit: i64,
     ) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query(
-            "SELECT pk, id FROM scim_resources WHERE workspace = $1 AND kind = 'User' \
-             AND pk > $2 AND deleted_at IS NULL ORDER BY pk LIMIT $3",
+            "SELECT pk, id FROM scim_resources WHERE workspace = $1 AND kind = $2 \
+             AND pk > $3 AND deleted_at IS NULL ORDER BY pk LIMIT $4",
         )
         .bind(workspace)
+        .bind(kind.as_str())
         .bind(after_pk)
         .bind(limit)
         .fetch_all(&self.pool)

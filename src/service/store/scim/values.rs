@@ -61,9 +61,8 @@ pub fn value_rows(
         }
     }
     for (key, value) in doc {
-        let column_backed = matches!(key.as_str(), "externalId" | "members")
-            || (kind == ResourceKind::User && key == "userName")
-            || (kind == ResourceKind::Group && key == "displayName");
+        let column_backed =
+            matches!(key.as_str(), "externalId" | "members") || key == kind.name_attr();
         if column_backed {
             continue;
         }

@@ -10,7 +10,7 @@ use super::super::{
     reader::rows_for_ids,
 };
 use super::members::member_name;
-use super::records::{ResourceWrite, ScimRecord, doc_text, get};
+use super::records::{ResourceWrite, ScimRecord, doc_text, get, kind_of};
 use super::values::value_rows;
 use crate::scim::schema::ResourceKind;
 
@@ -26,7 +26,7 @@ impl Store {
 
 /// A write transaction over SCIM resources. Dropped without `commit`, it rolls back.
 pub struct ScimTx {
-    pub(super) tx: WriteTx,
+    pub(in crate::service::store) tx: WriteTx,
     pub(super) backend: Backend,
 }
 
@@ -34,6 +34,8 @@ pub struct ScimTx {
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub pk: i64,
+    /// `User` or `ServiceAccount`.
+    pub kind: ResourceKind,
     pub role: Option<String>,
     pub pending: Option<String>,
     /// When asked for: the document and the stored effective assignments.
@@ -287,9 +289,10 @@ impl ScimTx {
             )
         };
         let rows = rows_for_ids(&mut self.tx, workspace.into(), user_ids, sql, |row| {
-            let user = row.text("kind")? == ResourceKind::User.as_str();
+            let kind = kind_of(&row.text("kind")?);
             let found = UserRow {
                 pk: row.int("pk")?,
+                kind,
                 role: row.opt_text("role")?,
                 pending: row.opt_text("pending_role")?,
                 assignments: match with_assignments {
@@ -297,7 +300,7 @@ impl ScimTx {
                     false => None,
                 },
             };
-            Ok(user.then_some((row.text("id")?, found)))
+            Ok(kind.is_principal().then_some((row.text("id")?, found)))
         })
         .await?;
         Ok(rows.into_iter().flatten().collect())

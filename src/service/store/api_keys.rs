@@ -1,0 +1,234 @@
+//! API keys of users and service accounts, stored as SHA-256 hashes.
+//!
+//! A key belongs to one principal. It is accepted while it is neither revoked
+//! nor expired and its principal is neither deleted nor deactivated; SCIM
+//! deprovisioning also revokes every key of the principal in its own write
+//! (`ScimTx::revoke_api_keys`), so a key stays dead if the principal returns.
+
+use super::{
+    AuditEntry, Result, Store, audit,
+    columns::Columns,
+    scim::{ScimTx, kind_of_principal},
+};
+use crate::scim::schema::ResourceKind;
+
+/// A key to store: never the key, only its hash.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub workspace: String,
+    pub principal_id: String,
+    pub name: String,
+    pub hash: String,
+    pub issued_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A stored key, as listings show it (never the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub workspace: String,
+    pub principal_id: String,
+    pub name: String,
+    pub issued_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key is accepted at `now` (ms), its principal permitting.
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// A live key and what a check answers about its principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveApiKey {
+    pub id: String,
+    pub hash: String,
+    pub workspace: String,
+    pub principal_id: String,
+    pub principal_kind: ResourceKind,
+    /// The lower-cased userName (a service account's displayName).
+    pub principal_name: String,
+    pub role: Option<String>,
+    /// Effective role assignments, as stored (JSON `[{type, value}]`).
+    pub assignments: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, workspace, principal_id, name, issued_by, created_at, expires_at, revoked_at, last_used_at";
+
+fn decode(row: &(impl Columns + ?Sized)) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.text("id")?,
+        workspace: row.text("workspace")?,
+        principal_id: row.text("principal_id")?,
+        name: row.text("name")?,
+        issued_by: row.text("issued_by")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.opt_int("expires_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+        last_used_at: row.opt_int("last_used_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a key for a live, active principal, with its audit entry, in
+    /// one transaction. `false` (nothing written) when the principal is
+    /// missing, deleted or deactivated: the check would refuse the key anyway.
+    pub async fn insert_api_key(&self, key: &NewApiKey, entry: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // The principal is read inside the write, so a deprovisioning cannot
+        // slip in between the check and the insert.
+        let live = tx
+            .fetch_optional(
+                "SELECT kind FROM scim_resources WHERE workspace = $1 AND id = $2 \
+                 AND deleted_at IS NULL AND active <> 0",
+                &[(&key.workspace).into(), (&key.principal_id).into()],
+                |row| row.text("kind"),
+            )
+            .await?;
+        if live.is_none_or(|kind| kind_of_principal(&kind).is_none()) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO api_keys (id, workspace, principal_id, name, hash, issued_by, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                (&key.id).into(),
+                (&key.workspace).into(),
+                (&key.principal_id).into(),
+                (&key.name).into(),
+                (&key.hash).into(),
+                (&key.issued_by).into(),
+                key.created_at.into(),
+                key.expires_at.into(),
+            ],
+        )
+        .await?;
+        audit::insert(&mut tx, entry, key.created_at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A workspace's keys, or one principal's, oldest first.
+    pub async fn api_keys(
+        &self,
+        workspace: &str,
+        principal_id: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>> {
+        let (sql, args) = match principal_id {
+            Some(p) => (
+                format!(
+                    "SELECT {COLUMNS} FROM api_keys WHERE workspace = $1 AND principal_id = $2 \
+                     ORDER BY created_at, id"
+                ),
+                vec![workspace.into(), p.into()],
+            ),
+            None => (
+                format!(
+                    "SELECT {COLUMNS} FROM api_keys WHERE workspace = $1 ORDER BY created_at, id"
+                ),
+                vec![workspace.into()],
+            ),
+        };
+        self.read_all(&sql, &args, |row| decode(row)).await
+    }
+
+    /// Revokes one key; `false` when it is unknown here or already revoked.
+    pub async fn revoke_api_key(
+        &self,
+        workspace: &str,
+        id: &str,
+        entry: &AuditEntry,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = tx
+            .execute(
+                "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND workspace = $2 \
+                 AND revoked_at IS NULL",
+                &[id.into(), workspace.into(), now.into()],
+            )
+            .await?;
+        if n > 0 {
+            audit::insert(&mut tx, entry, now).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// A key that is neither revoked nor expired, of a principal that is
+    /// neither deleted nor deactivated, with the principal's role now.
+    pub async fn live_api_key(&self, id: &str, now: i64) -> Result<Option<LiveApiKey>> {
+        // A primary-key probe and one joined row: a point read.
+        self.read_optional(
+            "SELECT k.id, k.hash, k.workspace, k.principal_id, r.kind, r.name_key, r.role, \
+             r.assignments, k.created_at, k.expires_at, k.last_used_at \
+             FROM api_keys k JOIN scim_resources r \
+             ON r.workspace = k.workspace AND r.id = k.principal_id \
+             WHERE k.id = $1 AND k.revoked_at IS NULL \
+             AND (k.expires_at IS NULL OR k.expires_at > $2) \
+             AND r.deleted_at IS NULL AND r.active <> 0",
+            &[id.into(), now.into()],
+            |row| {
+                let Some(principal_kind) = kind_of_principal(&row.text("kind")?) else {
+                    return Ok(None);
+                };
+                Ok(Some(LiveApiKey {
+                    id: row.text("id")?,
+                    hash: row.text("hash")?,
+                    workspace: row.text("workspace")?,
+                    principal_id: row.text("principal_id")?,
+                    principal_kind,
+                    principal_name: row.text("name_key")?,
+                    role: row.opt_text("role")?,
+                    assignments: row.opt_text("assignments")?,
+                    created_at: row.int("created_at")?,
+                    expires_at: row.opt_int("expires_at")?,
+                    last_used_at: row.opt_int("last_used_at")?,
+                }))
+            },
+        )
+        .await
+        .map(Option::flatten)
+    }
+
+    /// Records that a key was used at `now`.
+    pub async fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        tx.execute(
+            "UPDATE api_keys SET last_used_at = $2 WHERE id = $1",
+            &[id.into(), now.into()],
+        )
+        .await?;
+        tx.commit().await
+    }
+}
+
+impl ScimTx {
+    /// Revokes every live key of a principal; returns how many.
+    pub async fn revoke_api_keys(
+        &mut self,
+        workspace: &str,
+        principal_id: &str,
+        now: i64,
+    ) -> Result<u64> {
+        self.tx
+            .execute(
+                "UPDATE api_keys SET revoked_at = $1 WHERE workspace = $2 AND principal_id = $3 \
+             AND revoked_at IS NULL",
+                &[now.into(), workspace.into(), principal_id.into()],
+            )
+            .await
+    }
+}
