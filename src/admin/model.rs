@@ -403,6 +403,12 @@ impl ObjectKind {
         }
     }
 
+    /// Whether a workspace holds at most one object of this kind: its role
+    /// mapping decides every role, so a second one could only be ignored.
+    pub fn one_per_workspace(self) -> bool {
+        self == ObjectKind::RoleMapping
+    }
+
     /// Path segment in the admin API.
     pub fn collection(self) -> &'static str {
         match self {

@@ -85,6 +85,9 @@ impl Error {
             Error::Service(ClientError::Api { code, .. }) if code == "workspace_taken" => {
                 "WorkspaceIdTaken"
             }
+            Error::Service(ClientError::Api { code, .. }) if code == "one_per_workspace" => {
+                "WorkspaceHasRoleMapping"
+            }
             Error::Service(_) => "ServiceRejected",
             Error::Config { reason, .. } => reason,
             Error::Finalizer(_) => "FinalizerFailed",
@@ -95,3 +98,22 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_role_mapping_says_why_and_waits_for_a_change() {
+        let refused = Error::Service(ClientError::Api {
+            status: reqwest::StatusCode::CONFLICT,
+            code: "one_per_workspace".into(),
+            message: "workspace acme already has role-mapping \"roles\"".into(),
+        });
+        assert_eq!(refused.reason(), "WorkspaceHasRoleMapping");
+        assert!(
+            !refused.is_transient(),
+            "retrying cannot help until the first goes"
+        );
+    }
+}

@@ -571,7 +571,81 @@ fn taken_by_b(e: ClientError) {
     );
 }
 
+/// A workspace has one RoleMapping: it decides every role, so a second is
+/// refused (409 `one_per_workspace`, naming the first) rather than stored
+/// and ignored, also when two first mappings arrive at once.
+async fn a_workspace_has_one_role_mapping(db: Db) {
+    let db = TestDb::new(db).await;
+    let svc = start_service(&db.url).await;
+    let c = client(&svc);
+    let mapping = |role: &str| json!({"rules": [{"equals": "eng", "role": role}]});
+    for ws in ["acme", "globex"] {
+        c.put_object(
+            ObjectKind::Workspace,
+            ws,
+            ws,
+            &json!({"domains": [format!("{ws}.com")]}),
+        )
+        .await
+        .unwrap();
+    }
+    c.put_object(ObjectKind::RoleMapping, "acme", "roles", &mapping("admin"))
+        .await
+        .unwrap();
+    let err = c
+        .put_object(
+            ObjectKind::RoleMapping,
+            "acme",
+            "more-roles",
+            &mapping("owner"),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!(
+                (*status, code.as_str()),
+                (StatusCode::CONFLICT, "one_per_workspace")
+            );
+            assert!(message.contains("\"roles\""), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    let updated = c
+        .put_object(ObjectKind::RoleMapping, "acme", "roles", &mapping("owner"))
+        .await
+        .unwrap();
+    assert_eq!(updated.result, Some(PutResult::Updated));
+
+    // Two first mappings of one workspace at once: one wins.
+    let doc = mapping("admin");
+    let (a, b) = tokio::join!(
+        c.put_object(ObjectKind::RoleMapping, "globex", "a", &doc),
+        c.put_object(ObjectKind::RoleMapping, "globex", "b", &doc),
+    );
+    assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "{a:?} {b:?}");
+
+    // Once the first is gone, another may take its place.
+    c.delete_object(ObjectKind::RoleMapping, "acme", "roles", false)
+        .await
+        .unwrap();
+    c.put_object(
+        ObjectKind::RoleMapping,
+        "acme",
+        "more-roles",
+        &mapping("owner"),
+    )
+    .await
+    .unwrap();
+    svc.stop().await.unwrap();
+}
+
 on_both_databases!(
+    a_workspace_has_one_role_mapping,
     workspace_ids_are_claimed,
     second_identical_put_changes_nothing,
     bad_input_gets_a_clear_4xx_and_changes_nothing,

@@ -408,6 +408,20 @@ async fn expired_and_orphan_keys_are_refused(db: Db) {
         .await
         .expect_err("a group");
     assert!(e.to_string().contains("404"), "{e}");
+
+    // Deleting the workspace with everything in it kills its keys.
+    let last = admin_key(&f, &alice, "last").await;
+    assert_eq!(check(&f, &last.key).await.0, StatusCode::OK);
+    f.admin
+        .delete_object(
+            idsync::service::store::ObjectKind::Workspace,
+            "acme",
+            "acme",
+            true,
+        )
+        .await
+        .expect("cascade");
+    assert_eq!(check(&f, &last.key).await.0, StatusCode::UNAUTHORIZED);
 }
 
 on_both_databases!(

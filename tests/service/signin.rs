@@ -616,6 +616,50 @@ async fn a_mapping_change_recomputes_every_member(db: Db) {
     );
 }
 
+/// A role the IdP's own assertion gives (its `groups` at sign-in) survives a
+/// SCIM change that recomputes the member without a sign-in: the recompute
+/// decides on what the last sign-in asserted plus the directory as it is now.
+async fn a_role_from_the_idp_survives_a_scim_change(db: Db) {
+    let f = SignInFixture::start(
+        db,
+        json!({"domains": ["acme.com"]}),
+        accounts(),
+        Some(mapping()),
+    )
+    .await;
+    let token = scim_token(&f).await;
+    let alice = scim_user(&f, &token, "alice@acme.com").await;
+    let cookie = f
+        .sign_in(&f.browser(), "alice@acme.com", "alice")
+        .await
+        .session_cookie()
+        .expect("cookie");
+    // The IdP asserts `admins`; the directory has her in no group yet.
+    assert_eq!(f.session(&cookie).await.1["role"], "admin");
+    let group = scim_group(&f, &token, "engineering", std::slice::from_ref(&alice)).await;
+    let leave = json!([{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}]);
+    scim(
+        &f,
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/Groups/{group}"),
+        patch_op(leave),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        f.session(&cookie).await.1["role"],
+        "admin",
+        "two recomputes later"
+    );
+    let changes = audit(&f, "role_changed").await;
+    assert_eq!(
+        changes.len(),
+        1,
+        "only the sign-in moved her role: {changes:?}"
+    );
+}
+
 /// Tecton's scheme, as `examples/tecton-okta.yaml` declares it.
 pub(crate) fn tecton_assignments(managed_on: &[&str]) -> Value {
     let roles = ["owner", "editor", "consumer", "operator", "viewer"];
@@ -827,6 +871,7 @@ on_both_databases!(
     sessions_report_the_current_role_and_die_with_deprovisioning,
     a_mapping_change_recomputes_every_member,
     role_assignments_follow_the_okta_flow,
+    a_role_from_the_idp_survives_a_scim_change,
     group_roles_are_ignored_where_scim_may_not_manage_them
 );
 

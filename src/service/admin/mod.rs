@@ -33,6 +33,9 @@ pub enum AdminError {
     /// The workspace id belongs to another claimant.
     #[error("{0}")]
     Taken(String),
+    /// The workspace already holds the one object of this kind it may have.
+    #[error("{0}")]
+    Occupied(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -299,12 +302,19 @@ impl AdminService {
                 },
             )
             .await?;
-        let result = match &outcome {
-            PutOutcome::Created(_) => PutResult::Created,
-            PutOutcome::Updated(_) => PutResult::Updated,
-            PutOutcome::Unchanged(_) => PutResult::Unchanged,
+        let (result, object) = match &outcome {
+            PutOutcome::Created(o) => (PutResult::Created, o),
+            PutOutcome::Updated(o) => (PutResult::Updated, o),
+            PutOutcome::Unchanged(o) => (PutResult::Unchanged, o),
+            PutOutcome::Occupied(holder) => {
+                return Err(AdminError::Occupied(format!(
+                    "workspace {workspace} already has {} {holder:?}, which decides every role; \
+                     change that one, or delete it first",
+                    kind.as_str()
+                )));
+            }
         };
-        Ok(self.view(outcome.object(), Some(result)))
+        Ok(self.view(object, Some(result)))
     }
 
     pub async fn get(&self, kind: ObjectKind, workspace: &str, name: &str) -> Result<ObjectView> {

@@ -86,6 +86,7 @@ impl From<AdminError> for ApiError {
             AdminError::NotFound(m) => Self::not_found(m),
             AdminError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             AdminError::Taken(m) => Self::new(StatusCode::CONFLICT, "workspace_taken", m),
+            AdminError::Occupied(m) => Self::new(StatusCode::CONFLICT, "one_per_workspace", m),
             AdminError::Store(s) => s.into(),
         }
     }

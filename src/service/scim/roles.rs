@@ -31,7 +31,9 @@ pub struct RoleDecision {
 }
 
 impl RoleResolver {
-    /// The workspace's active mapping: its first RoleMapping by name, if any.
+    /// The workspace's mapping, if any. The admin API refuses a second one;
+    /// a database written before that rule may hold several, and then the
+    /// first by name decides, as it always did.
     pub async fn mapping(
         &self,
         store: &Store,
@@ -263,8 +265,13 @@ pub async fn recompute(
     let users = tx
         .user_rows(&ctx.name, user_ids, assignments.is_some())
         .await?;
-    let groups_of = match mapping {
-        Some(_) => tx.group_names_of(&ctx.name, user_ids).await?,
+    // With a mapping: each one's directory groups, and what their latest
+    // sign-in asserted (a claim-derived role survives a SCIM change).
+    let (groups_of, asserted) = match mapping {
+        Some(_) => (
+            tx.group_names_of(&ctx.name, user_ids).await?,
+            tx.latest_assertions(&ctx.name, user_ids).await?,
+        ),
         None => Default::default(),
     };
     for user_id in user_ids {
@@ -276,7 +283,12 @@ pub async fn recompute(
             .get(user_id)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let decision = decide(mapping, ctx, groups, role.as_deref());
+        let no_claims = Default::default();
+        let principal = match asserted.get(user_id) {
+            Some(a) => Principal::new(groups, &a.claims).through(&a.connection, &a.groups),
+            None => Principal::new(groups, &no_claims),
+        };
+        let decision = decide_for(mapping, ctx, principal, role.as_deref());
         if decision.role == *role && decision.pending == *pending {
             continue;
         }

@@ -17,7 +17,7 @@ use crate::{
     scim::schema::ResourceKind,
     service::{
         scim::{context::WorkspaceCtx, roles::decide_for, service::ScimService},
-        store::{AuditEntry, SessionRecord, UserMatch, now_millis},
+        store::{Assertion, AuditEntry, SessionRecord, UserMatch, now_millis},
     },
 };
 
@@ -292,9 +292,15 @@ impl SsoService {
         let mapping: Option<Arc<CompiledMapping>> =
             self.roles.mapping(&self.store, &ctx.workspace).await?;
         let scim_ctx = self.scim_ctx(ctx).await?;
-        // The directory's groups, and what this connection asserted.
+        // What this connection asserted, kept (bounded) for the recomputes
+        // SCIM changes make until the next sign-in; the role is decided on
+        // what is kept, so both decide alike.
+        let asserted = Assertion::bounded(&ctx.name, &identity.groups, &identity.claims);
+        self.store
+            .record_assertion(&ctx.workspace, user_id, &asserted, now_millis())
+            .await?;
         let principal =
-            Principal::new(&standing.groups, &identity.claims).through(&ctx.name, &identity.groups);
+            Principal::new(&standing.groups, &asserted.claims).through(&ctx.name, &asserted.groups);
         let decision = decide_for(
             mapping.as_deref(),
             &scim_ctx,

@@ -65,6 +65,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0009_api_keys.sql"),
         include_str!("../../../migrations/postgres/0009_api_keys.sql"),
     ),
+    (
+        10,
+        "signin_assertions",
+        include_str!("../../../migrations/sqlite/0010_signin_assertions.sql"),
+        include_str!("../../../migrations/postgres/0010_signin_assertions.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

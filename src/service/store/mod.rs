@@ -12,6 +12,7 @@
 
 mod api_keys;
 mod args;
+mod assertions;
 mod audit;
 mod claims;
 mod columns;
@@ -36,6 +37,7 @@ use sqlx::{
 
 pub use api_keys::{ApiKeyRecord, LiveApiKey, NewApiKey};
 use args::Arg;
+pub use assertions::Assertion;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 use columns::Columns;
 pub use identity_links::LinkedUser;

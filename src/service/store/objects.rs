@@ -23,12 +23,17 @@ pub enum PutOutcome {
     Updated(StoredObject),
     /// The stored fingerprint already matched: nothing was written.
     Unchanged(StoredObject),
+    /// The workspace already holds the one object of this kind it may have
+    /// (named here): nothing was written.
+    Occupied(String),
 }
 
 impl PutOutcome {
-    pub fn object(&self) -> &StoredObject {
+    /// The object as stored now; `None` when the put was refused.
+    pub fn object(&self) -> Option<&StoredObject> {
         match self {
-            PutOutcome::Created(o) | PutOutcome::Updated(o) | PutOutcome::Unchanged(o) => o,
+            PutOutcome::Created(o) | PutOutcome::Updated(o) | PutOutcome::Unchanged(o) => Some(o),
+            PutOutcome::Occupied(_) => None,
         }
     }
 }
@@ -159,6 +164,13 @@ impl Store {
             return Ok(PutOutcome::Unchanged(existing.clone()));
         }
 
+        if existing.is_none()
+            && kind.one_per_workspace()
+            && let Some(holder) = self.holder_of(&mut tx, kind, workspace).await?
+        {
+            tx.rollback().await?;
+            return Ok(PutOutcome::Occupied(holder));
+        }
         let now = now_millis();
         let created_at = existing.as_ref().map_or(now, |e| e.created_at);
         let body_text = body.to_string();
@@ -196,6 +208,34 @@ impl Store {
         })
     }
 
+    /// The name of the object of `kind` a workspace already holds, read in
+    /// the write that would add another. SQLite has one writer, so the read
+    /// and the insert cannot interleave with another's; PostgreSQL locks the
+    /// workspace's own row first, so two first puts of different names run
+    /// one after the other and the second sees the first.
+    async fn holder_of(
+        &self,
+        tx: &mut super::WriteTx,
+        kind: ObjectKind,
+        workspace: &str,
+    ) -> Result<Option<String>> {
+        if self.backend == super::Backend::Postgres {
+            tx.fetch_optional(
+                "SELECT name FROM objects WHERE kind = $1 AND workspace = $2 AND name = $2 \
+                 FOR UPDATE",
+                &[ObjectKind::Workspace.as_str().into(), workspace.into()],
+                |row| row.text("name"),
+            )
+            .await?;
+        }
+        tx.fetch_optional(
+            "SELECT name FROM objects WHERE kind = $1 AND workspace = $2 ORDER BY name LIMIT 1",
+            &[kind.as_str().into(), workspace.into()],
+            |row| row.text("name"),
+        )
+        .await
+    }
+
     /// Deletes an object; returns whether it existed. With `cascade` on a workspace,
     /// everything in the workspace goes too, tokens revoked.
     pub async fn delete_object(
@@ -225,11 +265,17 @@ impl Store {
                 &[workspace.into()],
             )
             .await?;
-            tx.execute(
-                "UPDATE scim_tokens SET revoked_at = $2 WHERE workspace = $1 AND revoked_at IS NULL",
-                &[workspace.into(), now.into()],
-            )
-            .await?;
+            // Every credential of the workspace dies with it: its SCIM
+            // tokens, and its members' sessions and API keys.
+            for table in ["scim_tokens", "sessions", "api_keys"] {
+                tx.execute(
+                    &format!(
+                        "UPDATE {table} SET revoked_at = $2 WHERE workspace = $1 AND revoked_at IS NULL"
+                    ),
+                    &[workspace.into(), now.into()],
+                )
+                .await?;
+            }
         }
         audit::insert(&mut tx, &audit_entry, now).await?;
         tx.commit().await?;
