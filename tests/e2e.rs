@@ -681,14 +681,6 @@ spec:
 ---
 apiVersion: idsync.dev/v1alpha1
 kind: RoleMapping
-metadata: {{name: keep, namespace: {ns}}}
-spec:
-  workspaceRef: {{name: main}}
-  defaultRole: viewer
-  deletionPolicy: Retain
----
-apiVersion: idsync.dev/v1alpha1
-kind: RoleMapping
 metadata: {{name: drop, namespace: {ns}}}
 spec:
   workspaceRef: {{name: main}}
@@ -696,7 +688,30 @@ spec:
 "#
     ));
     wait_ready("scimtokens", ns, "scim", "60s");
-    wait_ready("rolemappings", ns, "--all", "60s");
+    wait_ready("rolemappings", ns, "drop", "60s");
+    // A workspace has one RoleMapping: a second says so in its status.
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {{name: keep, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  defaultRole: viewer
+  deletionPolicy: Retain
+"#
+    ));
+    let (ok, out, err) = s.cp.kubectl_run(
+        &[
+            "wait",
+            "rolemap/keep",
+            "-n",
+            ns,
+            "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=WorkspaceHasRoleMapping",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(ok, "the second RoleMapping never said why: {out}{err}");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let old = secret_value(&client, ns, "scim-scim-token", "token")
         .await
@@ -715,19 +730,14 @@ spec:
 
     // Deleting resources removes what they created, except what says Retain.
     let admin = s.service.admin();
-    let (ok, out, err) = s.cp.kubectl_run(
-        &[
-            "delete",
-            "rolemap",
-            "keep",
-            "drop",
-            "-n",
-            ns,
-            "--timeout=60s",
-        ],
-        None,
-    );
-    assert!(ok, "{out}{err}");
+    let delete_mapping = |name: &str| {
+        let (ok, out, err) = s.cp.kubectl_run(
+            &["delete", "rolemap", name, "-n", ns, "--timeout=60s"],
+            None,
+        );
+        assert!(ok, "{out}{err}");
+    };
+    delete_mapping("drop");
     assert!(
         admin
             .get_object(ObjectKind::RoleMapping, "cleanup", "drop")
@@ -735,6 +745,23 @@ spec:
             .unwrap()
             .is_none()
     );
+    // The waiting mapping takes the workspace on its next pass (a resync,
+    // or here a touch of the object).
+    let (ok, out, err) = s.cp.kubectl_run(
+        &[
+            "annotate",
+            "rolemap",
+            "keep",
+            "-n",
+            ns,
+            "touched=1",
+            "--overwrite",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    wait_ready("rolemappings", ns, "keep", "60s");
+    delete_mapping("keep");
     assert!(
         admin
             .get_object(ObjectKind::RoleMapping, "cleanup", "keep")
