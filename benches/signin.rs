@@ -238,6 +238,39 @@ async fn session_checks() {
         n as f64 / started.elapsed().as_secs_f64()
     );
 
+    // API keys: no cache, so each check is one point read of the key and its
+    // principal, plus a SHA-256.
+    let key = state
+        .admin
+        .keys()
+        .issue(
+            &idsync::service::api_keys::KeyRequest {
+                workspace: "acme",
+                principal_id: &user_id,
+                name: "bench",
+                expires_at: None,
+                issued_by: "bench",
+                actor: "bench",
+            },
+            now_millis(),
+        )
+        .await
+        .expect("a key");
+    let started = Instant::now();
+    for _ in 0..n {
+        state
+            .admin
+            .keys()
+            .check(key.key.expose(), now_millis())
+            .await
+            .expect("store")
+            .expect("live");
+    }
+    println!(
+        "API key check, in-process (1 task)             {n} checks   {:.0} checks/s",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+
     // Over HTTP.
     let http = reqwest::Client::new();
     let url = format!("{}/sso/session", support::base_url(&service));

@@ -1129,3 +1129,45 @@ spec:
             .is_some_and(|o| o[0].kind == "ClusterIdentityService")
     );
 }
+
+/// A SCIMToken with `authentication: basic` lands as the client ID and
+/// client secret an IdP like One Model asks for, and the service accepts
+/// them over HTTP Basic (and only so).
+#[tokio::test]
+async fn a_basic_scim_token_lands_as_client_id_and_secret() {
+    let s = stack();
+    let client = client().await;
+    let ns = "basic-auth";
+    s.cp.apply(&tenant_yaml(ns, "basicauth"));
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {{name: one-model, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  authentication: basic
+"#
+    ));
+    wait_ready("scimtokens", ns, "one-model", "60s");
+    let secret = "one-model-scim-token";
+    let id = secret_value(&client, ns, secret, "clientId")
+        .await
+        .expect("clientId");
+    let password = secret_value(&client, ns, secret, "clientSecret")
+        .await
+        .expect("clientSecret");
+    assert!(secret_value(&client, ns, secret, "token").await.is_none());
+    let base = format!("{}/scim/v2/basicauth", s.service.url);
+    let with_basic = reqwest::Client::new()
+        .get(format!("{base}/Users"))
+        .basic_auth(&id, Some(&password))
+        .send()
+        .await
+        .expect("GET /Users");
+    assert_eq!(with_basic.status(), 200);
+    assert_eq!(
+        scim_status(&base, &password).await,
+        401,
+        "not as a bearer token"
+    );
+}

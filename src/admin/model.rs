@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    ClaimMapping, DurationSpec, Protocol, RoleRule, Strategy, WorkspacePolicy,
+    ClaimMapping, DurationSpec, Protocol, RoleRule, ScimAuthentication, Strategy, WorkspacePolicy,
     sso_connection::TokenEndpointAuthMethod,
 };
 
@@ -102,11 +102,14 @@ pub struct RoleMappingDoc {
 }
 
 /// Registration of a SCIM token's hash (never its value).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScimTokenDoc {
     /// Which credential this is (e.g. the SCIMToken resource's name).
     pub name: String,
+    /// `bearer` (default) or `basic`; fixed when the token is registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ScimAuthentication>,
     /// Lower-case hex SHA-256 of the whole token. Required to register a token;
     /// optional when only its name or expiry changes (it must match if given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,6 +160,9 @@ pub struct TokenView {
     pub id: String,
     pub workspace: String,
     pub name: String,
+    /// `bearer` or `basic` (then `id` is the client ID).
+    #[serde(default)]
+    pub authentication: ScimAuthentication,
     /// SHA-256 of the token. Revealing it is harmless (a token carries 256 random
     /// bits) and lets a holder of the token check it is the one registered.
     pub sha256: String,

@@ -29,7 +29,7 @@ pub use identity_service::{IdentityService, IdentityServiceSpec, IdentityService
 pub use role_mapping::{
     RoleMapping, RoleMappingSpec, RoleMappingStatus, RoleRule, RoleTest, RuleSource, Strategy,
 };
-pub use scim_token::{RotationSpec, ScimToken, ScimTokenSpec, ScimTokenStatus};
+pub use scim_token::{RotationSpec, ScimAuthentication, ScimToken, ScimTokenSpec, ScimTokenStatus};
 pub use sso_connection::{
     ClaimMapping, MetadataSourceKind, OidcSpec, Protocol, SamlMetadataRef, SamlSpec, SsoConnection,
     SsoConnectionSpec, SsoConnectionStatus,

@@ -36,8 +36,15 @@ pub struct ScimTokenSpec {
     /// The `Workspace` (same namespace) this token provisions.
     pub workspace_ref: LocalObjectRef,
 
-    /// Secret the operator writes with keys `token` and `scimBaseUrl` (default
-    /// `{metadata.name}-scim-token`). Owned by this resource.
+    /// How the IdP authenticates: `bearer` (default; the Secret's `token` is
+    /// the bearer token) or `basic` (HTTP Basic, for IdPs that ask for a
+    /// client ID and secret; the Secret holds `clientId` and `clientSecret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ScimAuthentication>,
+
+    /// Secret the operator writes with keys `token` (or `clientId` and
+    /// `clientSecret`) and `scimBaseUrl` (default `{metadata.name}-scim-token`).
+    /// Owned by this resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"))]
     pub secret_name: Option<String>,
@@ -51,6 +58,29 @@ pub struct ScimTokenSpec {
     /// is deleted; `Retain` leaves it valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// How an IdP presents a SCIM credential.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ScimAuthentication {
+    /// `Authorization: Bearer <token>`.
+    #[default]
+    Bearer,
+    /// `Authorization: Basic base64(<client id>:<client secret>)`.
+    Basic,
+}
+
+impl ScimAuthentication {
+    /// The name the store and the admin API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScimAuthentication::Bearer => "bearer",
+            ScimAuthentication::Basic => "basic",
+        }
+    }
 }
 
 /// When to rotate, and how long the previous token stays valid afterwards.

@@ -226,6 +226,7 @@ mod tests {
             id: id.into(),
             workspace: "acme".into(),
             name: "ns.okta".into(),
+            authentication: Default::default(),
             sha256: String::new(),
             created_at: created,
             expires_at: expires,

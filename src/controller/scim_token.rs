@@ -33,7 +33,9 @@ use super::{
     target::Target,
 };
 use crate::admin::{ScimTokenDoc, TokenView};
-use crate::api::{DeletionPolicy, ScimToken, ScimTokenStatus, scim_token::ROTATE_ANNOTATION};
+use crate::api::{
+    DeletionPolicy, ScimAuthentication, ScimToken, ScimTokenStatus, scim_token::ROTATE_ANNOTATION,
+};
 use crate::token;
 
 pub const TOKEN_LABEL: &str = "idsync.dev/scim-token";
@@ -134,6 +136,15 @@ fn secret_data(secret: Option<&Secret>, key: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v.0).into_owned())
 }
 
+/// The Secret key holding the credential's secret: `token` for a bearer
+/// token, `clientSecret` for HTTP Basic (beside `clientId`).
+fn secret_key(t: &ScimToken) -> &'static str {
+    match t.spec.authentication.unwrap_or_default() {
+        ScimAuthentication::Bearer => "token",
+        ScimAuthentication::Basic => "clientSecret",
+    }
+}
+
 /// The Secret as it must be, for `token`.
 fn desired_secret(t: &ScimToken, token_value: &str, token_id: &str, scim_base_url: &str) -> Secret {
     let mut labels = BTreeMap::new();
@@ -146,9 +157,16 @@ fn desired_secret(t: &ScimToken, token_value: &str, token_id: &str, scim_base_ur
     annotations.insert(TOKEN_ID_ANNOTATION.to_string(), token_id.to_string());
     let mut data = BTreeMap::new();
     data.insert(
-        "token".to_string(),
+        secret_key(t).to_string(),
         ByteString(token_value.as_bytes().to_vec()),
     );
+    if t.spec.authentication == Some(ScimAuthentication::Basic) {
+        // The client ID is the token's public id.
+        data.insert(
+            "clientId".to_string(),
+            ByteString(token_id.as_bytes().to_vec()),
+        );
+    }
     data.insert(
         "scimBaseUrl".to_string(),
         ByteString(scim_base_url.as_bytes().to_vec()),
@@ -175,7 +193,7 @@ async fn observe(
     ws_id: &str,
     secret: Option<&Secret>,
 ) -> Result<(Option<String>, Option<TokenView>)> {
-    let in_secret = secret_data(secret, "token");
+    let in_secret = secret_data(secret, secret_key(t));
     let Some((value, id)) = in_secret
         .as_deref()
         .and_then(|v| Some((v, token::parse_id(v)?)))
@@ -185,7 +203,13 @@ async fn observe(
     let accepted = target
         .call(Op::GetToken, target.client.get_token(ws_id, id))
         .await?
-        .filter(|v| v.valid && v.name == token_name(t) && token::hash(value) == v.sha256);
+        .filter(|v| {
+            // A changed `authentication` needs a credential registered that way.
+            v.valid
+                && v.name == token_name(t)
+                && v.authentication == t.spec.authentication.unwrap_or_default()
+                && token::hash(value) == v.sha256
+        });
     Ok((in_secret, accepted))
 }
 
@@ -202,6 +226,7 @@ async fn issue(
     let new = token::generate()?;
     let pending = ScimTokenDoc {
         name: token_name(t),
+        authentication: Some(t.spec.authentication.unwrap_or_default()),
         sha256: Some(new.hash()),
         expires_at: Some(rotation::plus(now, rotation::overlap_of(t))),
     };
@@ -260,8 +285,7 @@ async fn converge(ctx: &Context, t: &ScimToken, target: &Target, ws_id: &str) ->
     let current = if current.expires_at.is_some() {
         let permanent = ScimTokenDoc {
             name: token_name(t),
-            sha256: None,
-            expires_at: None,
+            ..Default::default()
         };
         let put = target.client.put_token(ws_id, &current.id, &permanent);
         target.call(Op::PutToken, put).await?
@@ -310,8 +334,8 @@ async fn retire(
             Retirement::Expire { id, at } => {
                 let doc = ScimTokenDoc {
                     name: name.clone(),
-                    sha256: None,
                     expires_at: Some(at),
+                    ..Default::default()
                 };
                 let put = target.client.put_token(ws_id, &id, &doc);
                 target.call(Op::PutToken, put).await?;
@@ -396,12 +420,38 @@ mod tests {
         t
     }
 
+    #[test]
+    fn a_basic_credential_lands_as_client_id_and_secret() {
+        let bearer = desired_secret(&token(), "idsync_scim_x", "abc", "https://id/scim/v2/acme");
+        let keys = |s: &Secret| {
+            s.data
+                .clone()
+                .unwrap_or_default()
+                .into_keys()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&bearer), ["scimBaseUrl", "token"]);
+        let mut basic = token();
+        basic.spec.authentication = Some(ScimAuthentication::Basic);
+        let secret = desired_secret(&basic, "idsync_scim_x", "abc", "https://id/scim/v2/acme");
+        assert_eq!(keys(&secret), ["clientId", "clientSecret", "scimBaseUrl"]);
+        assert_eq!(
+            secret_data(Some(&secret), "clientId").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            secret_data(Some(&secret), secret_key(&basic)).as_deref(),
+            Some("idsync_scim_x")
+        );
+    }
+
     fn converged(issued: Option<IssueReason>) -> Converged {
         Converged {
             current: TokenView {
                 id: "tok1".into(),
                 workspace: "acme".into(),
                 name: "ns.okta".into(),
+                authentication: Default::default(),
                 sha256: String::new(),
                 created_at: "2026-12-01T10:00:00.123Z".parse().expect("a time"),
                 expires_at: None,

@@ -186,6 +186,7 @@ async fn deletes_are_idempotent_and_workspaces_refuse_orphans(db: Db) {
         "acme",
         &token.id,
         &ScimTokenDoc {
+            authentication: None,
             name: "okta".into(),
             sha256: Some(token.hash()),
             expires_at: None,
@@ -308,6 +309,7 @@ async fn scim_tokens_are_stored_as_hashes_and_ids_are_immutable(db: Db) {
         .unwrap();
     let token = idsync::token::generate().unwrap();
     let doc = ScimTokenDoc {
+        authentication: None,
         name: "okta-scim".into(),
         sha256: Some(token.hash()),
         expires_at: None,
@@ -321,6 +323,7 @@ async fn scim_tokens_are_stored_as_hashes_and_ids_are_immutable(db: Db) {
         Some(PutResult::Unchanged)
     );
     let with_expiry = ScimTokenDoc {
+        authentication: None,
         expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
         ..doc.clone()
     };
@@ -337,6 +340,7 @@ async fn scim_tokens_are_stored_as_hashes_and_ids_are_immutable(db: Db) {
 
     let other = idsync::token::generate().unwrap();
     let hijack = ScimTokenDoc {
+        authentication: None,
         sha256: Some(other.hash()),
         ..doc
     };
@@ -502,6 +506,7 @@ async fn workspace_ids_are_claimed(db: Db) {
             .unwrap_err(),
     );
     let token = ScimTokenDoc {
+        authentication: None,
         name: "evil".into(),
         sha256: Some("0".repeat(64)),
         expires_at: None,
@@ -676,6 +681,7 @@ async fn restart_on_the_same_sqlite_file_keeps_everything() {
         "acme",
         &token.id,
         &ScimTokenDoc {
+            authentication: None,
             name: "t".into(),
             sha256: Some(token.hash()),
             expires_at: None,

@@ -173,6 +173,23 @@ async fn admin_members_and_keys_from_the_command_line() {
         .trim()
         .to_string();
     let http = reqwest::Client::new();
+    // The same for an IdP that asks for a client ID and secret.
+    let printed = admin(&["scim-token", "issue", "-w", "tecton", "--basic"]).await;
+    let field = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {printed}"))
+            .to_string()
+    };
+    let (client_id, client_secret) = (field("client id: "), field("client secret: "));
+    let listed = http
+        .get(format!("{url}/scim/v2/tecton/Users"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), reqwest::StatusCode::OK);
     let created = http
         .post(format!("{url}/scim/v2/tecton/Users"))
         .bearer_auth(&scim_token)

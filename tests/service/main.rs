@@ -13,6 +13,7 @@ mod api_keys;
 mod cli;
 mod manifests;
 mod scim;
+mod scim_basic_auth;
 mod scim_clients;
 mod scim_durability;
 mod scim_fuzz;

@@ -29,6 +29,7 @@ async fn kill_9_during_a_provisioning_burst_loses_no_acknowledged_write() {
             "acme",
             &token.id,
             &ScimTokenDoc {
+                authentication: None,
                 name: "burst".into(),
                 sha256: Some(token.hash()),
                 expires_at: None,

@@ -185,6 +185,7 @@ pub async fn issue_token(admin: &AdminClient, workspace: &str) -> String {
             workspace,
             &token.id,
             &ScimTokenDoc {
+                authentication: None,
                 name: "test".into(),
                 sha256: Some(token.hash()),
                 expires_at: None,

@@ -301,7 +301,7 @@ async fn apply_token(
     if existing.iter().any(|t| t.name == name && t.valid) {
         return Ok(Some(PutResult::Unchanged));
     }
-    let (token, view) = issue_token(client, workspace, name, None).await?;
+    let (token, view) = issue_token(client, workspace, name, None, Default::default()).await?;
     match &args.token_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;

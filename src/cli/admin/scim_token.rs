@@ -5,7 +5,7 @@ use clap::Subcommand;
 use super::AdminArgs;
 use super::output::{Output, print, table};
 use crate::admin::{AdminClient, ScimTokenDoc, TokenView};
-use crate::api::DurationSpec;
+use crate::api::{DurationSpec, ScimAuthentication};
 use crate::token::GeneratedToken;
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +20,10 @@ pub enum ScimTokenCommand {
         /// Expire after this long (e.g. 90d); default never.
         #[arg(long)]
         expires_in: Option<DurationSpec>,
+        /// An HTTP Basic credential (client ID and client secret) for IdPs
+        /// that ask for those instead of a bearer token.
+        #[arg(long)]
+        basic: bool,
     },
     /// List a workspace's tokens (ids and times, never values).
     List {
@@ -41,13 +45,25 @@ pub async fn run(admin: &AdminArgs, command: &ScimTokenCommand) -> anyhow::Resul
             workspace,
             name,
             expires_in,
+            basic,
         } => {
-            let (token, view) = issue_token(&client, workspace, name, *expires_in).await?;
+            let scheme = match basic {
+                true => ScimAuthentication::Basic,
+                false => ScimAuthentication::Bearer,
+            };
+            let (token, view) = issue_token(&client, workspace, name, *expires_in, scheme).await?;
             eprintln!(
-                "Issued SCIM token {} for workspace {workspace}. It is shown only this once; the service keeps only its hash.\nSCIM base URL: {}",
-                view.id, view.scim_base_url
+                "Issued SCIM {} credential {} for workspace {workspace}. It is shown only this once; the service keeps only its hash.\nSCIM base URL: {}",
+                scheme.as_str(),
+                view.id,
+                view.scim_base_url
             );
-            println!("{}", token.expose());
+            match scheme {
+                ScimAuthentication::Bearer => println!("{}", token.expose()),
+                ScimAuthentication::Basic => {
+                    println!("client id: {}\nclient secret: {}", token.id, token.expose())
+                }
+            }
             Ok(())
         }
         ScimTokenCommand::List { workspace } => {
@@ -67,12 +83,14 @@ pub async fn issue_token(
     workspace: &str,
     name: &str,
     expires_in: Option<DurationSpec>,
+    scheme: ScimAuthentication,
 ) -> anyhow::Result<(GeneratedToken, TokenView)> {
     let token = crate::token::generate()?;
     let expires_at = expires_in
         .map(|d| jiff::Timestamp::now() + jiff::SignedDuration::from_secs(d.as_secs() as i64));
     let doc = ScimTokenDoc {
         name: name.to_string(),
+        authentication: Some(scheme),
         sha256: Some(token.hash()),
         expires_at,
     };

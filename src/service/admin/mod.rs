@@ -443,6 +443,7 @@ impl AdminService {
             id: t.id.clone(),
             workspace: t.workspace.clone(),
             name: t.name.clone(),
+            authentication: t.scheme,
             sha256: t.hash.clone(),
             created_at: timestamp(t.created_at),
             expires_at: t.expires_at.map(timestamp),
@@ -489,6 +490,7 @@ impl AdminService {
             id: id.to_string(),
             workspace: workspace.to_string(),
             name: doc.name.clone(),
+            scheme: doc.authentication.unwrap_or_default(),
             hash: doc.sha256,
             expires_at,
         };

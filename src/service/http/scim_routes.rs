@@ -14,13 +14,13 @@ use axum::{
 };
 use serde_json::Value;
 
-use super::{SharedState, bearer_token, client_addr::ClientAddr, with_retry_after};
+use super::{SharedState, client_addr::ClientAddr, with_retry_after};
 use crate::{
     scim::{ScimProblem, schema::ResourceKind},
     service::{
         scim::{
             Endpoint, SCIM_MEDIA_TYPE, bulk,
-            context::{WorkspaceCtx, authenticate, request_id},
+            context::{WorkspaceCtx, authenticate, presented_credential, request_id},
             discovery,
             error::ScimError,
             service::{ListParams, Outcome, Preconditions},
@@ -44,10 +44,16 @@ impl IntoResponse for ScimError {
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"idsync-scim\""),
-            );
+            // Both schemes a credential may be registered for (RFC 9110 §11.6.1).
+            for challenge in [
+                "Bearer realm=\"idsync-scim\"",
+                "Basic realm=\"idsync-scim\"",
+            ] {
+                response.headers_mut().append(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(challenge),
+                );
+            }
         }
         response
     }
@@ -210,8 +216,15 @@ impl FromRequestParts<SharedState> for ScimCaller {
             );
             return Err(refuse(refused_label(state, &ws).await, e, Some(wait)));
         }
-        let token = bearer_token(&parts.headers);
-        let e = match authenticate(state.scim.store(), &ws, token, request_id(&parts.headers)).await
+        let mut decoded = String::new();
+        let credential = presented_credential(&parts.headers, &mut decoded);
+        let e = match authenticate(
+            state.scim.store(),
+            &ws,
+            credential,
+            request_id(&parts.headers),
+        )
+        .await
         {
             Ok(ctx) => return Ok(ScimCaller(ctx)),
             Err(e) => e,
@@ -311,10 +324,17 @@ async fn handle(
             StatusCode::NOT_IMPLEMENTED,
             "/Me is not supported: a SCIM token acts for the IdP, not for a person",
         )),
-        (
-            Endpoint::ServiceProviderConfig | Endpoint::ResourceTypes(_) | Endpoint::Schemas(_),
-            Method::GET,
-        ) => discover(&svc.base_url(&ctx.name), ctx, endpoint),
+        (Endpoint::ServiceProviderConfig, Method::GET) => {
+            let basic = svc
+                .store()
+                .has_basic_credentials(&ctx.name, crate::service::store::now_millis())
+                .await?;
+            let config = discovery::service_provider_config(&svc.base_url(&ctx.name), basic);
+            Ok(Outcome::Document(config))
+        }
+        (Endpoint::ResourceTypes(_) | Endpoint::Schemas(_), Method::GET) => {
+            discover(&svc.base_url(&ctx.name), ctx, endpoint)
+        }
         (
             Endpoint::ServiceProviderConfig | Endpoint::ResourceTypes(_) | Endpoint::Schemas(_),
             _,
@@ -357,7 +377,6 @@ async fn handle(
 /// The discovery endpoints (RFC 7644 §4): what this workspace serves.
 fn discover(base: &str, ctx: &WorkspaceCtx, endpoint: &Endpoint) -> Result<Outcome, ScimError> {
     let (found, what) = match endpoint {
-        Endpoint::ServiceProviderConfig => (Some(discovery::service_provider_config(base)), ""),
         Endpoint::ResourceTypes(id) => {
             let all = discovery::resource_types(base, &ctx.policy.scim_schema_extensions);
             match id {

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use super::error::ScimError;
 use crate::{
     admin::WorkspaceDoc,
-    api::WorkspacePolicy,
+    api::{ScimAuthentication, WorkspacePolicy},
     scim::schema::{ResourceKind, SchemaSet},
     service::store::{ObjectKind, Store, StoreError, now_millis},
     token,
@@ -105,26 +105,77 @@ fn corrupt(workspace: &str, e: serde_json::Error) -> StoreError {
     }
 }
 
-/// Checks the bearer token of a SCIM request against the workspace's tokens
-/// (several may be valid at once during a rotation). The comparison is
-/// constant-time; failures say only what the IdP admin can act on, and never
-/// whether the workspace exists.
+/// A SCIM credential as the request presents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// `Authorization: Bearer <token>`.
+    Bearer(&'a str),
+    /// `Authorization: Basic …`, decoded: the client ID and the client secret
+    /// (which is a whole token whose id is the client ID).
+    Basic { client_id: &'a str, secret: &'a str },
+}
+
+impl<'a> Credential<'a> {
+    /// The token and how it must have been registered, if it has a token's
+    /// shape (and, for Basic, names its own client ID).
+    fn token(self) -> Option<(&'a str, &'a str, ScimAuthentication)> {
+        match self {
+            Credential::Bearer(t) => Some((t, token::parse_id(t)?, ScimAuthentication::Bearer)),
+            Credential::Basic { client_id, secret } => {
+                let id = token::parse_id(secret).filter(|id| *id == client_id)?;
+                Some((secret, id, ScimAuthentication::Basic))
+            }
+        }
+    }
+}
+
+/// The `Authorization` header's credential, decoded. The Basic pair lives
+/// in `decoded`, which the caller keeps for the credential's lifetime.
+pub fn presented_credential<'a>(
+    headers: &HeaderMap,
+    decoded: &'a mut String,
+) -> Option<Credential<'a>> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        *decoded = rest.to_string();
+        return (!decoded.is_empty()).then_some(Credential::Bearer(decoded.as_str()));
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    *decoded = String::from_utf8(STANDARD.decode(rest).ok()?).ok()?;
+    let (client_id, secret) = decoded.split_once(':')?;
+    Some(Credential::Basic { client_id, secret })
+}
+
+/// Checks the credential of a SCIM request against the workspace's tokens
+/// (several may be valid at once during a rotation), accepting each only the
+/// way it was registered. The comparison is constant-time; failures say
+/// only what the IdP admin can act on, and never whether the workspace
+/// exists or which part of a credential was wrong.
 pub async fn authenticate(
     store: &Store,
     workspace: &str,
-    presented: Option<&str>,
+    presented: Option<Credential<'_>>,
     request_id: Option<String>,
 ) -> Result<WorkspaceCtx, ScimError> {
-    let presented = presented.ok_or_else(|| ScimError::unauthorized("missing bearer token"))?;
-    let refused = || ScimError::unauthorized("the bearer token is not valid for this workspace");
-    let id = token::parse_id(presented).ok_or_else(refused)?;
+    let presented = presented
+        .ok_or_else(|| ScimError::unauthorized("missing bearer token or Basic credentials"))?;
+    let refused = || ScimError::unauthorized("the credentials are not valid for this workspace");
+    let (secret, id, scheme) = presented.token().ok_or_else(refused)?;
     let (stored, workspace_doc) = store
         .get_token_with_workspace(id)
         .await?
         .ok_or_else(refused)?;
     let now = now_millis();
+    // Every check runs, so a wrong scheme costs what a wrong secret does.
+    let matches = token::matches(secret, &stored.hash);
     if stored.workspace != workspace
-        || !token::matches(presented, &stored.hash)
+        || !matches
+        || stored.scheme != scheme
         || !stored.is_valid_at(now)
     {
         return Err(refused());

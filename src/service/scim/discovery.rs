@@ -10,7 +10,25 @@ use crate::scim::schema::{self, LIST_RESPONSE};
 /// pydantic models) refuse the whole document over one extra key. The PATCH
 /// operation limit (`patch::MAX_OPERATIONS`) is stated in the `tooMany`
 /// error a longer PATCH gets instead.
-pub fn service_provider_config(base_url: &str) -> Value {
+/// `basic`: the workspace has an HTTP Basic credential, so `httpbasic` is
+/// listed beside the bearer token.
+pub fn service_provider_config(base_url: &str, basic: bool) -> Value {
+    let mut schemes = vec![json!({
+        "type": "oauthbearertoken",
+        "name": "OAuth Bearer Token",
+        "description": "A bearer token issued by idsync for this workspace (a SCIMToken resource)",
+        "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
+        "primary": true
+    })];
+    if basic {
+        schemes.push(json!({
+            "type": "httpbasic",
+            "name": "HTTP Basic",
+            "description": "A client ID and secret issued by idsync for this workspace (a SCIMToken with authentication: basic)",
+            "specUri": "https://www.rfc-editor.org/rfc/rfc7617",
+            "primary": false
+        }));
+    }
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://idsync.dev/docs/scim",
@@ -24,13 +42,7 @@ pub fn service_provider_config(base_url: &str) -> Value {
         "changePassword": {"supported": false},
         "sort": {"supported": true},
         "etag": {"supported": true},
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken",
-            "name": "OAuth Bearer Token",
-            "description": "A bearer token issued by idsync for this workspace (a SCIMToken resource)",
-            "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
-            "primary": true
-        }],
+        "authenticationSchemes": schemes,
         "meta": {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{base_url}/ServiceProviderConfig"),

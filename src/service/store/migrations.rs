@@ -71,6 +71,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0010_signin_assertions.sql"),
         include_str!("../../../migrations/postgres/0010_signin_assertions.sql"),
     ),
+    (
+        11,
+        "scim_basic_auth",
+        include_str!("../../../migrations/sqlite/0011_scim_basic_auth.sql"),
+        include_str!("../../../migrations/postgres/0011_scim_basic_auth.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

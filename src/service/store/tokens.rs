@@ -1,6 +1,8 @@
-//! SCIM bearer tokens, stored as SHA-256 hashes.
+//! SCIM credentials (bearer tokens, and HTTP Basic client secrets), stored as
+//! SHA-256 hashes.
 
 use super::{AuditEntry, Result, Store, audit, columns::Columns, now_millis};
+use crate::api::ScimAuthentication;
 
 /// What the admin API registers: never the token, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,6 +10,7 @@ pub struct TokenRegistration {
     pub id: String,
     pub workspace: String,
     pub name: String,
+    pub scheme: ScimAuthentication,
     /// Lower-case hex SHA-256 of the whole token; `None` updates an existing token's
     /// name and expiry only.
     pub hash: Option<String>,
@@ -20,6 +23,7 @@ pub struct StoredToken {
     pub id: String,
     pub workspace: String,
     pub name: String,
+    pub scheme: ScimAuthentication,
     pub hash: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -34,13 +38,19 @@ impl StoredToken {
     }
 }
 
-const COLUMNS: &str = "id, workspace, name, hash, created_at, expires_at, revoked_at, last_used_at";
+const COLUMNS: &str =
+    "id, workspace, name, scheme, hash, created_at, expires_at, revoked_at, last_used_at";
 
 fn decode(row: &(impl Columns + ?Sized)) -> Result<StoredToken> {
     Ok(StoredToken {
         id: row.text("id")?,
         workspace: row.text("workspace")?,
         name: row.text("name")?,
+        // Written only as `bearer` or `basic`.
+        scheme: match row.text("scheme")?.as_str() {
+            "basic" => ScimAuthentication::Basic,
+            _ => ScimAuthentication::Bearer,
+        },
         hash: row.text("hash")?,
         created_at: row.int("created_at")?,
         expires_at: row.opt_int("expires_at")?,
@@ -102,6 +112,20 @@ impl Store {
         .await
     }
 
+    /// Whether a workspace has a live HTTP Basic credential (its
+    /// ServiceProviderConfig then lists `httpbasic`).
+    pub async fn has_basic_credentials(&self, workspace: &str, now: i64) -> Result<bool> {
+        let found = self
+            .read_optional(
+                "SELECT id FROM scim_tokens WHERE workspace = $1 AND scheme = 'basic' \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) LIMIT 1",
+                &[workspace.into(), now.into()],
+                |row| row.text("id"),
+            )
+            .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn list_tokens(&self, workspace: &str) -> Result<Vec<StoredToken>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM scim_tokens WHERE workspace = $1 ORDER BY created_at, id"
@@ -126,9 +150,12 @@ impl Store {
             .await?;
         let now = now_millis();
         let outcome = match existing {
+            // A token id names one credential forever: its hash, workspace
+            // and scheme never change.
             Some(t)
                 if reg.hash.as_ref().is_some_and(|h| *h != t.hash)
-                    || t.workspace != reg.workspace =>
+                    || t.workspace != reg.workspace
+                    || (reg.hash.is_some() && t.scheme != reg.scheme) =>
             {
                 TokenPut::Conflict
             }
@@ -149,12 +176,13 @@ impl Store {
             None => {
                 let hash = reg.hash.clone().unwrap_or_default();
                 tx.execute(
-                    "INSERT INTO scim_tokens (id, workspace, name, hash, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO scim_tokens (id, workspace, name, scheme, hash, created_at, \
+                     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     &[
                         (&reg.id).into(),
                         (&reg.workspace).into(),
                         (&reg.name).into(),
+                        reg.scheme.as_str().into(),
                         (&hash).into(),
                         now.into(),
                         reg.expires_at.into(),
@@ -165,6 +193,7 @@ impl Store {
                     id: reg.id.clone(),
                     workspace: reg.workspace.clone(),
                     name: reg.name.clone(),
+                    scheme: reg.scheme,
                     hash,
                     created_at: now,
                     expires_at: reg.expires_at,
