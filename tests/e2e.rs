@@ -281,6 +281,10 @@ async fn invalid_manifests_are_refused_with_readable_messages() {
             "apiVersion: idsync.dev/v1alpha1\nkind: SCIMToken\nmetadata: {name: g, namespace: refused}\nspec:\n  workspaceRef: {name: w}\n  rotation: {every: 90 days, overlap: 1d}\n",
             "spec.rotation.every",
         ),
+        (
+            "apiVersion: idsync.dev/v1alpha1\nkind: Workspace\nmetadata: {name: h, namespace: refused}\nspec:\n  serviceRef: {name: s}\n  policy: {sourceRanges: {scim: [10.0.0.0/33]}}\n",
+            "every source range must be a CIDR range",
+        ),
     ];
     for (yaml, message) in cases {
         let (ok, out, err) = s.cp.kubectl_run(&["apply", "-f", "-"], Some(yaml));

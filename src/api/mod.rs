@@ -35,8 +35,8 @@ pub use sso_connection::{
     SsoConnectionSpec, SsoConnectionStatus,
 };
 pub use workspace::{
-    AssignmentHolder, AssignmentType, RequireSso, RequireSsoMode, RoleAssignments, Workspace,
-    WorkspaceDeletionPolicy, WorkspacePolicy, WorkspaceSpec, WorkspaceStatus,
+    AssignmentHolder, AssignmentType, RequireSso, RequireSsoMode, RoleAssignments, SourceRanges,
+    Workspace, WorkspaceDeletionPolicy, WorkspacePolicy, WorkspaceSpec, WorkspaceStatus,
 };
 
 /// The API group of every idsync resource.

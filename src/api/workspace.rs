@@ -89,6 +89,13 @@ pub enum WorkspaceDeletionPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkspacePolicy {
+    /// Where SCIM requests and sign-in callbacks may come from. A request
+    /// from elsewhere is refused with 403 and counted. Behind a proxy the
+    /// client address is taken from `X-Forwarded-For` only when the peer is
+    /// in the service's `--trusted-proxies`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ranges: Option<SourceRanges>,
+
     /// Whether single sign-on is mandatory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_sso: Option<RequireSso>,
@@ -216,6 +223,55 @@ pub enum AssignmentHolder {
     ServiceAccounts,
 }
 
+/// CIDR ranges (or single addresses) requests must come from; a list left
+/// out or empty allows every address.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("(!has(self.scim) || self.scim.all(r, isCIDR(r) || isIP(r))) && (!has(self.signIn) || self.signIn.all(r, isCIDR(r) || isIP(r)))").message("every source range must be a CIDR range (10.0.0.0/8) or an address"))]
+pub struct SourceRanges {
+    /// Where the IdP's SCIM requests come from (its published egress ranges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 64)))]
+    pub scim: Option<Vec<String>>,
+    /// Where browsers finish a sign-in from (the OIDC callback and the SAML
+    /// ACS): the company network's egress ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 64)))]
+    pub sign_in: Option<Vec<String>>,
+}
+
+impl SourceRanges {
+    /// Whether `ip` is in `ranges` (none given: every address is). A range
+    /// that does not parse matches nothing: the admin API refuses those, so
+    /// one can only be a row an older version wrote, and failing closed is
+    /// the safe reading.
+    pub fn allows(ranges: Option<&[String]>, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match ranges {
+            None | Some([]) => true,
+            Some(ranges) => ranges.iter().any(|r| {
+                r.parse::<ipnet::IpNet>()
+                    .or_else(|_| r.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .is_ok_and(|net| net.contains(&ip))
+            }),
+        }
+    }
+
+    /// Each range that is neither a CIDR range nor an address.
+    pub fn invalid(&self) -> Vec<&str> {
+        let lists = [self.scim.as_deref(), self.sign_in.as_deref()];
+        lists
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|r| {
+                r.parse::<ipnet::IpNet>().is_err() && r.parse::<std::net::IpAddr>().is_err()
+            })
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 /// Whether SSO is required for everyone, for some domains, or not at all.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -276,5 +332,37 @@ impl Workspace {
             .clone()
             .or_else(|| self.metadata.name.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod source_range_tests {
+    use super::SourceRanges;
+
+    #[test]
+    fn ranges_admit_their_addresses_only_and_fail_closed() {
+        let ranges = vec!["203.0.113.0/24".to_string(), "2001:db8::1".to_string()];
+        let allows = |ip: &str| SourceRanges::allows(Some(&ranges), ip.parse().unwrap());
+        assert!(allows("203.0.113.9"));
+        // An IPv4 client seen on an IPv6 socket is still that IPv4 client.
+        assert!(allows("::ffff:203.0.113.9"));
+        assert!(allows("2001:db8::1"));
+        assert!(!allows("203.0.114.1"));
+        assert!(!allows("2001:db8::2"));
+        assert!(SourceRanges::allows(None, "198.51.100.1".parse().unwrap()));
+        assert!(SourceRanges::allows(
+            Some(&[]),
+            "198.51.100.1".parse().unwrap()
+        ));
+        let broken = vec!["10.0.0.0/33".to_string()];
+        assert!(!SourceRanges::allows(
+            Some(&broken),
+            "10.0.0.1".parse().unwrap()
+        ));
+        let doc = SourceRanges {
+            scim: Some(broken),
+            sign_in: Some(ranges),
+        };
+        assert_eq!(doc.invalid(), ["10.0.0.0/33"]);
     }
 }

@@ -20,3 +20,4 @@ mod scim_fuzz;
 mod signin;
 mod signin_saml;
 mod signin_tokens;
+mod source_ranges;

@@ -476,8 +476,15 @@ impl SignInFixture {
     /// A browser: a cookie jar, following redirects except back to the service,
     /// so each of the service's answers can be inspected.
     pub fn browser(&self) -> reqwest::Client {
+        self.browser_with(reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser whose every request carries `headers` (say, the
+    /// `X-Forwarded-For` a proxy in front of the service would add).
+    pub fn browser_with(&self, headers: reqwest::header::HeaderMap) -> reqwest::Client {
         let port = self.port;
         reqwest::Client::builder()
+            .default_headers(headers)
             .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
             .redirect(redirect::Policy::custom(move |attempt| {
                 if attempt.url().port() == Some(port) {

@@ -64,6 +64,15 @@ pub fn workspace(doc: &WorkspaceDoc) -> Result<(), String> {
         role("defaultRole", r)?;
     }
     if let Some(policy) = &doc.policy {
+        if let Some(bad) = policy
+            .source_ranges
+            .as_ref()
+            .and_then(|r| r.invalid().first().map(|s| s.to_string()))
+        {
+            return Err(format!(
+                "policy.sourceRanges: {bad:?} is neither a CIDR range (10.0.0.0/8) nor an address"
+            ));
+        }
         for email in &policy.break_glass_admins {
             if !EMAIL.is_match(email) {
                 return Err(format!(

@@ -226,6 +226,11 @@ impl FromRequestParts<SharedState> for ScimCaller {
         )
         .await
         {
+            // Checked after the credential, so the answer to a stranger says
+            // nothing about the workspace's ranges.
+            Ok(ctx) if !scim_source_allowed(&ctx, client) => ScimError::forbidden(&format!(
+                "requests from {client} are not allowed for this workspace (spec.policy.sourceRanges.scim)"
+            )),
             Ok(ctx) => return Ok(ScimCaller(ctx)),
             Err(e) => e,
         };
@@ -244,6 +249,12 @@ impl FromRequestParts<SharedState> for ScimCaller {
         }
         Err(refuse(label, e, None))
     }
+}
+
+/// Whether the workspace's `sourceRanges.scim` admits `client`.
+fn scim_source_allowed(ctx: &WorkspaceCtx, client: std::net::IpAddr) -> bool {
+    let ranges = ctx.policy.source_ranges.as_ref();
+    crate::api::SourceRanges::allows(ranges.and_then(|r| r.scim.as_deref()), client)
 }
 
 fn outcome_response(outcome: Outcome) -> Response {

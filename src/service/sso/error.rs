@@ -66,6 +66,8 @@ pub enum Reason {
     Unavailable,
     /// The source sent more sign-in requests than its budget allows.
     RateLimited,
+    /// The browser's address is outside the workspace's `sourceRanges.signIn`.
+    SourceNotAllowed,
     /// The service's own fault (a corrupt stored row, ...).
     Internal,
 }
@@ -100,6 +102,7 @@ impl Reason {
             Reason::AmbiguousUser => "ambiguous_user",
             Reason::Unavailable => "unavailable",
             Reason::RateLimited => "rate_limited",
+            Reason::SourceNotAllowed => "source_not_allowed",
             Reason::Internal => "internal_error",
         }
     }
@@ -116,6 +119,7 @@ impl Reason {
             | Reason::JitDisabled
             | Reason::DomainNotAllowed
             | Reason::SubjectMismatch
+            | Reason::SourceNotAllowed
             | Reason::AmbiguousUser => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -147,6 +151,10 @@ impl Reason {
                 "Signing in is temporarily unavailable. Try again in a few minutes."
             }
             Reason::UnknownConnection => "There is no single sign-on configured for this address.",
+            Reason::SourceNotAllowed => {
+                "This workspace accepts sign-ins only from its company's network. Connect to \
+                 it (office or VPN) and sign in again."
+            }
             Reason::RateLimited => {
                 "Too many sign-in attempts came from your network. Wait a minute, then try again."
             }

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::{
     admin::{SsoConnectionDoc, WorkspaceDoc},
-    api::Protocol,
+    api::{Protocol, SourceRanges},
 };
 pub use identity::{Identity, identity_from_assertion, identity_from_claims};
 
@@ -159,6 +159,24 @@ pub struct SsoService {
     metrics: ServiceMetrics,
     /// Refused sign-ins, aggregated per source and minute.
     failures: Arc<FailureAudit>,
+}
+
+/// Refuses a callback from outside the workspace's `sourceRanges.signIn`,
+/// before anything the browser brought is looked at; the refusal is counted
+/// and audited like any failed sign-in.
+fn source_allowed(ctx: &ConnectionCtx, client: IpAddr) -> Result<(), SignInError> {
+    let ranges = ctx
+        .workspace_doc
+        .policy
+        .as_ref()
+        .and_then(|p| p.source_ranges.as_ref());
+    match SourceRanges::allows(ranges.and_then(|r| r.sign_in.as_deref()), client) {
+        true => Ok(()),
+        false => Err(SignInError::new(
+            Reason::SourceNotAllowed,
+            format!("sign-in from {client}, outside the workspace's sourceRanges.signIn"),
+        )),
+    }
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -399,7 +417,10 @@ impl SsoService {
         let ctx = self
             .callback_connection(workspace, connection, Protocol::Saml)
             .await?;
-        let result = self.saml_sign_in(&ctx, post).await;
+        let result = match source_allowed(&ctx, client) {
+            Ok(()) => self.saml_sign_in(&ctx, post).await,
+            Err(e) => Err(e),
+        };
         self.finish(scim, client, &ctx, Protocol::Saml, started, result)
             .await
     }
@@ -513,7 +534,10 @@ impl SsoService {
         let ctx = self
             .callback_connection(workspace, connection, Protocol::Oidc)
             .await?;
-        let result = self.oidc_sign_in(&ctx, params, browser_state).await;
+        let result = match source_allowed(&ctx, client) {
+            Ok(()) => self.oidc_sign_in(&ctx, params, browser_state).await,
+            Err(e) => Err(e),
+        };
         self.finish(scim, client, &ctx, Protocol::Oidc, started, result)
             .await
     }
