@@ -294,6 +294,22 @@ fn new_principal_record(
     }
 }
 
+/// The audit entry of a principal's creation.
+fn provisioned_entry(
+    ctx: &WorkspaceCtx,
+    (kind, id): (ResourceKind, &str),
+    write: &ResourceWrite<'_>,
+    decision: &roles::RoleDecision,
+) -> crate::service::store::AuditEntry {
+    let name = kind.name_attr();
+    let detail = json!({
+        name: write.doc.get(name), "externalId": write.external_id,
+        "active": write.active, "role": decision.role, "requestId": ctx.request_id,
+    });
+    let action = format!("{}_provisioned", kind.audit_noun());
+    audit_entry(ctx, kind, &action, id, detail)
+}
+
 /// A member a client named: its id and the display name it sent, if any.
 type NamedMember = (String, Option<String>);
 
@@ -574,15 +590,9 @@ impl ScimService {
         let write = ResourceWrite::new(kind, &id, &doc);
         // A principal's audit entry is known before the insert and goes with
         // it; a group's counts the members added after.
-        let provisioned = decision.as_ref().map(|decision| {
-            let name = kind.name_attr();
-            let detail = json!({
-                name: doc.get(name), "externalId": doc.get("externalId"),
-                "active": write.active, "role": decision.role, "requestId": ctx.request_id,
-            });
-            let action = format!("{}_provisioned", kind.audit_noun());
-            audit_entry(ctx, kind, &action, &id, detail)
-        });
+        let provisioned = decision
+            .as_ref()
+            .map(|d| provisioned_entry(ctx, (kind, &id), &write, d));
         let mut tx = self.store.scim_write().await?;
         // The unique indexes are the uniqueness check: a taken userName or
         // externalId fails the insert, and only this write rolls back.
