@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::{
     service::store::{
-        ApiKeyRecord, AuditEntry, LiveApiKey, NewApiKey, Result as StoreResult, Store, StoreError,
+        ApiKeyRecord, AuditEntry, KeyRefused, LiveApiKey, MAX_LIVE_KEYS, NewApiKey,
+        Result as StoreResult, Store, StoreError,
     },
     token::{self, GeneratedToken},
 };
@@ -133,8 +134,17 @@ impl ApiKeys {
             "expiresAt": req.expires_at.map(crate::service::store::format_millis),
         });
         let entry = audit(req.workspace, req.actor, "api-key.issued", &key.id, detail);
-        if !self.store.insert_api_key(&new, &entry).await? {
-            return Err(IssueError::NoPrincipal(req.principal_id.to_string()));
+        match self.store.insert_api_key(&new, &entry).await? {
+            Ok(()) => {}
+            Err(KeyRefused::NoPrincipal) => {
+                return Err(IssueError::NoPrincipal(req.principal_id.to_string()));
+            }
+            Err(KeyRefused::TooMany) => {
+                return Err(IssueError::Invalid(format!(
+                    "{} already holds {MAX_LIVE_KEYS} live keys: revoke one first",
+                    req.principal_id
+                )));
+            }
         }
         Ok(IssuedKey { key, record })
     }

@@ -409,6 +409,34 @@ async fn expired_and_orphan_keys_are_refused(db: Db) {
         .expect_err("a group");
     assert!(e.to_string().contains("404"), "{e}");
 
+    // One principal holds at most 100 live keys; revoking one makes room.
+    let carol = scim_user(&f, &token, "carol@acme.com").await;
+    let mut first = None;
+    for i in 0..idsync::service::store::MAX_LIVE_KEYS {
+        let issued = admin_key(&f, &carol, &format!("k{i}")).await;
+        first.get_or_insert(issued.view.id);
+    }
+    let req = ApiKeyRequest {
+        principal: Some(carol.clone()),
+        name: "one too many".into(),
+        expires_at: None,
+    };
+    let e = f
+        .admin
+        .issue_api_key("acme", &req)
+        .await
+        .expect_err("a cap");
+    assert!(e.to_string().contains("revoke one first"), "{e}");
+    let first = first.expect("a key");
+    f.admin
+        .revoke_api_key("acme", &first)
+        .await
+        .expect("revoked");
+    f.admin
+        .issue_api_key("acme", &req)
+        .await
+        .expect("room again");
+
     // Deleting the workspace with everything in it kills its keys.
     let last = admin_key(&f, &alice, "last").await;
     assert_eq!(check(&f, &last.key).await.0, StatusCode::OK);

@@ -12,6 +12,19 @@ use super::{
 };
 use crate::scim::schema::ResourceKind;
 
+/// Most live keys one principal may hold: a session can mint keys, and
+/// without a bound one person could grow the table at will.
+pub const MAX_LIVE_KEYS: i64 = 100;
+
+/// Why a key was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefused {
+    /// The principal is missing, deleted or deactivated.
+    NoPrincipal,
+    /// The principal already holds [`MAX_LIVE_KEYS`] live keys.
+    TooMany,
+}
+
 /// A key to store: never the key, only its hash.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
@@ -81,10 +94,14 @@ fn decode(row: &(impl Columns + ?Sized)) -> Result<ApiKeyRecord> {
 }
 
 impl Store {
-    /// Stores a key for a live, active principal, with its audit entry, in
-    /// one transaction. `false` (nothing written) when the principal is
-    /// missing, deleted or deactivated: the check would refuse the key anyway.
-    pub async fn insert_api_key(&self, key: &NewApiKey, entry: &AuditEntry) -> Result<bool> {
+    /// Stores a key for a live, active principal holding fewer than
+    /// [`MAX_LIVE_KEYS`], with its audit entry, in one transaction. Nothing is
+    /// written when it is refused.
+    pub async fn insert_api_key(
+        &self,
+        key: &NewApiKey,
+        entry: &AuditEntry,
+    ) -> Result<std::result::Result<(), KeyRefused>> {
         let mut tx = self.begin_write().await?;
         // The principal is read inside the write, so a deprovisioning cannot
         // slip in between the check and the insert.
@@ -98,7 +115,23 @@ impl Store {
             .await?;
         if live.is_none_or(|kind| kind_of_principal(&kind).is_none()) {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(Err(KeyRefused::NoPrincipal));
+        }
+        let held = tx
+            .fetch_one(
+                "SELECT COUNT(*) AS n FROM api_keys WHERE workspace = $1 AND principal_id = $2 \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
+                &[
+                    (&key.workspace).into(),
+                    (&key.principal_id).into(),
+                    key.created_at.into(),
+                ],
+                |row| row.int("n"),
+            )
+            .await?;
+        if held >= MAX_LIVE_KEYS {
+            tx.rollback().await?;
+            return Ok(Err(KeyRefused::TooMany));
         }
         tx.execute(
             "INSERT INTO api_keys (id, workspace, principal_id, name, hash, issued_by, \
@@ -117,7 +150,7 @@ impl Store {
         .await?;
         audit::insert(&mut tx, entry, key.created_at).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Ok(()))
     }
 
     /// A workspace's keys, or one principal's, oldest first.
