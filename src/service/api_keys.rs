@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::{
     service::store::{
-        ApiKeyRecord, AuditEntry, KeyRefused, LiveApiKey, MAX_LIVE_KEYS, NewApiKey,
-        Result as StoreResult, Store, StoreError,
+        ApiKeyRecord, AuditEntry, KeyRefused, LiveApiKey, MAX_LIVE_KEYS, Result as StoreResult,
+        Store, StoreError,
     },
     token::{self, GeneratedToken},
 };
@@ -119,22 +119,16 @@ impl ApiKeys {
             revoked_at: None,
             last_used_at: None,
         };
-        let new = NewApiKey {
-            id: key.id.clone(),
-            workspace: record.workspace.clone(),
-            principal_id: record.principal_id.clone(),
-            name: record.name.clone(),
-            hash: key.hash(),
-            issued_by: record.issued_by.clone(),
-            created_at: now,
-            expires_at: req.expires_at,
-        };
         let detail = serde_json::json!({
             "principal": req.principal_id, "name": name, "issuedBy": req.issued_by,
             "expiresAt": req.expires_at.map(crate::service::store::format_millis),
         });
         let entry = audit(req.workspace, req.actor, "api-key.issued", &key.id, detail);
-        match self.store.insert_api_key(&new, &entry).await? {
+        match self
+            .store
+            .insert_api_key(&record, &key.hash(), &entry)
+            .await?
+        {
             Ok(()) => {}
             Err(KeyRefused::NoPrincipal) => {
                 return Err(IssueError::NoPrincipal(req.principal_id.to_string()));
@@ -168,12 +162,6 @@ impl ApiKeys {
         actor: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        if let Some(principal) = principal_id {
-            let theirs = self.store.api_keys(workspace, Some(principal)).await?;
-            if !theirs.iter().any(|k| k.id == id) {
-                return Ok(false);
-            }
-        }
         let entry = audit(
             workspace,
             actor,
@@ -181,7 +169,9 @@ impl ApiKeys {
             id,
             serde_json::json!({}),
         );
-        self.store.revoke_api_key(workspace, id, &entry, now).await
+        self.store
+            .revoke_api_key(workspace, id, principal_id, &entry, now)
+            .await
     }
 
     /// The key `presented` names, if it is live and matches (compared in

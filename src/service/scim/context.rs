@@ -129,10 +129,11 @@ impl<'a> Credential<'a> {
     }
 }
 
-/// The `Authorization` header's credential, decoded. The Basic pair lives
-/// in `decoded`, which the caller keeps for the credential's lifetime.
+/// The `Authorization` header's credential. A bearer token is borrowed from
+/// the header; a Basic pair is decoded into `decoded`, which the caller keeps
+/// for the credential's lifetime.
 pub fn presented_credential<'a>(
-    headers: &HeaderMap,
+    headers: &'a HeaderMap,
     decoded: &'a mut String,
 ) -> Option<Credential<'a>> {
     use base64::{Engine, engine::general_purpose::STANDARD};
@@ -140,8 +141,7 @@ pub fn presented_credential<'a>(
     let (scheme, rest) = value.split_once(' ')?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        *decoded = rest.to_string();
-        return (!decoded.is_empty()).then_some(Credential::Bearer(decoded.as_str()));
+        return (!rest.is_empty()).then_some(Credential::Bearer(rest));
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

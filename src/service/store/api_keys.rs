@@ -25,19 +25,6 @@ pub enum KeyRefused {
     TooMany,
 }
 
-/// A key to store: never the key, only its hash.
-#[derive(Debug, Clone)]
-pub struct NewApiKey {
-    pub id: String,
-    pub workspace: String,
-    pub principal_id: String,
-    pub name: String,
-    pub hash: String,
-    pub issued_by: String,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-}
-
 /// A stored key, as listings show it (never the hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
@@ -99,7 +86,8 @@ impl Store {
     /// written when it is refused.
     pub async fn insert_api_key(
         &self,
-        key: &NewApiKey,
+        key: &ApiKeyRecord,
+        hash: &str,
         entry: &AuditEntry,
     ) -> Result<std::result::Result<(), KeyRefused>> {
         let mut tx = self.begin_write().await?;
@@ -141,7 +129,7 @@ impl Store {
                 (&key.workspace).into(),
                 (&key.principal_id).into(),
                 (&key.name).into(),
-                (&key.hash).into(),
+                hash.into(),
                 (&key.issued_by).into(),
                 key.created_at.into(),
                 key.expires_at.into(),
@@ -177,22 +165,35 @@ impl Store {
         self.read_all(&sql, &args, |row| decode(row)).await
     }
 
-    /// Revokes one key; `false` when it is unknown here or already revoked.
+    /// Revokes one key of `workspace` (and of `principal_id`, when given);
+    /// `false` when there is no such live key.
     pub async fn revoke_api_key(
         &self,
         workspace: &str,
         id: &str,
+        principal_id: Option<&str>,
         entry: &AuditEntry,
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let n = tx
-            .execute(
-                "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND workspace = $2 \
-                 AND revoked_at IS NULL",
-                &[id.into(), workspace.into(), now.into()],
-            )
-            .await?;
+        let n = match principal_id {
+            Some(principal) => {
+                tx.execute(
+                    "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND workspace = $2 \
+                     AND principal_id = $4 AND revoked_at IS NULL",
+                    &[id.into(), workspace.into(), now.into(), principal.into()],
+                )
+                .await?
+            }
+            None => {
+                tx.execute(
+                    "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND workspace = $2 \
+                     AND revoked_at IS NULL",
+                    &[id.into(), workspace.into(), now.into()],
+                )
+                .await?
+            }
+        };
         if n > 0 {
             audit::insert(&mut tx, entry, now).await?;
         }
@@ -259,7 +260,7 @@ impl ScimTx {
         self.tx
             .execute(
                 "UPDATE api_keys SET revoked_at = $1 WHERE workspace = $2 AND principal_id = $3 \
-             AND revoked_at IS NULL",
+                 AND revoked_at IS NULL",
                 &[now.into(), workspace.into(), principal_id.into()],
             )
             .await

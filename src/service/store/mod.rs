@@ -35,7 +35,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
-pub use api_keys::{ApiKeyRecord, KeyRefused, LiveApiKey, MAX_LIVE_KEYS, NewApiKey};
+pub use api_keys::{ApiKeyRecord, KeyRefused, LiveApiKey, MAX_LIVE_KEYS};
 use args::Arg;
 pub use assertions::Assertion;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
