@@ -11,7 +11,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 use crate::api::{
-    ClusterIdentityService, IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace,
+    ClusterIdentityService, IdentityService, RoleApproval, RoleMapping, ScimToken, SsoConnection,
+    Workspace,
 };
 
 /// Every CRD idsync serves, in a stable order.
@@ -23,6 +24,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         SsoConnection::crd(),
         ScimToken::crd(),
         RoleMapping::crd(),
+        RoleApproval::crd(),
     ]
 }
 

@@ -5,8 +5,8 @@
 //! the registration list.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder, core::Collector,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
 };
 
 /// Defines metrics into one registry.
@@ -42,6 +42,11 @@ impl Registrar {
 
     pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
         let metric = GaugeVec::new(Opts::new(name, help), labels);
+        self.register(metric.expect("constant metric definition"))
+    }
+
+    pub fn int_gauge(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let metric = IntGaugeVec::new(Opts::new(name, help), labels);
         self.register(metric.expect("constant metric definition"))
     }
 

@@ -1175,3 +1175,132 @@ spec:
         "not as a bearer token"
     );
 }
+
+#[tokio::test]
+async fn a_role_approval_applies_at_once_and_its_deletion_demotes() {
+    let s = stack();
+    let client = client().await;
+    let ns = "approvals";
+    s.cp.apply(&tenant_yaml(ns, "approvals"));
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: Workspace
+metadata: {{name: main, namespace: {ns}}}
+spec:
+  serviceRef: {{name: idsync}}
+  workspaceId: approvals
+  domains: [approvals.example.com]
+  policy: {{approvalRequiredRoles: [owner]}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {{name: roles, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  defaultRole: member
+  rules: [{{role: owner, equals: founders}}]
+---
+apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {{name: idp, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+"#
+    ));
+    wait_ready("scimtokens", ns, "idp", "60s");
+    wait_ready("rolemappings", ns, "roles", "60s");
+    let token = secret_value(&client, ns, "idp-scim-token", "token")
+        .await
+        .expect("token");
+    let base = format!("{}/scim/v2/approvals", s.service.url);
+    let scim = |path: &str, body: serde_json::Value| {
+        let (url, token) = (format!("{base}{path}"), token.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("SCIM POST");
+            assert_eq!(r.status(), 201);
+            r.json::<serde_json::Value>().await.expect("SCIM body")
+        }
+    };
+    let ada = scim(
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+               "userName": "ada@approvals.example.com"}),
+    )
+    .await;
+    let ada = ada["id"].as_str().expect("id").to_string();
+    scim(
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+               "displayName": "founders", "members": [{"value": ada}]}),
+    )
+    .await;
+    let admin = s.service.admin();
+    let role_is = |role: &'static str, pending: Option<&'static str>| {
+        let (admin, ada) = (admin.clone(), ada.clone());
+        async move {
+            let m = admin.member("approvals", &ada).await.ok()?;
+            (m.role.as_deref() == Some(role) && m.pending_role.as_deref() == pending).then_some(())
+        }
+    };
+    // Owner waits; admin, the next role down, needs no approval.
+    eventually("owner waits for approval", Duration::from_secs(30), || {
+        role_is("admin", Some("owner"))
+    })
+    .await;
+
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: RoleApproval
+metadata: {{name: ada-owner, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  email: Ada@approvals.example.com
+  role: owner
+  reason: CHG-1234
+"#
+    ));
+    wait_ready("roleapprovals", ns, "ada-owner", "60s");
+    // Ready means the service has it, and it applied in the same call.
+    assert!(role_is("owner", None).await.is_some());
+
+    let (ok, _, err) = s.cp.kubectl_run(
+        &[
+            "delete",
+            "roleapproval",
+            "ada-owner",
+            "-n",
+            ns,
+            "--wait=true",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(role_is("admin", Some("owner")).await.is_some());
+    let changes = admin
+        .audit("workspace=approvals&action=role_changed")
+        .await
+        .expect("audit");
+    let by_approval: Vec<_> = changes
+        .iter()
+        .filter(|e| e.actor == "role-approval")
+        .filter_map(|e| {
+            e.detail
+                .as_ref()
+                .map(|d| (d["from"].clone(), d["to"].clone()))
+        })
+        .collect();
+    assert_eq!(
+        by_approval,
+        [
+            (json!("owner"), json!("admin")),
+            (json!("admin"), json!("owner"))
+        ],
+        "promoted, then demoted (newest first): {changes:?}"
+    );
+}

@@ -7,7 +7,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
     ApiKeyRequest, ApiKeyView, AuditRecord, ErrorBody, InfoView, IssuedApiKeyView, KeyDoc,
-    ListView, MemberView, ObjectKind, ObjectView, ScimTokenDoc, SignInHealthView, TokenView,
+    ListView, MemberExplanation, MemberView, ObjectKind, ObjectView, PendingApproval, ScimTokenDoc,
+    SignInHealthView, TokenView,
 };
 use crate::{
     fingerprint::FingerprintKey,
@@ -359,6 +360,27 @@ impl AdminClient {
         let who: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
         let path = format!("/workspaces/{workspace}/members/{who}");
         self.expect(Method::GET, &path, None).await
+    }
+
+    /// Why a member has their role and access (`members explain`).
+    pub async fn explain_member(
+        &self,
+        workspace: &str,
+        who: &str,
+    ) -> Result<MemberExplanation, ClientError> {
+        let who: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
+        let path = format!("/workspaces/{workspace}/members/{who}/explain");
+        self.expect(Method::GET, &path, None).await
+    }
+
+    /// The roles waiting for an approval, longest waiting first.
+    pub async fn pending_approvals(
+        &self,
+        workspace: &str,
+    ) -> Result<Vec<PendingApproval>, ClientError> {
+        let path = format!("/workspaces/{workspace}/pending-approvals");
+        let list: ListView<PendingApproval> = self.expect(Method::GET, &path, None).await?;
+        Ok(list.items)
     }
 
     /// Issues an API key; the answer holds its value, shown this once.

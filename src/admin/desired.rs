@@ -2,8 +2,12 @@
 //! pure function so the operator and `idsync admin apply` agree on it and tests can
 //! check it without a cluster.
 
-use super::model::{OidcDoc, RoleMappingDoc, SamlDoc, SsoConnectionDoc, WorkspaceDoc};
-use crate::api::{MetadataSourceKind, RoleMappingSpec, SsoConnectionSpec, WorkspaceSpec};
+use super::model::{
+    OidcDoc, RoleApprovalDoc, RoleMappingDoc, SamlDoc, SsoConnectionDoc, WorkspaceDoc,
+};
+use crate::api::{
+    MetadataSourceKind, RoleApprovalSpec, RoleMappingSpec, SsoConnectionSpec, WorkspaceSpec,
+};
 
 pub fn workspace(spec: &WorkspaceSpec) -> WorkspaceDoc {
     WorkspaceDoc {
@@ -138,4 +142,24 @@ pub fn role_mapping(spec: &RoleMappingSpec) -> RoleMappingDoc {
         default_role: spec.default_role.clone(),
         rules: spec.rules.clone(),
     }
+}
+
+/// A `RoleApproval`'s document; an `expiresAt` that is not an RFC 3339 time
+/// is an error (the CRD's schema refuses it at apply).
+pub fn role_approval(spec: &RoleApprovalSpec) -> Result<RoleApprovalDoc, String> {
+    let expires_at = spec
+        .expires_at
+        .as_deref()
+        .map(|t| {
+            t.parse::<jiff::Timestamp>()
+                .map_err(|e| format!("expiresAt {t:?} is not an RFC 3339 time: {e}"))
+        })
+        .transpose()?;
+    Ok(RoleApprovalDoc {
+        email: spec.email.as_ref().map(|e| e.to_lowercase()),
+        scim_id: spec.scim_id.clone(),
+        role: spec.role.clone(),
+        expires_at,
+        reason: spec.reason.clone(),
+    })
 }

@@ -101,6 +101,69 @@ pub struct RoleMappingDoc {
     pub rules: Vec<RoleRule>,
 }
 
+/// An administrator's approval of an elevated role for one person
+/// (`PUT /workspaces/{ws}/role-approvals/{name}`). It unlocks that role when
+/// the workspace's mapping gives it and `approvalRequiredRoles` holds it back;
+/// it grants nothing the mapping does not give.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleApprovalDoc {
+    /// The person by email: their userName or one of their emails,
+    /// compared case-insensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The person (or service account) by SCIM id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_id: Option<String>,
+    /// The role approved.
+    pub role: String,
+    /// When the approval lapses (RFC 3339); none for never. The person is
+    /// then demoted to what the mapping gives without approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Why (a ticket, a pull request), for the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RoleApprovalDoc {
+    /// Whether the approval is in force at `now` (Unix milliseconds).
+    pub fn live_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| t.as_millisecond() > now)
+    }
+
+    /// The person as given, for messages.
+    pub fn person(&self) -> &str {
+        self.email
+            .as_deref()
+            .or(self.scim_id.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// A role the mapping gives a member that waits for an approval
+/// (`GET /workspaces/{ws}/role-approvals/pending`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingApproval {
+    pub id: String,
+    /// `User` or `ServiceAccount`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub user_name: String,
+    /// The role waiting.
+    pub role: String,
+    /// The role they hold meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_role: Option<String>,
+    /// What asked for the role: `rules[3]` of the mapping, its `defaultRole`,
+    /// or the workspace's `defaultRole`.
+    pub decided_by: String,
+    /// Since when it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+}
+
 /// Registration of a SCIM token's hash (never its value).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -246,7 +309,12 @@ pub struct MemberView {
     pub kind: String,
     /// The userName (a service account's displayName), lower-cased.
     pub user_name: String,
+    /// What the IdP set over SCIM.
     pub active: bool,
+    /// When the member lost access for being in none of the workspace's
+    /// `accessGroups` (absent: they have it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_revoked_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// A role the mapping gives that waits for approval.
@@ -258,6 +326,47 @@ pub struct MemberView {
     /// The displayNames of the groups SCIM put them in.
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+/// Why a member has the role and access they have (`GET
+/// /workspaces/{ws}/members/{id or userName}/explain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberExplanation {
+    pub member: MemberView,
+    /// What gave the role the mapping resolves: `rules[2]` (0-based, in the
+    /// RoleMapping's order), `roleMapping.defaultRole`, `workspace.defaultRole`
+    /// or `fallback` (no rule matched and no default is declared).
+    pub decided_by: String,
+    /// The role that decision gives, before approvals hold it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_role: Option<String>,
+    /// The rule, as declared, when a rule decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<serde_json::Value>,
+    /// The RoleMapping consulted, if the workspace has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_mapping: Option<String>,
+    /// What the member's latest sign-in asserted, which the decision used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sign_in: Option<AssertedView>,
+    /// The role approvals naming the member that are in force.
+    #[serde(default)]
+    pub approvals: Vec<String>,
+    /// `granted`, `granted (no access groups)` or `revoked: in none of the
+    /// access groups`.
+    pub access: String,
+}
+
+/// One connection's assertion about a member, as kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssertedView {
+    pub connection: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, Vec<String>>,
 }
 
 fn user_type() -> String {
@@ -391,13 +500,15 @@ pub enum ObjectKind {
     Workspace,
     SsoConnection,
     RoleMapping,
+    RoleApproval,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 3] = [
+    pub const ALL: [ObjectKind; 4] = [
         ObjectKind::Workspace,
         ObjectKind::SsoConnection,
         ObjectKind::RoleMapping,
+        ObjectKind::RoleApproval,
     ];
 
     /// Name used in the database, the audit log and metric labels.
@@ -406,6 +517,7 @@ impl ObjectKind {
             ObjectKind::Workspace => "workspace",
             ObjectKind::SsoConnection => "sso-connection",
             ObjectKind::RoleMapping => "role-mapping",
+            ObjectKind::RoleApproval => "role-approval",
         }
     }
 
@@ -421,6 +533,7 @@ impl ObjectKind {
             ObjectKind::Workspace => "workspaces",
             ObjectKind::SsoConnection => "connections",
             ObjectKind::RoleMapping => "role-mappings",
+            ObjectKind::RoleApproval => "role-approvals",
         }
     }
 }

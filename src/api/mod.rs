@@ -13,6 +13,7 @@ pub mod cluster_identity_service;
 pub mod common;
 pub mod duration;
 pub mod identity_service;
+pub mod role_approval;
 pub mod role_mapping;
 pub mod scim_token;
 pub mod sso_connection;
@@ -26,6 +27,7 @@ pub use common::{
 };
 pub use duration::DurationSpec;
 pub use identity_service::{IdentityService, IdentityServiceSpec, IdentityServiceStatus};
+pub use role_approval::{RoleApproval, RoleApprovalSpec, RoleApprovalStatus};
 pub use role_mapping::{
     RoleMapping, RoleMappingSpec, RoleMappingStatus, RoleRule, RoleTest, RuleSource, Strategy,
 };
@@ -35,8 +37,9 @@ pub use sso_connection::{
     SsoConnectionSpec, SsoConnectionStatus,
 };
 pub use workspace::{
-    AssignmentHolder, AssignmentType, RequireSso, RequireSsoMode, RoleAssignments, SourceRanges,
-    Workspace, WorkspaceDeletionPolicy, WorkspacePolicy, WorkspaceSpec, WorkspaceStatus,
+    AccessGroup, AssignmentHolder, AssignmentType, RequireSso, RequireSsoMode, RoleAssignments,
+    SourceRanges, Workspace, WorkspaceDeletionPolicy, WorkspacePolicy, WorkspaceSpec,
+    WorkspaceStatus,
 };
 
 /// The API group of every idsync resource.

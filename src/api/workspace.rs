@@ -96,6 +96,18 @@ pub struct WorkspacePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ranges: Option<SourceRanges>,
 
+    /// Directory groups whose members may use the workspace, by name or name
+    /// prefix, compared case-insensitively with the groups SCIM pushed
+    /// (displayName or externalId). When set, a user in none of them is
+    /// deactivated at once: sessions and API keys revoked, sign-in refused
+    /// with `not_in_access_group`, audited as `user_access_revoked`. Joining
+    /// one again restores them (`user_access_granted`) with the role the
+    /// mapping gives. SCIM's `active` stays what the IdP set, so the IdP sees
+    /// no drift to correct. Service accounts are not affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub access_groups: Vec<AccessGroup>,
+
     /// Whether single sign-on is mandatory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_sso: Option<RequireSso>,
@@ -171,6 +183,53 @@ pub struct WorkspacePolicy {
     /// Without it, `roles` is stored as sent and means nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_assignments: Option<RoleAssignments>,
+}
+
+/// A directory group that grants access (`name: Engineering`), or a family of
+/// them (`prefix: app-idsync-`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("has(self.name) != has(self.prefix)").message("give exactly one of name or prefix"))]
+pub struct AccessGroup {
+    /// The group's displayName (or externalId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub name: Option<String>,
+    /// The start of the names of the groups that grant access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub prefix: Option<String>,
+}
+
+impl AccessGroup {
+    /// Whether the group named `group` is this one (or of this family).
+    fn matches(&self, group: &str) -> bool {
+        match (&self.name, &self.prefix) {
+            (Some(name), _) => group.to_lowercase() == name.to_lowercase(),
+            (None, Some(prefix)) => group.to_lowercase().starts_with(&prefix.to_lowercase()),
+            (None, None) => false,
+        }
+    }
+
+    /// The entry's own problem, if any (the schema says the same at apply).
+    pub fn invalid(&self) -> Option<&'static str> {
+        match (&self.name, &self.prefix) {
+            (Some(_), Some(_)) | (None, None) => Some("give exactly one of name or prefix"),
+            (Some(v), None) | (None, Some(v)) if v.is_empty() => Some("must not be empty"),
+            _ => None,
+        }
+    }
+}
+
+impl WorkspacePolicy {
+    /// Whether a user in the directory groups `groups` (their names) may use
+    /// the workspace: always, when it declares no access groups.
+    pub fn grants_access(&self, groups: &[String]) -> bool {
+        self.access_groups.is_empty()
+            || groups
+                .iter()
+                .any(|g| self.access_groups.iter().any(|a| a.matches(g)))
+    }
 }
 
 /// The role assignment types of a workspace.

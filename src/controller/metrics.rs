@@ -13,6 +13,7 @@ pub enum Kind {
     SsoConnection,
     ScimToken,
     RoleMapping,
+    RoleApproval,
 }
 
 impl Kind {
@@ -24,6 +25,7 @@ impl Kind {
             Kind::SsoConnection => "SSOConnection",
             Kind::ScimToken => "SCIMToken",
             Kind::RoleMapping => "RoleMapping",
+            Kind::RoleApproval => "RoleApproval",
         }
     }
 }
@@ -34,6 +36,7 @@ impl From<crate::admin::ObjectKind> for Kind {
             crate::admin::ObjectKind::Workspace => Kind::Workspace,
             crate::admin::ObjectKind::SsoConnection => Kind::SsoConnection,
             crate::admin::ObjectKind::RoleMapping => Kind::RoleMapping,
+            crate::admin::ObjectKind::RoleApproval => Kind::RoleApproval,
         }
     }
 }

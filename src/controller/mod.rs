@@ -10,6 +10,7 @@ mod metrics;
 mod owned_secret;
 mod reconciler;
 mod resync;
+mod role_approval;
 mod role_mapping;
 mod rotation;
 #[cfg(test)]
@@ -41,7 +42,8 @@ pub use error::{Error, Result};
 pub use metrics::OperatorMetrics;
 
 use crate::api::{
-    ClusterIdentityService, IdentityService, RoleMapping, ScimToken, SsoConnection, Workspace,
+    ClusterIdentityService, IdentityService, RoleApproval, RoleMapping, ScimToken, SsoConnection,
+    Workspace,
 };
 use crate::outbound::OutboundPolicy;
 
@@ -87,7 +89,8 @@ pub struct Operator {
 ///
 /// Watches: IdentityServices, Workspaces and Secret metadata are each watched once
 /// and shared (one store, fanned out to every controller that needs them);
-/// SSOConnections, SCIMTokens and RoleMappings have one watch and store each.
+/// SSOConnections, SCIMTokens, RoleMappings and RoleApprovals have one watch
+/// and store each.
 /// Every store holds slimmed objects ([`cache::slim`]).
 fn controllers_in(
     client: Client,
@@ -132,6 +135,7 @@ fn controllers_in(
         reconciler::run(owned::<SsoConnection>(&client, scope, &cfg), &shared),
         reconciler::run(owned::<ScimToken>(&client, scope, &cfg), &shared),
         reconciler::run(owned::<RoleMapping>(&client, scope, &cfg), &shared),
+        reconciler::run(owned::<RoleApproval>(&client, scope, &cfg), &shared),
     ];
     // One operator reconciles each ClusterIdentityService once, whatever the
     // number of namespace scopes it watches.

@@ -1,17 +1,23 @@
 //! Background upkeep of a service process: the counts of aggregated refusals,
-//! and pruning what would otherwise grow without bound (expired sign-in state,
-//! and audit entries past `--audit-retention`). Every replica runs it; the
-//! deletes are idempotent.
+//! demoting people whose role approvals lapsed, and pruning what would
+//! otherwise grow without bound (expired sign-in state, and audit entries past
+//! `--audit-retention`). Every replica runs it; the deletes are idempotent and
+//! each lapse is handled once.
 
 use std::{sync::Arc, time::Duration};
 
 use super::{
     failure_audit::FailureAudit,
+    scim::service::ScimService,
     store::{Store, now_millis},
 };
 
 /// How often aggregated refusal counts are written.
 const FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// How often lapsed role approvals are looked for: a lapsed approval's
+/// role is gone within this (a SCIM change or sign-in of the person in
+/// between already decides without it).
+const LAPSES_EVERY: Duration = Duration::from_secs(15);
 /// How often expired rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Audit entries deleted per transaction.
@@ -21,16 +27,23 @@ const AUDIT_PRUNE_BATCH: i64 = 10_000;
 pub async fn run(
     store: Store,
     failures: Arc<FailureAudit>,
+    scim: ScimService,
     audit_retention: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     let mut flush = tokio::time::interval(FLUSH_EVERY);
+    let mut lapses = tokio::time::interval(LAPSES_EVERY);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = flush.tick() => failures.flush(false).await,
+            _ = lapses.tick() => match scim.expire_approvals(now_millis()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lapsed = n, "demoted people whose role approvals lapsed"),
+                Err(e) => tracing::warn!(error = %e, "handling lapsed role approvals failed"),
+            },
             _ = prune.tick() => prune_once(&store, audit_retention).await,
         }
     }

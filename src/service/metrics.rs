@@ -1,6 +1,8 @@
 //! Prometheus metrics of the identity service.
 
-use prometheus::{GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::prom::Registrar;
 
@@ -19,6 +21,11 @@ pub struct ServiceMetrics {
     pub scim_provisioned: IntCounterVec,
     pub scim_deprovisioned: IntCounterVec,
     pub scim_last_success: GaugeVec,
+    /// Seconds since the last 2xx SCIM answer, by workspace, set at scrape.
+    pub scim_sync_lag: GaugeVec,
+    /// Members whose role waits for an approval, by workspace, read from the
+    /// store at scrape (every replica answers the same).
+    pub role_approvals_pending: IntGaugeVec,
     /// Sign-ins by workspace, connection, protocol and result (`success` or
     /// the refusal's reason code); unknown connections count as `unknown`.
     pub sso_signins: IntCounterVec,
@@ -43,6 +50,7 @@ impl ServiceMetrics {
             .const_label("version", env!("CARGO_PKG_VERSION")),
         );
         build_info.set(1);
+        let (scim_sync_lag, role_approvals_pending) = scrape_gauges(&r);
         Self {
             http_requests: r.counter(
                 "idsync_http_requests_total",
@@ -86,6 +94,8 @@ impl ServiceMetrics {
                 "Unix time of the last SCIM request answered with a 2xx, by workspace.",
                 &["workspace"],
             ),
+            scim_sync_lag,
+            role_approvals_pending,
             sso_signins: r.counter(
                 "idsync_sso_signins_total",
                 "Sign-ins finished, by workspace, connection, protocol and result (success or the reason code).",
@@ -110,10 +120,46 @@ impl ServiceMetrics {
         &self.registry
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The text exposition format, with the gauges read at scrape brought
+    /// up to date: `pending` is each workspace's count of roles waiting for
+    /// approval (none when the store could not be read), `now` Unix seconds.
+    pub fn render(&self, pending: Option<&[(String, i64)]>, now: f64) -> String {
+        if let Some(pending) = pending {
+            // Reset first: a workspace with none left must not keep its last count.
+            self.role_approvals_pending.reset();
+            for (workspace, n) in pending {
+                self.role_approvals_pending
+                    .with_label_values(&[workspace])
+                    .set(*n);
+            }
+        }
+        for family in prometheus::core::Collector::collect(&self.scim_last_success) {
+            for m in family.get_metric() {
+                let Some(ws) = m.get_label().iter().find(|l| l.name() == "workspace") else {
+                    continue;
+                };
+                let lag = (now - m.get_gauge().get_value()).max(0.0);
+                self.scim_sync_lag.with_label_values(&[ws.value()]).set(lag);
+            }
+        }
         crate::prom::render(&self.registry)
     }
+}
+
+/// The gauges `render` sets at each scrape.
+fn scrape_gauges(r: &Registrar) -> (GaugeVec, IntGaugeVec) {
+    let lag = r.gauge(
+        "idsync_scim_sync_lag_seconds",
+        "Seconds since this replica last answered a SCIM request with a 2xx, by workspace \
+         (take the min over replicas).",
+        &["workspace"],
+    );
+    let pending = r.int_gauge(
+        "idsync_role_approvals_pending",
+        "Members whose role waits for an administrator's approval, by workspace.",
+        &["workspace"],
+    );
+    (lag, pending)
 }
 
 impl Default for ServiceMetrics {

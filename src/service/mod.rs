@@ -158,6 +158,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
     let upkeep = tokio::spawn(maintenance::run(
         state.admin.store().clone(),
         state.failures.clone(),
+        state.scim.clone(),
         config.audit_retention,
         stopped(upkeep_rx),
     ));

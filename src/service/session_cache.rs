@@ -56,9 +56,16 @@ impl CheckCache {
         self.lock().remove(id);
     }
 
-    /// Forgets every session of a user (deprovisioning on this replica).
-    pub fn forget_user(&self, workspace: &str, user_id: &str) {
-        self.lock()
-            .retain(|_, (r, _)| !(r.workspace == workspace && r.user_id == user_id));
+    /// Drops the entries of every (workspace, user) a committed write revoked
+    /// the credentials of: this replica's next check of them is a 401.
+    pub fn forget_all(&self, revoked: &[(String, String)]) {
+        if revoked.is_empty() {
+            return;
+        }
+        self.lock().retain(|_, (r, _)| {
+            !revoked
+                .iter()
+                .any(|(ws, user)| r.workspace == *ws && r.user_id == *user)
+        });
     }
 }

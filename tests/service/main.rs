@@ -8,8 +8,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access_groups;
 mod admin_api;
 mod api_keys;
+mod approvals;
 mod cli;
 mod manifests;
 mod scim;

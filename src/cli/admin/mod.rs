@@ -2,6 +2,7 @@
 //! subcommand.
 
 mod apply;
+mod approvals;
 mod audit;
 mod delete;
 mod get;
@@ -67,9 +68,12 @@ pub enum AdminCommand {
     /// API keys of users and service accounts: issue (shown once), list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Members: role, pending role, effective assignments, groups.
+    /// Members: role, pending role, effective assignments, groups, and why.
     #[command(subcommand)]
     Members(members::MembersCommand),
+    /// Roles waiting for approval, and approving or revoking them.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// Workspace ids: free a claim whose owner is gone for good.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCommand),
@@ -85,6 +89,12 @@ pub enum KindArg {
     Connections,
     #[value(alias = "role-mapping", alias = "rolemap", alias = "rolemappings")]
     RoleMappings,
+    #[value(
+        alias = "role-approval",
+        alias = "roleapproval",
+        alias = "roleapprovals"
+    )]
+    RoleApprovals,
     #[value(alias = "scim-token", alias = "scimtoken", alias = "scimtokens")]
     ScimTokens,
 }
@@ -97,6 +107,7 @@ impl KindArg {
             KindArg::Workspaces => Some(ObjectKind::Workspace),
             KindArg::Connections => Some(ObjectKind::SsoConnection),
             KindArg::RoleMappings => Some(ObjectKind::RoleMapping),
+            KindArg::RoleApprovals => Some(ObjectKind::RoleApproval),
             KindArg::ScimTokens => None,
         }
     }
@@ -138,6 +149,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Delete(delete) => delete::run(&args, delete).await,
         AdminCommand::ScimToken(command) => scim_token::run(&args, command).await,
         AdminCommand::Keys(command) => keys::run(&args, command).await,
+        AdminCommand::Approvals(command) => approvals::run(&args, command).await,
         AdminCommand::Members(command) => members::run(&args, command).await,
         AdminCommand::Workspace(command) => workspace::run(&args, command).await,
         AdminCommand::Audit(audit) => audit::run(&args, audit).await,

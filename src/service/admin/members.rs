@@ -24,6 +24,7 @@ impl AdminService {
             kind: row.kind.as_str().to_string(),
             user_name: row.user_name,
             active: row.active,
+            access_revoked_at: row.access_revoked_at.map(super::timestamp),
             role: row.role,
             pending_role: row.pending_role,
         })

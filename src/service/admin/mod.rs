@@ -17,7 +17,8 @@ use super::store::{
     StoredObject, StoredToken, TokenPut, TokenRegistration, timestamp,
 };
 use crate::admin::{
-    ObjectView, PutResult, RoleMappingDoc, ScimTokenDoc, SsoConnectionDoc, TokenView, WorkspaceDoc,
+    ObjectView, PutResult, RoleApprovalDoc, RoleMappingDoc, ScimTokenDoc, SsoConnectionDoc,
+    TokenView, WorkspaceDoc,
 };
 use crate::{fingerprint::FingerprintKey, token};
 
@@ -179,7 +180,7 @@ impl AdminService {
                 }
                 out.insert("signInUrl".into(), format!("{base}/start"));
             }
-            ObjectKind::RoleMapping => {}
+            ObjectKind::RoleMapping | ObjectKind::RoleApproval => {}
         }
         out
     }
@@ -255,6 +256,7 @@ impl AdminService {
                 checked::<SsoConnectionDoc>(body, validate::sso_connection)
             }
             ObjectKind::RoleMapping => checked::<RoleMappingDoc>(body, validate::role_mapping),
+            ObjectKind::RoleApproval => checked::<RoleApprovalDoc>(body, validate::role_approval),
         }
     }
 

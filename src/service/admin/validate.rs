@@ -4,7 +4,7 @@
 use regex::Regex;
 use std::sync::LazyLock;
 
-use crate::admin::{RoleMappingDoc, SsoConnectionDoc, WorkspaceDoc};
+use crate::admin::{RoleApprovalDoc, RoleMappingDoc, SsoConnectionDoc, WorkspaceDoc};
 use crate::api::{self, Protocol};
 use crate::roles::CompiledMapping;
 
@@ -100,6 +100,14 @@ pub fn workspace(doc: &WorkspaceDoc) -> Result<(), String> {
         if let Some(assignments) = &policy.role_assignments {
             role_assignments(assignments)?;
         }
+        if policy.access_groups.len() > 64 {
+            return Err("policy.accessGroups: at most 64 entries".into());
+        }
+        for (i, group) in policy.access_groups.iter().enumerate() {
+            if let Some(problem) = group.invalid() {
+                return Err(format!("policy.accessGroups[{i}]: {problem}"));
+            }
+        }
     }
     Ok(())
 }
@@ -185,6 +193,28 @@ pub fn role_mapping(doc: &RoleMappingDoc) -> Result<(), String> {
     CompiledMapping::compile(doc)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Longest `reason` an approval carries into the audit log.
+const MAX_REASON: usize = 500;
+
+pub fn role_approval(doc: &RoleApprovalDoc) -> Result<(), String> {
+    match (&doc.email, &doc.scim_id) {
+        (Some(email), None) if !EMAIL.is_match(email) || email.len() > 254 => {
+            Err(format!("email: {email:?} is not an email address"))
+        }
+        (None, Some(id)) if id.is_empty() || id.len() > 256 => {
+            Err("scimId: give the SCIM id of the user or service account".into())
+        }
+        (Some(_), None) | (None, Some(_)) => role("role", &doc.role),
+        _ => Err("give exactly one of email or scimId".into()),
+    }?;
+    match &doc.reason {
+        Some(r) if r.chars().count() > MAX_REASON => {
+            Err(format!("reason: at most {MAX_REASON} characters"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@ use super::{
     SharedState,
     error::{ApiError, Body},
 };
-use crate::admin::{InfoView, KeyKind, ListView, PutResult};
+use crate::admin::{InfoView, KeyKind, ListView, PutResult, RoleApprovalDoc};
 use crate::service::{
     admin::{Actor, keys},
+    scim::context::WorkspaceCtx,
     store::{AuditFilter, Backend, ObjectKind, now_millis},
 };
 
@@ -53,6 +54,11 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/workspaces/{ws}/members/{member}", get(get_member))
         .route(
+            "/workspaces/{ws}/members/{member}/explain",
+            get(explain_member),
+        )
+        .route("/workspaces/{ws}/pending-approvals", get(pending_approvals))
+        .route(
             "/workspaces/{ws}/api-keys",
             get(list_api_keys).post(issue_api_key),
         )
@@ -78,18 +84,54 @@ fn key_routes(kind: KeyKind) -> Router<SharedState> {
         )
 }
 
-/// A changed RoleMapping or Workspace (its default role, approval list) moves
-/// members' roles: recompute them in the background.
-fn roles_may_have_moved(
+/// A changed RoleMapping or Workspace (its default role, approval list,
+/// access groups) moves members' roles: recompute them in the background. A
+/// changed approval moves the person it names (and named, `before`): at
+/// once, so the next session check shows it.
+async fn roles_may_have_moved(
     state: &SharedState,
-    kind: ObjectKind,
-    ws: &str,
+    (kind, ws): (ObjectKind, &str),
     result: Option<PutResult>,
-) {
+    before: Option<RoleApprovalDoc>,
+    after: Option<&serde_json::Value>,
+) -> Result<(), ApiError> {
     let changed = matches!(result, Some(PutResult::Created | PutResult::Updated));
-    if changed && matches!(kind, ObjectKind::RoleMapping | ObjectKind::Workspace) {
-        state.scim.recompute_in_background(ws);
+    match kind {
+        _ if !changed => {}
+        ObjectKind::RoleMapping | ObjectKind::Workspace => state.scim.recompute_in_background(ws),
+        ObjectKind::RoleApproval => {
+            let after = after.and_then(|v| serde_json::from_value(v.clone()).ok());
+            let named: Vec<RoleApprovalDoc> = before.into_iter().chain(after).collect();
+            state.scim.approvals_changed(ws, &named).await?;
+        }
+        ObjectKind::SsoConnection => {}
     }
+    Ok(())
+}
+
+/// Why a member has their role and access: groups, last claims, the rule
+/// that decided, approvals.
+async fn explain_member(
+    State(state): State<SharedState>,
+    Path((ws, member)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let view = state.admin.member(&ws, &member).await?;
+    let ctx = WorkspaceCtx::load(state.admin.store(), &ws)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no workspace {ws}")))?;
+    Ok(Json(state.scim.explain(&ctx, view).await?).into_response())
+}
+
+/// The roles that wait for an approval, with who, since when and why.
+async fn pending_approvals(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+) -> Result<Response, ApiError> {
+    let ctx = WorkspaceCtx::load(state.admin.store(), &ws)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no workspace {ws}")))?;
+    let items = state.scim.pending_approvals(&ctx).await?;
+    Ok(Json(ListView { items }).into_response())
 }
 
 /// A member's role, pending role, effective assignments and groups.
@@ -216,14 +258,20 @@ enum Collection {
 }
 
 fn collection(segment: &str) -> Result<Collection, ApiError> {
-    match segment {
-        "connections" => Ok(Collection::Objects(ObjectKind::SsoConnection)),
-        "role-mappings" => Ok(Collection::Objects(ObjectKind::RoleMapping)),
-        "scim-tokens" => Ok(Collection::ScimTokens),
-        other => Err(ApiError::not_found(format!(
-            "no collection {other:?}: use connections, role-mappings or scim-tokens"
-        ))),
+    if segment == "scim-tokens" {
+        return Ok(Collection::ScimTokens);
     }
+    ObjectKind::ALL
+        .into_iter()
+        .filter(|k| *k != ObjectKind::Workspace)
+        .find(|k| k.collection() == segment)
+        .map(Collection::Objects)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no collection {segment:?}: use connections, role-mappings, role-approvals or \
+                 scim-tokens"
+            ))
+        })
 }
 
 async fn info(State(state): State<SharedState>) -> Json<InfoView> {
@@ -259,7 +307,14 @@ async fn put_workspace(
         .admin
         .put(ObjectKind::Workspace, &ws, &ws, &body, &actor(&headers))
         .await?;
-    roles_may_have_moved(&state, ObjectKind::Workspace, &ws, view.result);
+    roles_may_have_moved(
+        &state,
+        (ObjectKind::Workspace, &ws),
+        view.result,
+        None,
+        None,
+    )
+    .await?;
     Ok(Json(view).into_response())
 }
 
@@ -335,8 +390,10 @@ async fn put_item(
     let actor = actor(&headers);
     Ok(match collection(&segment)? {
         Collection::Objects(kind) => {
+            let before = state.scim.approval_before(kind, &ws, &name).await?;
             let view = state.admin.put(kind, &ws, &name, &body, &actor).await?;
-            roles_may_have_moved(&state, kind, &ws, view.result);
+            roles_may_have_moved(&state, (kind, &ws), view.result, before, Some(&view.spec))
+                .await?;
             Json(view).into_response()
         }
         Collection::ScimTokens => {
@@ -353,8 +410,10 @@ async fn delete_item(
     let actor = actor(&headers);
     match collection(&segment)? {
         Collection::Objects(kind) => {
+            let before = state.scim.approval_before(kind, &ws, &name).await?;
             state.admin.delete(kind, &ws, &name, false, &actor).await?;
-            roles_may_have_moved(&state, kind, &ws, Some(PutResult::Updated));
+            let moved = Some(PutResult::Updated);
+            roles_may_have_moved(&state, (kind, &ws), moved, before, None).await?;
         }
         Collection::ScimTokens => {
             state.admin.revoke_token(&ws, &name, &actor).await?;

@@ -159,9 +159,19 @@ async fn readyz(State(state): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {
+    // One grouped count over a partial index; a scrape that cannot read it
+    // keeps the last counts rather than failing.
+    let pending = match state.admin.store().pending_approval_counts().await {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            tracing::warn!(error = %e, "counting pending approvals for /metrics failed");
+            None
+        }
+    };
+    let now = crate::service::store::now_millis() as f64 / 1000.0;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render(pending.as_deref(), now),
     )
         .into_response()
 }

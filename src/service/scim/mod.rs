@@ -5,11 +5,13 @@
 //! live in [`service::ScimService`], which tests call without HTTP. The route,
 //! authentication, metrics and headers are the HTTP layer's `scim_routes`.
 
+pub mod approvals;
 pub mod assignments;
 pub mod bulk;
 pub mod context;
 pub mod discovery;
 pub mod error;
+pub mod explain;
 pub mod render;
 pub mod roles;
 pub mod service;

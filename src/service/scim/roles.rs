@@ -8,12 +8,13 @@ use std::{
 
 use serde_json::json;
 
-use super::context::WorkspaceCtx;
+use super::{approvals::Approvals, context::WorkspaceCtx};
+use crate::service::session_cache::CheckCache;
 use crate::{
     admin::RoleMappingDoc,
     roles::{CompiledMapping, Principal},
     scim::schema::ResourceKind,
-    service::store::{AuditEntry, ObjectKind, Result, ScimTx, Store},
+    service::store::{AuditEntry, ObjectKind, Result, ScimTx, Store, UserRow},
 };
 
 /// Compiled role mappings by workspace, recompiled only when the stored
@@ -88,46 +89,57 @@ fn fallback_role(mapping: Option<&CompiledMapping>) -> Option<String> {
     }
 }
 
-/// The role a person with `groups` (from the directory) gets, given the role
-/// they hold now.
+/// Where the role comes from when no mapping rule decides: (what decided,
+/// the role) for `idsync admin members explain`.
+pub fn fallback_decision(
+    mapping: Option<&CompiledMapping>,
+    ctx: &WorkspaceCtx,
+) -> (String, Option<String>) {
+    match &ctx.default_role {
+        Some(role) => ("workspace.defaultRole".into(), Some(role.clone())),
+        None => ("fallback".into(), fallback_role(mapping)),
+    }
+}
+
+/// The role a new principal with `groups` (from the directory) gets: no
+/// approval can name one before it exists.
 pub fn decide(
     mapping: Option<&CompiledMapping>,
     ctx: &WorkspaceCtx,
     groups: &[String],
-    current: Option<&str>,
 ) -> RoleDecision {
     decide_for(
         mapping,
         ctx,
         Principal::new(groups, &Default::default()),
-        current,
+        |_| false,
     )
 }
 
 /// The role a person gets from what is known of them (the directory's groups,
-/// and at sign-in what the IdP asserted), given the role they hold now.
+/// and at sign-in what the IdP asserted), given which roles that need
+/// approval they are approved for.
 pub fn decide_for(
     mapping: Option<&CompiledMapping>,
     ctx: &WorkspaceCtx,
     principal: Principal<'_>,
-    current: Option<&str>,
+    approved: impl Fn(&str) -> bool,
 ) -> RoleDecision {
     let resolved = mapping
         .and_then(|m| m.evaluate(principal).role.map(str::to_string))
         .or_else(|| ctx.default_role.clone())
         .or_else(|| fallback_role(mapping));
-    let needs_approval = |role: &str| ctx.policy.approval_required_roles.iter().any(|r| r == role);
+    let held_back = |role: &str| {
+        ctx.policy.approval_required_roles.iter().any(|r| r == role) && !approved(role)
+    };
     match resolved {
-        // An approved elevated role stays; a new one waits for approval, and the
-        // person gets the next lower role that needs none.
-        Some(role) if needs_approval(&role) && current != Some(role.as_str()) => {
+        // A role that needs an approval the person lacks waits for one; they
+        // get the next lower role that is not held back meanwhile.
+        Some(role) if held_back(&role) => {
             let lower = mapping.and_then(|m| {
                 let roles = m.roles();
                 let rank = m.rank(&role)?;
-                roles[rank + 1..]
-                    .iter()
-                    .find(|r| !needs_approval(r))
-                    .cloned()
+                roles[rank + 1..].iter().find(|r| !held_back(r)).cloned()
             });
             RoleDecision {
                 role: lower,
@@ -150,6 +162,7 @@ const RECOMPUTE_BATCH: i64 = 1000;
 pub async fn recompute_workspace(
     store: &Store,
     resolver: &RoleResolver,
+    cache: &CheckCache,
     workspace: &str,
 ) -> Result<usize> {
     let Some(mut ctx) = WorkspaceCtx::load(store, workspace).await? else {
@@ -159,7 +172,7 @@ pub async fn recompute_workspace(
     let mapping = resolver.mapping(store, workspace).await?;
     let mut seen = 0;
     for kind in [ResourceKind::User, ResourceKind::ServiceAccount] {
-        seen += recompute_kind(store, &ctx, mapping.as_deref(), kind).await?;
+        seen += recompute_kind(store, cache, &ctx, mapping.as_deref(), kind).await?;
     }
     Ok(seen)
 }
@@ -167,6 +180,7 @@ pub async fn recompute_workspace(
 /// [`recompute_workspace`] over the principals of one kind.
 async fn recompute_kind(
     store: &Store,
+    cache: &CheckCache,
     ctx: &WorkspaceCtx,
     mapping: Option<&CompiledMapping>,
     kind: ResourceKind,
@@ -196,7 +210,7 @@ async fn recompute_kind(
             // The workspace stopped declaring assignments: none are in force.
             tx.clear_assignments(workspace, &ids).await?;
         }
-        tx.commit().await?;
+        cache.forget_all(&tx.commit().await?);
     }
 }
 
@@ -209,7 +223,13 @@ pub struct BackgroundRecompute {
 }
 
 impl BackgroundRecompute {
-    pub fn request(&self, store: Store, resolver: Arc<RoleResolver>, workspace: String) {
+    pub fn request(
+        &self,
+        store: Store,
+        resolver: Arc<RoleResolver>,
+        cache: Arc<CheckCache>,
+        workspace: String,
+    ) {
         {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(again) = running.get_mut(&workspace) {
@@ -222,7 +242,7 @@ impl BackgroundRecompute {
         tokio::spawn(async move {
             loop {
                 let started = std::time::Instant::now();
-                match recompute_workspace(&store, &resolver, &workspace).await {
+                match recompute_workspace(&store, &resolver, &cache, &workspace).await {
                     Ok(users) => tracing::info!(
                         %workspace, users, took_ms = started.elapsed().as_millis() as u64,
                         "roles recomputed after a mapping change"
@@ -250,35 +270,47 @@ impl BackgroundRecompute {
     }
 }
 
-/// Recomputes the roles of `user_ids` from their current groups, writing and
-/// auditing each change in `tx`.
+/// Where a principal stands after a recompute: what the product sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub role: Option<String>,
+    pub pending: Option<String>,
+    /// In one of the workspace's access groups (always, without any).
+    pub has_access: bool,
+}
+
+/// Recomputes the roles and access of `user_ids` from their current groups
+/// (and what their latest sign-in asserted), writing and auditing each
+/// change in `tx`; answers where each principal found stands now.
 pub async fn recompute(
     tx: &mut ScimTx,
     ctx: &WorkspaceCtx,
     mapping: Option<&CompiledMapping>,
     user_ids: &[String],
     now: i64,
-) -> Result<()> {
-    // Read every user's role and (when a mapping looks at them) groups in a
-    // few statements, not two per user.
+) -> Result<HashMap<String, Standing>> {
+    // Read every user's role and (when a mapping or access groups look at
+    // them) groups in a few statements, not two per user.
     let assignments = ctx.policy.role_assignments.as_ref();
     let users = tx
         .user_rows(&ctx.name, user_ids, assignments.is_some())
         .await?;
-    // With a mapping: each one's directory groups, and what their latest
-    // sign-in asserted (a claim-derived role survives a SCIM change).
-    let (groups_of, asserted) = match mapping {
-        Some(_) => (
-            tx.group_names_of(&ctx.name, user_ids).await?,
-            tx.latest_assertions(&ctx.name, user_ids).await?,
-        ),
+    let groups_of = match mapping.is_some() || !ctx.policy.access_groups.is_empty() {
+        true => tx.group_names_of(&ctx.name, user_ids).await?,
+        false => Default::default(),
+    };
+    // With a mapping, what each one's latest sign-in asserted: a
+    // claim-derived role survives a SCIM change.
+    let asserted = match mapping {
+        Some(_) => tx.latest_assertions(&ctx.name, user_ids).await?,
         None => Default::default(),
     };
+    let approvals = Approvals::load(tx, ctx, now).await?;
+    let mut standings = HashMap::with_capacity(users.len());
     for user_id in user_ids {
         let Some(user) = users.get(user_id) else {
             continue; // a group member that is a group, or gone
         };
-        let (pk, role, pending) = (user.pk, &user.role, &user.pending);
         let groups = groups_of
             .get(user_id)
             .map(Vec::as_slice)
@@ -288,48 +320,89 @@ pub async fn recompute(
             Some(a) => Principal::new(groups, &a.claims).through(&a.connection, &a.groups),
             None => Principal::new(groups, &no_claims),
         };
-        let decision = decide_for(mapping, ctx, principal, role.as_deref());
-        if decision.role == *role && decision.pending == *pending {
-            continue;
-        }
-        tx.set_role(pk, decision.role.as_deref(), decision.pending.as_deref())
-            .await?;
-        if decision.role != *role {
-            tx.audit(
-                &audit_entry(
-                    ctx,
-                    user.kind,
-                    "role_changed",
-                    user_id,
-                    json!({
-                        "from": role, "to": decision.role, "requestId": ctx.request_id,
-                    }),
-                ),
-                now,
-            )
-            .await?;
-        }
-        if decision.pending.is_some() && decision.pending != *pending {
-            tx.audit(
-                &audit_entry(
-                    ctx,
-                    user.kind,
-                    "role_approval_requested",
-                    user_id,
-                    json!({
-                        "role": decision.pending, "requestId": ctx.request_id,
-                    }),
-                ),
-                now,
-            )
-            .await?;
-        }
+        let decision = decide_for(mapping, ctx, principal, |role| {
+            approvals.approves(user_id, role)
+        });
+        store_role(tx, ctx, user_id, user, &decision, now).await?;
+        let has_access = user.kind != ResourceKind::User || ctx.policy.grants_access(groups);
+        store_access(tx, ctx, user_id, user, (has_access, &decision.role), now).await?;
+        standings.insert(
+            user_id.clone(),
+            Standing {
+                role: decision.role,
+                pending: decision.pending,
+                has_access,
+            },
+        );
     }
     // Assignments are a second, independent output of the same read.
     if let Some(policy) = assignments {
         super::assignments::recompute(tx, ctx, policy, &users, now).await?;
     }
+    Ok(standings)
+}
+
+/// Writes a changed role decision, with its audit entries.
+async fn store_role(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    user_id: &str,
+    user: &UserRow,
+    decision: &RoleDecision,
+    now: i64,
+) -> Result<()> {
+    let (role, pending) = (&user.role, &user.pending);
+    if decision.role == *role && decision.pending == *pending {
+        return Ok(());
+    }
+    // A request waits since it was first made, not since the last recompute.
+    let since = match user.pending_since {
+        Some(since) if decision.pending == *pending => since,
+        _ => now,
+    };
+    let waiting = decision.pending.as_deref().map(|p| (p, since));
+    tx.set_role(user.pk, decision.role.as_deref(), waiting)
+        .await?;
+    if decision.role != *role {
+        let detail = json!({"from": role, "to": decision.role, "requestId": ctx.request_id});
+        let entry = audit_entry(ctx, user.kind, "role_changed", user_id, detail);
+        tx.audit(&entry, now).await?;
+    }
+    if decision.pending.is_some() && decision.pending != *pending {
+        let detail = json!({"role": decision.pending, "requestId": ctx.request_id});
+        let entry = audit_entry(ctx, user.kind, "role_approval_requested", user_id, detail);
+        tx.audit(&entry, now).await?;
+    }
     Ok(())
+}
+
+/// Writes a change of access: losing it revokes every session and key in
+/// the same write; regaining it restores the person with `role`.
+async fn store_access(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    user_id: &str,
+    user: &UserRow,
+    (has_access, role): (bool, &Option<String>),
+    now: i64,
+) -> Result<()> {
+    if has_access == user.has_access {
+        return Ok(());
+    }
+    tx.set_access(user.pk, has_access, now).await?;
+    let (action, detail) = if has_access {
+        let detail = json!({"role": role, "requestId": ctx.request_id});
+        ("user_access_granted", detail)
+    } else {
+        let (sessions, keys) = tx.revoke_credentials(&ctx.name, user_id, now).await?;
+        let detail = json!({
+            "reason": "not_in_access_group", "sessionsRevoked": sessions,
+            "keysRevoked": keys, "requestId": ctx.request_id,
+        });
+        ("user_access_revoked", detail)
+    };
+    tx.audit(&audit_entry(ctx, user.kind, action, user_id, detail), now)
+        .await
 }
 
 /// An audit entry about the resource `id` of `kind`.

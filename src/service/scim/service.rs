@@ -224,15 +224,16 @@ enum Lifecycle {
 }
 
 /// SCIM Users and Groups over the store.
+#[derive(Clone)]
 pub struct ScimService {
-    store: Store,
+    pub(super) store: Store,
     public_url: String,
-    roles: Arc<RoleResolver>,
+    pub(super) roles: Arc<RoleResolver>,
     /// Whole-workspace role recomputes after a mapping change.
     recompute: roles::BackgroundRecompute,
     metrics: ServiceMetrics,
     /// This replica's session-check cache, cleared of deprovisioned users.
-    session_cache: Arc<CheckCache>,
+    pub(super) session_cache: Arc<CheckCache>,
 }
 
 /// A new resource id: a random UUID (version 4).
@@ -306,6 +307,11 @@ fn provisioned_entry(
         name: write.doc.get(name), "externalId": write.external_id,
         "active": write.active, "role": decision.role, "requestId": ctx.request_id,
     });
+    let mut detail = detail;
+    if kind == ResourceKind::User && !ctx.policy.access_groups.is_empty() {
+        // In no group yet: no access until the IdP adds them to an access group.
+        detail["access"] = json!(false);
+    }
     let action = format!("{}_provisioned", kind.audit_noun());
     audit_entry(ctx, kind, &action, id, detail)
 }
@@ -375,6 +381,7 @@ impl ScimService {
         self.recompute.request(
             self.store.clone(),
             self.roles.clone(),
+            self.session_cache.clone(),
             workspace.to_string(),
         );
     }
@@ -456,7 +463,8 @@ impl ScimService {
             return Ok(());
         }
         let mapping = self.mapping(ctx).await?;
-        roles::recompute(tx, ctx, mapping.as_deref(), user_ids, now).await
+        roles::recompute(tx, ctx, mapping.as_deref(), user_ids, now).await?;
+        Ok(())
     }
 
     /// Reads a resource back for an answer.
@@ -613,6 +621,9 @@ impl ScimService {
         if kind.is_principal() {
             assignments::created(&mut tx, ctx, (pk, kind, &id), &doc, now).await?;
         }
+        if kind == ResourceKind::User && !ctx.policy.grants_access(&[]) {
+            tx.set_access(pk, false, now).await?;
+        }
         let created = match decision {
             // The stored principal is what was just written, in no group
             // yet: answer from it instead of reading it back.
@@ -629,7 +640,7 @@ impl ScimService {
                 None
             }
         };
-        tx.commit().await?;
+        self.session_cache.forget_all(&tx.commit().await?);
         self.metrics
             .scim_provisioned
             .with_label_values(&[&ctx.name, kind.as_str()])
@@ -657,7 +668,7 @@ impl ScimService {
             return Ok(None);
         }
         let mapping = self.mapping(ctx).await?;
-        Ok(Some(roles::decide(mapping.as_deref(), ctx, &[], None)))
+        Ok(Some(roles::decide(mapping.as_deref(), ctx, &[])))
     }
 
     /// A group's members, the roles they now get, and its audit entry, in the
@@ -738,7 +749,7 @@ impl ScimService {
         let (kind, noun) = (rec.kind, rec.kind.audit_noun());
         match (rec.active, active) {
             (true, false) => {
-                let (sessions, keys) = revoke_credentials(tx, ctx, &rec.id, now).await?;
+                let (sessions, keys) = tx.revoke_credentials(&ctx.name, &rec.id, now).await?;
                 let detail = json!({
                     name: rec.doc.get(name), "via": via, "sessionsRevoked": sessions,
                     "keysRevoked": keys, "requestId": ctx.request_id,
@@ -761,17 +772,23 @@ impl ScimService {
         }
     }
 
-    /// After a write committed: its lifecycle counted, and a deprovisioned
-    /// user's cached sessions dropped here (their rows were revoked in the write).
-    fn committed(&self, ctx: &WorkspaceCtx, kind: ResourceKind, id: &str, lifecycle: Lifecycle) {
+    /// After a write committed: its lifecycle counted, and the cached
+    /// sessions of everyone whose credentials it revoked (deprovisioned, or
+    /// out of every access group) dropped here.
+    fn committed(
+        &self,
+        ctx: &WorkspaceCtx,
+        kind: ResourceKind,
+        lifecycle: Lifecycle,
+        revoked: &[(String, String)],
+    ) {
+        self.session_cache.forget_all(revoked);
         match lifecycle {
-            Lifecycle::Deprovisioned => {
-                self.session_cache.forget_user(&ctx.name, id);
-                self.metrics
-                    .scim_deprovisioned
-                    .with_label_values(&[&ctx.name])
-                    .inc()
-            }
+            Lifecycle::Deprovisioned => self
+                .metrics
+                .scim_deprovisioned
+                .with_label_values(&[&ctx.name])
+                .inc(),
             Lifecycle::Reactivated => self
                 .metrics
                 .scim_provisioned
@@ -844,8 +861,8 @@ impl ScimService {
         if (doc_changed || members_changed) && lifecycle == Lifecycle::Unchanged {
             audit_updated(&mut tx, ctx, kind, id, "PUT", now).await?;
         }
-        tx.commit().await?;
-        self.committed(ctx, kind, id, lifecycle);
+        let revoked = tx.commit().await?;
+        self.committed(ctx, kind, lifecycle, &revoked);
         Ok(Outcome::Found(self.read_back(ctx, kind, id, proj).await?))
     }
 
@@ -897,8 +914,8 @@ impl ScimService {
         if doc_changed && lifecycle == Lifecycle::Unchanged {
             audit_updated(&mut tx, ctx, kind, id, "PATCH", now).await?;
         }
-        tx.commit().await?;
-        self.committed(ctx, kind, id, lifecycle);
+        let revoked = tx.commit().await?;
+        self.committed(ctx, kind, lifecycle, &revoked);
         Ok(Outcome::Found(self.read_back(ctx, kind, id, proj).await?))
     }
 
@@ -967,7 +984,7 @@ impl ScimService {
         let mut lifecycle = Lifecycle::Unchanged;
         match kind {
             ResourceKind::User | ResourceKind::ServiceAccount => {
-                let (sessions, keys) = revoke_credentials(&mut tx, ctx, id, now).await?;
+                let (sessions, keys) = tx.revoke_credentials(&ctx.name, id, now).await?;
                 let hard = ctx.hard_delete();
                 if hard {
                     tx.hard_delete(rec.pk).await?;
@@ -999,8 +1016,8 @@ impl ScimService {
                     .await?;
             }
         }
-        tx.commit().await?;
-        self.committed(ctx, kind, id, lifecycle);
+        let revoked = tx.commit().await?;
+        self.committed(ctx, kind, lifecycle, &revoked);
         Ok(Outcome::Deleted)
     }
 }
@@ -1039,19 +1056,6 @@ async fn audit_updated(
     let detail = json!({"via": via, "requestId": ctx.request_id});
     tx.audit(&audit_entry(ctx, kind, &action, id, detail), now)
         .await
-}
-
-/// Revokes every session and API key of a principal, in the write that
-/// deprovisions it; answers how many of each.
-async fn revoke_credentials(
-    tx: &mut ScimTx,
-    ctx: &WorkspaceCtx,
-    id: &str,
-    now: i64,
-) -> Result<(u64, u64), StoreError> {
-    let sessions = tx.revoke_sessions(&ctx.name, id, now).await?;
-    let keys = tx.revoke_api_keys(&ctx.name, id, now).await?;
-    Ok((sessions, keys))
 }
 
 /// Refuses a filter naming an attribute none of `sets` has.

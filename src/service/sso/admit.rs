@@ -13,10 +13,10 @@ use super::{
 };
 use crate::{
     api::Protocol,
-    roles::{CompiledMapping, Principal},
+    roles::CompiledMapping,
     scim::schema::ResourceKind,
     service::{
-        scim::{context::WorkspaceCtx, roles::decide_for, service::ScimService},
+        scim::{context::WorkspaceCtx, roles::recompute, service::ScimService},
         store::{Assertion, AuditEntry, SessionRecord, UserMatch, now_millis},
     },
 };
@@ -280,15 +280,15 @@ impl SsoService {
     }
 
     /// The role from the RoleMapping over the IdP's groups and claims plus the
-    /// groups SCIM pushed; a change is stored and audited, and a role that
-    /// needs approval waits for it.
+    /// groups SCIM pushed, decided, stored and audited by the same recompute a
+    /// SCIM change runs (a role that needs approval waits for it); refused
+    /// when the person is in none of the workspace's access groups.
     async fn resolve_role(
         &self,
         ctx: &ConnectionCtx,
         identity: &Identity,
         user_id: &str,
     ) -> Result<Option<String>, SignInError> {
-        let standing = self.store.user_standing(&ctx.workspace, user_id).await?;
         let mapping: Option<Arc<CompiledMapping>> =
             self.roles.mapping(&self.store, &ctx.workspace).await?;
         let scim_ctx = self.scim_ctx(ctx).await?;
@@ -296,52 +296,22 @@ impl SsoService {
         // SCIM changes make until the next sign-in; the role is decided on
         // what is kept, so both decide alike.
         let asserted = Assertion::bounded(&ctx.name, &identity.groups, &identity.claims);
-        self.store
-            .record_assertion(&ctx.workspace, user_id, &asserted, now_millis())
+        let now = now_millis();
+        let ids = [user_id.to_string()];
+        let mut tx = self.store.scim_write().await?;
+        tx.record_assertion(&ctx.workspace, user_id, &asserted, now)
             .await?;
-        let principal =
-            Principal::new(&standing.groups, &asserted.claims).through(&ctx.name, &asserted.groups);
-        let decision = decide_for(
-            mapping.as_deref(),
-            &scim_ctx,
-            principal,
-            standing.role.as_deref(),
-        );
-        if decision.role != standing.role || decision.pending != standing.pending {
-            let mut entries = Vec::new();
-            if decision.role != standing.role {
-                entries.push(AuditEntry {
-                    workspace: Some(ctx.workspace.clone()),
-                    actor: format!("sso:{}", ctx.name),
-                    action: "role_changed".into(),
-                    kind: Some("User".into()),
-                    name: Some(user_id.to_string()),
-                    detail: Some(
-                        json!({"from": standing.role, "to": decision.role, "source": "sign_in"}),
-                    ),
-                });
-            }
-            if decision.pending.is_some() && decision.pending != standing.pending {
-                entries.push(AuditEntry {
-                    workspace: Some(ctx.workspace.clone()),
-                    actor: format!("sso:{}", ctx.name),
-                    action: "role_approval_requested".into(),
-                    kind: Some("User".into()),
-                    name: Some(user_id.to_string()),
-                    detail: Some(json!({"role": decision.pending, "source": "sign_in"})),
-                });
-            }
-            self.store
-                .set_user_role(
-                    &ctx.workspace,
-                    user_id,
-                    decision.role.as_deref(),
-                    decision.pending.as_deref(),
-                    &entries,
-                    now_millis(),
-                )
-                .await?;
+        let mut standings = recompute(&mut tx, &scim_ctx, mapping.as_deref(), &ids, now).await?;
+        self.sessions.forget_revoked(&tx.commit().await?);
+        let standing = standings.remove(user_id).ok_or_else(|| {
+            SignInError::new(Reason::Deprovisioned, "the user is gone from the workspace")
+        })?;
+        if !standing.has_access {
+            return Err(SignInError::new(
+                Reason::NotInAccessGroup,
+                "the user is in none of the workspace's access groups",
+            ));
         }
-        Ok(decision.role)
+        Ok(standing.role)
     }
 }

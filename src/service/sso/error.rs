@@ -68,6 +68,8 @@ pub enum Reason {
     RateLimited,
     /// The browser's address is outside the workspace's `sourceRanges.signIn`.
     SourceNotAllowed,
+    /// The person is in none of the workspace's `accessGroups`.
+    NotInAccessGroup,
     /// The service's own fault (a corrupt stored row, ...).
     Internal,
 }
@@ -103,6 +105,7 @@ impl Reason {
             Reason::Unavailable => "unavailable",
             Reason::RateLimited => "rate_limited",
             Reason::SourceNotAllowed => "source_not_allowed",
+            Reason::NotInAccessGroup => "not_in_access_group",
             Reason::Internal => "internal_error",
         }
     }
@@ -120,6 +123,7 @@ impl Reason {
             | Reason::DomainNotAllowed
             | Reason::SubjectMismatch
             | Reason::SourceNotAllowed
+            | Reason::NotInAccessGroup
             | Reason::AmbiguousUser => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -154,6 +158,10 @@ impl Reason {
             Reason::SourceNotAllowed => {
                 "This workspace accepts sign-ins only from its company's network. Connect to \
                  it (office or VPN) and sign in again."
+            }
+            Reason::NotInAccessGroup => {
+                "This workspace admits members of certain groups of your company's directory, \
+                 and you are in none of them. Ask your IT administrator to add you to one."
             }
             Reason::RateLimited => {
                 "Too many sign-in attempts came from your network. Wait a minute, then try again."

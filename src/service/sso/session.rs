@@ -84,6 +84,11 @@ impl Sessions {
         }
     }
 
+    /// Drops this replica's cached checks of principals a write just revoked.
+    pub fn forget_revoked(&self, revoked: &[(String, String)]) {
+        self.cache.forget_all(revoked);
+    }
+
     /// Loads the keys, making a new one when none is fresh enough.
     async fn reload_keys(&self, now: i64) -> Result<()> {
         let mut keys = self.store.session_keys(now).await?;

@@ -95,8 +95,10 @@ impl Store {
         // slip in between the check and the insert.
         let live = tx
             .fetch_optional(
-                "SELECT kind FROM scim_resources WHERE workspace = $1 AND id = $2 \
-                 AND deleted_at IS NULL AND active <> 0",
+                concat!(
+                    "SELECT r.kind FROM scim_resources r WHERE r.workspace = $1 AND r.id = $2 AND ",
+                    admitted!("r")
+                ),
                 &[(&key.workspace).into(), (&key.principal_id).into()],
                 |row| row.text("kind"),
             )
@@ -206,13 +208,15 @@ impl Store {
     pub async fn live_api_key(&self, id: &str, now: i64) -> Result<Option<LiveApiKey>> {
         // A primary-key probe and one joined row: a point read.
         self.read_optional(
-            "SELECT k.id, k.hash, k.workspace, k.principal_id, r.kind, r.name_key, r.role, \
+            concat!(
+                "SELECT k.id, k.hash, k.workspace, k.principal_id, r.kind, r.name_key, r.role, \
              r.assignments, k.created_at, k.expires_at, k.last_used_at \
              FROM api_keys k JOIN scim_resources r \
              ON r.workspace = k.workspace AND r.id = k.principal_id \
              WHERE k.id = $1 AND k.revoked_at IS NULL \
-             AND (k.expires_at IS NULL OR k.expires_at > $2) \
-             AND r.deleted_at IS NULL AND r.active <> 0",
+             AND (k.expires_at IS NULL OR k.expires_at > $2) AND ",
+                admitted!("r")
+            ),
             &[id.into(), now.into()],
             |row| {
                 let Some(principal_kind) = kind_of_principal(&row.text("kind")?) else {

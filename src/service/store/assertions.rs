@@ -8,7 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Result, Store, reader::rows_for_ids, scim::ScimTx};
+use super::{
+    Result, Store,
+    reader::{Read, rows_for_ids},
+    scim::ScimTx,
+};
 
 /// Most groups, claims and values per claim kept, and the longest string:
 /// an IdP's assertion is input from outside, and the store keeps it.
@@ -55,10 +59,10 @@ impl Assertion {
     }
 }
 
-impl Store {
+impl ScimTx {
     /// Keeps what `assertion.connection` asserted about a member at `now`.
     pub async fn record_assertion(
-        &self,
+        &mut self,
         workspace: &str,
         user_id: &str,
         assertion: &Assertion,
@@ -67,61 +71,95 @@ impl Store {
         // Lists and maps of strings always serialise.
         let groups = serde_json::to_string(&assertion.groups).expect("strings serialise");
         let claims = serde_json::to_string(&assertion.claims).expect("strings serialise");
-        let mut tx = self.begin_write().await?;
-        tx.execute(
-            "INSERT INTO signin_assertions (workspace, user_id, connection, groups, claims, \
+        self.tx
+            .execute(
+                "INSERT INTO signin_assertions (workspace, user_id, connection, groups, claims, \
              signed_in_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (workspace, user_id, connection) DO UPDATE SET \
              groups = excluded.groups, claims = excluded.claims, \
              signed_in_at = excluded.signed_in_at",
-            &[
-                workspace.into(),
-                user_id.into(),
-                assertion.connection.as_str().into(),
-                groups.as_str().into(),
-                claims.as_str().into(),
-                now.into(),
-            ],
-        )
-        .await?;
-        tx.commit().await
+                &[
+                    workspace.into(),
+                    user_id.into(),
+                    assertion.connection.as_str().into(),
+                    groups.as_str().into(),
+                    claims.as_str().into(),
+                    now.into(),
+                ],
+            )
+            .await?;
+        Ok(())
     }
-}
 
-impl ScimTx {
     /// The latest sign-in assertion of each of `user_ids` that has one.
     pub async fn latest_assertions(
         &mut self,
         workspace: &str,
         user_ids: &[String],
     ) -> Result<HashMap<String, Assertion>> {
-        let sql = |ids: &str| {
-            format!(
-                "SELECT user_id, connection, groups, claims, signed_in_at FROM signin_assertions \
+        latest_assertions(&mut self.tx, workspace, user_ids).await
+    }
+}
+
+impl Store {
+    /// A member's latest sign-in assertion, if any (`members explain`).
+    pub async fn latest_assertion(
+        &self,
+        workspace: &str,
+        user_id: &str,
+    ) -> Result<Option<Assertion>> {
+        let ids = [user_id.to_string()];
+        Ok(latest_assertions(&mut &*self, workspace, &ids)
+            .await?
+            .remove(user_id))
+    }
+
+    /// The names a role mapping sees for a member's directory groups.
+    pub async fn group_names_of_member(
+        &self,
+        workspace: &str,
+        user_id: &str,
+    ) -> Result<Vec<String>> {
+        let ids = [user_id.to_string()];
+        Ok(super::scim::group_names_of(&mut &*self, workspace, &ids)
+            .await?
+            .remove(user_id)
+            .unwrap_or_default())
+    }
+}
+
+/// The latest sign-in assertion of each of `user_ids` that has one.
+async fn latest_assertions(
+    reader: &mut impl Read,
+    workspace: &str,
+    user_ids: &[String],
+) -> Result<HashMap<String, Assertion>> {
+    let sql = |ids: &str| {
+        format!(
+            "SELECT user_id, connection, groups, claims, signed_in_at FROM signin_assertions \
                  WHERE workspace = $1 AND user_id IN ({ids})"
-            )
+        )
+    };
+    let rows = rows_for_ids(reader, workspace.into(), user_ids, sql, |row| {
+        // Written by `record_assertion`; a row it cannot read counts as none.
+        let assertion = Assertion {
+            connection: row.text("connection")?,
+            groups: serde_json::from_str(&row.text("groups")?).unwrap_or_default(),
+            claims: serde_json::from_str(&row.text("claims")?).unwrap_or_default(),
         };
-        let rows = rows_for_ids(&mut self.tx, workspace.into(), user_ids, sql, |row| {
-            // Written by `record_assertion`; a row it cannot read counts as none.
-            let assertion = Assertion {
-                connection: row.text("connection")?,
-                groups: serde_json::from_str(&row.text("groups")?).unwrap_or_default(),
-                claims: serde_json::from_str(&row.text("claims")?).unwrap_or_default(),
-            };
-            Ok((row.text("user_id")?, row.int("signed_in_at")?, assertion))
-        })
-        .await?;
-        let mut latest: HashMap<String, (i64, Assertion)> = HashMap::new();
-        for (user, at, assertion) in rows {
-            match latest.get(&user) {
-                Some((seen, _)) if *seen >= at => {}
-                _ => {
-                    latest.insert(user, (at, assertion));
-                }
+        Ok((row.text("user_id")?, row.int("signed_in_at")?, assertion))
+    })
+    .await?;
+    let mut latest: HashMap<String, (i64, Assertion)> = HashMap::new();
+    for (user, at, assertion) in rows {
+        match latest.get(&user) {
+            Some((seen, _)) if *seen >= at => {}
+            _ => {
+                latest.insert(user, (at, assertion));
             }
         }
-        Ok(latest.into_iter().map(|(u, (_, a))| (u, a)).collect())
     }
+    Ok(latest.into_iter().map(|(u, (_, a))| (u, a)).collect())
 }
 
 #[cfg(test)]

@@ -77,6 +77,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0011_scim_basic_auth.sql"),
         include_str!("../../../migrations/postgres/0011_scim_basic_auth.sql"),
     ),
+    (
+        12,
+        "access_groups",
+        include_str!("../../../migrations/sqlite/0012_access_groups.sql"),
+        include_str!("../../../migrations/postgres/0012_access_groups.sql"),
+    ),
+    (
+        13,
+        "role_approvals",
+        include_str!("../../../migrations/sqlite/0013_role_approvals.sql"),
+        include_str!("../../../migrations/postgres/0013_role_approvals.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

@@ -10,7 +10,25 @@
 //! [`args::Arg`]s and decode rows through [`columns::Columns`], so each is
 //! written once for both drivers.
 
+/// The SQL condition under which the principal row aliased `$r` may act:
+/// not deleted, not deactivated by the IdP, not out of the workspace's
+/// access groups. Every credential check joins on it, so the three ways to
+/// lose access are spelled once.
+macro_rules! admitted {
+    ($r:literal) => {
+        concat!(
+            $r,
+            ".deleted_at IS NULL AND ",
+            $r,
+            ".active <> 0 AND ",
+            $r,
+            ".access_revoked_at IS NULL"
+        )
+    };
+}
+
 mod api_keys;
+mod approvals;
 mod args;
 mod assertions;
 mod audit;
@@ -36,6 +54,7 @@ use sqlx::{
 };
 
 pub use api_keys::{ApiKeyRecord, KeyRefused, LiveApiKey, MAX_LIVE_KEYS};
+pub use approvals::{MAX_PENDING_LISTED, PendingRow};
 use args::Arg;
 pub use assertions::Assertion;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
@@ -48,7 +67,6 @@ pub use scim::{
 };
 pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,
-    UserStanding,
 };
 pub use tokens::{StoredToken, TokenPut, TokenRegistration};
 

@@ -51,6 +51,24 @@ static IN_WORKSPACE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM objects WHERE workspace = $1 AND kind = $2 ORDER BY name")
 });
 
+impl super::ScimTx {
+    /// A workspace's objects of a kind, as this write sees them.
+    pub async fn objects_in(
+        &mut self,
+        kind: ObjectKind,
+        workspace: &str,
+    ) -> Result<Vec<StoredObject>> {
+        use super::reader::Read;
+        self.tx
+            .rows(
+                &IN_WORKSPACE,
+                &[workspace.into(), kind.as_str().into()],
+                |row| decode(kind, row),
+            )
+            .await
+    }
+}
+
 fn decode(kind: ObjectKind, row: &(impl Columns + ?Sized)) -> Result<StoredObject> {
     let workspace = row.text("workspace")?;
     let name = row.text("name")?;

@@ -88,15 +88,6 @@ pub enum UserMatch {
     NotFound,
 }
 
-/// Where a user stands for a sign-in: the role they hold, the role awaiting
-/// approval, and the names a role mapping sees for their directory groups.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserStanding {
-    pub role: Option<String>,
-    pub pending: Option<String>,
-    pub groups: Vec<String>,
-}
-
 impl Store {
     /// Records a sign-in in flight, and drops the ones that expired unused.
     pub async fn put_signin_request(&self, r: &SignInRequest) -> Result<()> {
@@ -312,22 +303,6 @@ impl Store {
         })
     }
 
-    /// A user's role, role awaiting approval, and the names a role mapping sees
-    /// for the groups SCIM put them in (displayName and externalId).
-    pub async fn user_standing(&self, workspace: &str, user_id: &str) -> Result<UserStanding> {
-        let (role, pending) = self
-            .scim_user_role(workspace, user_id)
-            .await?
-            .unwrap_or_default();
-        let ids = [user_id.to_string()];
-        let mut names = super::scim::group_names_of(&mut &*self, workspace, &ids).await?;
-        Ok(UserStanding {
-            role,
-            pending,
-            groups: names.remove(user_id).unwrap_or_default(),
-        })
-    }
-
     /// Sessions of a user that are neither revoked nor expired.
     pub async fn live_sessions(&self, workspace: &str, user_id: &str) -> Result<i64> {
         let n: i64 = sqlx::query_scalar(
@@ -368,36 +343,6 @@ impl Store {
         tx.commit().await
     }
 
-    /// Sets a user's role (and the role awaiting approval), with audit entries,
-    /// in one transaction.
-    pub async fn set_user_role(
-        &self,
-        workspace: &str,
-        user_id: &str,
-        role: Option<&str>,
-        pending: Option<&str>,
-        entries: &[AuditEntry],
-        now: i64,
-    ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        tx.execute(
-            "UPDATE scim_resources SET role = $1, pending_role = $2 \
-             WHERE workspace = $3 AND id = $4 AND kind = 'User'",
-            &[
-                role.into(),
-                pending.into(),
-                workspace.into(),
-                user_id.into(),
-            ],
-        )
-        .await?;
-        for entry in entries {
-            audit::insert(&mut tx, entry, now).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Creates a session; `id` is the SHA-256 of the cookie's secret part.
     pub async fn insert_session(
         &self,
@@ -433,11 +378,13 @@ impl Store {
         // the user's now, not the one they signed in with: a SCIM membership
         // or RoleMapping change shows on the next check.
         self.read_optional(
-            "SELECT s.workspace, s.user_id, r.role, r.assignments, s.connection, s.created_at, \
-             s.expires_at, r.name_key FROM sessions s JOIN scim_resources r \
-             ON r.workspace = s.workspace AND r.id = s.user_id AND r.kind = 'User' \
-             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
-             AND r.deleted_at IS NULL AND r.active <> 0",
+            concat!(
+                "SELECT s.workspace, s.user_id, r.role, r.assignments, s.connection, s.created_at, \
+                 s.expires_at, r.name_key FROM sessions s JOIN scim_resources r \
+                 ON r.workspace = s.workspace AND r.id = s.user_id AND r.kind = 'User' \
+                 WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND ",
+                admitted!("r")
+            ),
             &[id.into(), now.into()],
             |row| {
                 Ok(SessionRecord {

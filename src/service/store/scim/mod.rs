@@ -11,6 +11,6 @@ mod write;
 pub use listing::ListQuery;
 pub(super) use members::group_names_of;
 pub use members::{Member, NewMember};
-pub(super) use records::kind_of_principal;
 pub use records::{MemberRow, ResourceWrite, ScimRecord};
+pub(super) use records::{kind_of, kind_of_principal};
 pub use write::{NewResource, ScimTx, UserRow, is_unique_violation, unique_attribute};

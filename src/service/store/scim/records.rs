@@ -66,7 +66,7 @@ pub(in crate::service::store) fn kind_of_principal(s: &str) -> Option<ResourceKi
     ResourceKind::parse(s).filter(|k| k.is_principal())
 }
 
-pub(super) fn kind_of(s: &str) -> ResourceKind {
+pub(in crate::service::store) fn kind_of(s: &str) -> ResourceKind {
     // Only the service writes the column, with `ResourceKind::as_str`.
     ResourceKind::parse(s).unwrap_or(ResourceKind::User)
 }
@@ -196,6 +196,9 @@ pub struct MemberRow {
     pub pending_role: Option<String>,
     /// Effective assignments as stored (JSON).
     pub assignments: Option<String>,
+    /// When the member lost access for being in none of the workspace's
+    /// access groups.
+    pub access_revoked_at: Option<i64>,
 }
 
 impl Store {
@@ -205,8 +208,8 @@ impl Store {
         let name_key = who.to_lowercase();
         // Unique-index probes (id, a user's name_key): a point read.
         self.read_optional(
-            "SELECT id, kind, name_key, active, role, pending_role, assignments \
-             FROM scim_resources WHERE workspace = $1 AND deleted_at IS NULL \
+            "SELECT id, kind, name_key, active, role, pending_role, assignments, \
+             access_revoked_at FROM scim_resources WHERE workspace = $1 AND deleted_at IS NULL \
              AND kind <> 'Group' AND (id = $2 OR (kind = 'User' AND name_key = $3))",
             &[workspace.into(), who.into(), name_key.as_str().into()],
             |row| {
@@ -218,6 +221,7 @@ impl Store {
                     role: row.opt_text("role")?,
                     pending_role: row.opt_text("pending_role")?,
                     assignments: row.opt_text("assignments")?,
+                    access_revoked_at: row.opt_int("access_revoked_at")?,
                 })
             },
         )

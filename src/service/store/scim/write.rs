@@ -20,6 +20,7 @@ impl Store {
         Ok(ScimTx {
             tx: self.begin_write().await?,
             backend: self.backend,
+            revoked: Vec::new(),
         })
     }
 }
@@ -28,6 +29,9 @@ impl Store {
 pub struct ScimTx {
     pub(in crate::service::store) tx: WriteTx,
     pub(super) backend: Backend,
+    /// (workspace, principal id) of each principal whose credentials this
+    /// write revoked, for the caller to drop from caches once it commits.
+    revoked: Vec<(String, String)>,
 }
 
 /// A live user as a recompute reads it (see [`ScimTx::user_rows`]).
@@ -38,6 +42,11 @@ pub struct UserRow {
     pub kind: ResourceKind,
     pub role: Option<String>,
     pub pending: Option<String>,
+    /// Since when `pending` waits.
+    pub pending_since: Option<i64>,
+    /// Whether the user is in one of the workspace's access groups, as last
+    /// decided (always, without access groups).
+    pub has_access: bool,
     /// When asked for: the document and the stored effective assignments.
     pub assignments: Option<(String, Option<String>)>,
 }
@@ -53,9 +62,11 @@ pub struct NewResource<'a> {
 }
 
 impl ScimTx {
-    pub async fn commit(self) -> Result<()> {
+    /// Commits; answers (workspace, principal id) of each principal whose
+    /// sessions and keys the write revoked.
+    pub async fn commit(self) -> Result<Vec<(String, String)>> {
         self.tx.commit().await?;
-        Ok(())
+        Ok(self.revoked)
     }
 
     /// A visible resource by id, as this transaction sees it.
@@ -128,8 +139,9 @@ impl ScimTx {
             .tx
             .fetch_one(
                 "INSERT INTO scim_resources (workspace, kind, id, external_id, name_key, \
-                 display_name, active, role, pending_role, doc, version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING pk",
+                 display_name, active, role, pending_role, pending_since, doc, version, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) RETURNING pk",
                 &[
                     new.workspace.into(),
                     new.kind.as_str().into(),
@@ -140,6 +152,7 @@ impl ScimTx {
                     (w.active as i64).into(),
                     new.role.0.into(),
                     new.role.1.into(),
+                    new.role.1.map(|_| new.now).into(),
                     doc.as_str().into(),
                     new.now.into(),
                 ],
@@ -284,7 +297,8 @@ impl ScimTx {
         };
         let sql = |ids: &str| {
             format!(
-                "SELECT id, kind, pk, role, pending_role{extra} FROM scim_resources \
+                "SELECT id, kind, pk, role, pending_role, pending_since, access_revoked_at{extra} \
+                 FROM scim_resources \
                  WHERE workspace = $1 AND id IN ({ids}) AND deleted_at IS NULL"
             )
         };
@@ -295,6 +309,8 @@ impl ScimTx {
                 kind,
                 role: row.opt_text("role")?,
                 pending: row.opt_text("pending_role")?,
+                pending_since: row.opt_int("pending_since")?,
+                has_access: row.opt_int("access_revoked_at")?.is_none(),
                 assignments: match with_assignments {
                     true => Some((row.text("doc")?, row.opt_text("assignments")?)),
                     false => None,
@@ -337,15 +353,43 @@ impl ScimTx {
         &mut self,
         pk: i64,
         role: Option<&str>,
-        pending: Option<&str>,
+        pending: Option<(&str, i64)>,
     ) -> Result<()> {
+        let (pending, since) = pending.unzip();
         self.tx
             .execute(
-                "UPDATE scim_resources SET role = $1, pending_role = $2 WHERE pk = $3",
-                &[role.into(), pending.into(), pk.into()],
+                "UPDATE scim_resources SET role = $1, pending_role = $2, pending_since = $3 \
+                 WHERE pk = $4",
+                &[role.into(), pending.into(), since.into(), pk.into()],
             )
             .await?;
         Ok(())
+    }
+
+    /// Records whether a user is in one of the workspace's access groups.
+    pub async fn set_access(&mut self, pk: i64, has_access: bool, now: i64) -> Result<()> {
+        let revoked_at = (!has_access).then_some(now);
+        self.tx
+            .execute(
+                "UPDATE scim_resources SET access_revoked_at = $1 WHERE pk = $2",
+                &[revoked_at.into(), pk.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes every session and API key of a principal, in the write that
+    /// takes its access away; answers how many of each.
+    pub async fn revoke_credentials(
+        &mut self,
+        workspace: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<(u64, u64)> {
+        let sessions = self.revoke_sessions(workspace, id, now).await?;
+        let keys = self.revoke_api_keys(workspace, id, now).await?;
+        self.revoked.push((workspace.to_string(), id.to_string()));
+        Ok((sessions, keys))
     }
 
     /// Revokes every live session of a user; returns how many.

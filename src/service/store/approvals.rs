@@ -1,0 +1,146 @@
+//! What approvals of elevated roles read: the people an approval names by
+//! email, and the roles that wait for one.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Result, ScimTx, Store, reader::rows_for_ids, scim::kind_of};
+use crate::scim::schema::ResourceKind;
+
+/// A member whose role waits for approval, as the listing reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRow {
+    pub id: String,
+    pub kind: ResourceKind,
+    pub user_name: String,
+    pub role: Option<String>,
+    pub pending_role: String,
+    pub pending_since: Option<i64>,
+}
+
+/// Most pending requests one listing answers.
+pub const MAX_PENDING_LISTED: i64 = 1000;
+
+impl ScimTx {
+    /// Claims the handling of an approval's lapse: true for the one write
+    /// that records it first, false when it is handled already.
+    pub async fn claim_lapse(
+        &mut self,
+        workspace: &str,
+        name: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let claimed = self
+            .tx
+            .fetch_optional(
+                "INSERT INTO role_approval_lapses (workspace, name, fingerprint, lapsed_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING lapsed_at",
+                &[
+                    workspace.into(),
+                    name.into(),
+                    fingerprint.into(),
+                    now.into(),
+                ],
+                |row| row.int("lapsed_at"),
+            )
+            .await?;
+        Ok(claimed.is_some())
+    }
+
+    /// The live users each of `emails` (lower-cased) names: by userName, or
+    /// by one of their emails.
+    pub async fn users_by_email(
+        &mut self,
+        workspace: &str,
+        emails: &[String],
+    ) -> Result<HashMap<String, Vec<String>>> {
+        let sql = |keys: &str| {
+            format!(
+                "SELECT r.id, r.name_key AS email FROM scim_resources r \
+                 WHERE r.workspace = $1 AND r.kind = 'User' AND r.deleted_at IS NULL \
+                 AND r.name_key IN ({keys}) \
+                 UNION SELECT r.id, v.v_lower AS email FROM scim_values v \
+                 JOIN scim_resources r ON r.pk = v.resource_pk \
+                 WHERE r.workspace = $1 AND r.kind = 'User' AND r.deleted_at IS NULL \
+                 AND v.path = 'emails.value' AND v.v_lower IN ({keys})"
+            )
+        };
+        let rows = rows_for_ids(&mut self.tx, workspace.into(), emails, sql, |row| {
+            Ok((row.text("email")?, row.text("id")?))
+        })
+        .await?;
+        let mut found: HashMap<String, Vec<String>> = HashMap::new();
+        for (email, id) in rows {
+            found.entry(email).or_default().push(id);
+        }
+        Ok(found)
+    }
+}
+
+impl Store {
+    /// A user's emails, lower-cased.
+    pub async fn emails_of(&self, workspace: &str, user_id: &str) -> Result<Vec<String>> {
+        self.read_all(
+            "SELECT v.v_lower FROM scim_resources r JOIN scim_values v ON v.resource_pk = r.pk \
+             WHERE r.workspace = $1 AND r.id = $2 AND v.path = 'emails.value'",
+            &[workspace.into(), user_id.into()],
+            |row| row.text("v_lower"),
+        )
+        .await
+    }
+
+    /// (workspace, name, fingerprint) of every approval whose lapse is handled.
+    pub async fn handled_lapses(&self) -> Result<HashSet<(String, String, String)>> {
+        let rows = super::args::fetch_sqlx(
+            &self.pool,
+            "SELECT workspace, name, fingerprint FROM role_approval_lapses",
+            &[],
+            |row| {
+                Ok((
+                    row.text("workspace")?,
+                    row.text("name")?,
+                    row.text("fingerprint")?,
+                ))
+            },
+        )
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The members of `workspace` whose role waits for approval, longest
+    /// waiting first.
+    pub async fn pending_approvals(&self, workspace: &str) -> Result<Vec<PendingRow>> {
+        // The partial index on (workspace, pending_since) bounds it.
+        self.read_all(
+            &format!(
+                "SELECT id, kind, name_key, role, pending_role, pending_since FROM scim_resources \
+                 WHERE workspace = $1 AND pending_role IS NOT NULL AND deleted_at IS NULL \
+                 ORDER BY pending_since, id LIMIT {MAX_PENDING_LISTED}"
+            ),
+            &[workspace.into()],
+            |row| {
+                Ok(PendingRow {
+                    id: row.text("id")?,
+                    kind: kind_of(&row.text("kind")?),
+                    user_name: row.text("name_key")?,
+                    role: row.opt_text("role")?,
+                    pending_role: row.text("pending_role")?,
+                    pending_since: row.opt_int("pending_since")?,
+                })
+            },
+        )
+        .await
+    }
+
+    /// How many members wait for an approval, by workspace (for the gauge).
+    pub async fn pending_approval_counts(&self) -> Result<Vec<(String, i64)>> {
+        super::args::fetch_sqlx(
+            &self.pool,
+            "SELECT workspace, COUNT(*) AS n FROM scim_resources \
+             WHERE pending_role IS NOT NULL AND deleted_at IS NULL GROUP BY workspace",
+            &[],
+            |row| Ok((row.text("workspace")?, row.int("n")?)),
+        )
+        .await
+    }
+}
