@@ -16,7 +16,7 @@ use crate::{
     support::{Db, scim::ScimFixture},
 };
 
-async fn register_basic(f: &ScimFixture) -> GeneratedToken {
+pub(crate) async fn register_basic(f: &ScimFixture) -> GeneratedToken {
     let credential = token::generate().expect("random");
     let doc = ScimTokenDoc {
         name: "one-model".into(),
@@ -52,7 +52,7 @@ async fn with_authorization(f: &ScimFixture, value: &str) -> (StatusCode, Value,
     (status, r.json().await.unwrap_or(Value::Null), challenges)
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
 

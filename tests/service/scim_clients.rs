@@ -161,19 +161,64 @@ async fn scim_sanity_probe_finds_no_conformance_failures() {
 /// `scim2` (scim2-cli) against the fixture's workspace; the token travels in
 /// the environment, as scim2-cli advises, never on the command line.
 async fn scim2(f: &ScimFixture, args: &[&str], stdin: Option<&Value>) -> (bool, String, String) {
+    let bearer = format!("Bearer {}", f.token);
+    scim2_as(f, &bearer, args, stdin).await
+}
+
+/// [`scim2`] presenting `authorization` (a whole `Authorization` value).
+async fn scim2_as(
+    f: &ScimFixture,
+    authorization: &str,
+    args: &[&str],
+    stdin: Option<&Value>,
+) -> (bool, String, String) {
     let mut argv = vec!["--url".to_string(), f.base()];
     argv.extend(args.iter().map(|a| a.to_string()));
     let body = stdin.map(Value::to_string);
+    let header = format!("Authorization: {authorization}");
     run_client_with_stdin(
         &python_tool("scim2"),
         &argv,
-        &[(
-            "SCIM_CLI_HEADERS",
-            format!("Authorization: Bearer {}", f.token),
-        )],
+        &[("SCIM_CLI_HEADERS", header)],
         body.as_deref(),
     )
     .await
+}
+
+/// One Model's set-up replayed with scim2-cli: the client ID and client
+/// secret as HTTP Basic credentials create, find and delete a user; a wrong
+/// secret, and the secret presented as a bearer token, get a 401.
+#[tokio::test]
+async fn scim2_cli_over_http_basic() {
+    let f = ScimFixture::start(Db::Sqlite, json!({})).await;
+    let credential = crate::scim_basic_auth::register_basic(&f).await;
+    let basic = crate::scim_basic_auth::basic(&credential.id, credential.expose());
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                      "userName": "grace@example.com"});
+    let (ok, out, err) = scim2_as(&f, &basic, &["create", "user"], Some(&user)).await;
+    assert!(ok, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).expect("a created user");
+    let filter = "userName eq \"grace@example.com\"";
+    let (ok, out, err) = scim2_as(&f, &basic, &["query", "user", "--filter", filter], None).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(created["id"].as_str().expect("id")), "{out}");
+    let wrong = crate::scim_basic_auth::basic(&credential.id, "idsync_scim_wrong");
+    let as_bearer = format!("Bearer {}", credential.expose());
+    for refused in [wrong.as_str(), as_bearer.as_str()] {
+        let (ok, out, err) = scim2_as(&f, refused, &["query", "user"], None).await;
+        assert!(!ok, "accepted: {out}{err}");
+        // scim2-cli prints the SCIM error's detail.
+        let said = format!("{out}{err}");
+        assert!(said.contains("the credentials are not valid"), "{said}");
+        assert!(
+            !format!("{out}{err}").contains(credential.expose()),
+            "the secret is not echoed"
+        );
+    }
+    let id = created["id"].as_str().expect("id");
+    let (ok, out, err) = scim2_as(&f, &basic, &["delete", "user", id], None).await;
+    assert!(ok, "{out}{err}");
+    f.stop().await;
 }
 
 /// `scim2` whose answer is a JSON document.
