@@ -262,3 +262,138 @@ async fn admin_members_and_keys_from_the_command_line() {
     );
     svc.stop().await.unwrap();
 }
+
+/// `idsync admin approvals` and `members explain` as an admin without a
+/// cluster uses them: what waits and why, approving with an expiry and a
+/// reason, revoking.
+#[tokio::test]
+async fn approvals_and_explanations_from_the_command_line() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let svc = start_service(&db.url).await;
+    let token_file = db.dir.path().join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let url = base_url(&svc);
+    let admin = async |args: &[&str]| {
+        let mut c = idsync();
+        c.arg("admin")
+            .args(args)
+            .env("IDSYNC_URL", &url)
+            .env("IDSYNC_ADMIN_TOKEN_FILE", &token_file);
+        let out = tokio::process::Command::from(c).output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "admin {args:?}: {stdout}{stderr}");
+        stdout
+    };
+    let manifests = db.dir.path().join("acme.yaml");
+    std::fs::write(
+        &manifests,
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: Workspace
+metadata: {name: acme}
+spec:
+  serviceRef: {name: idsync}
+  domains: [acme.com]
+  policy: {approvalRequiredRoles: [owner]}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: RoleMapping
+metadata: {name: roles}
+spec:
+  workspaceRef: {name: acme}
+  defaultRole: member
+  rules: [{role: owner, equals: founders}]
+"#,
+    )
+    .unwrap();
+    admin(&["apply", "-f", manifests.to_str().unwrap()]).await;
+    let token = admin(&["scim-token", "issue", "-w", "acme"]).await;
+    let scim = async |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/scim/v2/acme{path}"))
+            .bearer_auth(token.trim())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        r.json().await.unwrap()
+    };
+    let ada = scim(
+        "/Users",
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                           "userName": "ada@acme.com"}),
+    )
+    .await;
+    scim(
+        "/Groups",
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                           "displayName": "founders", "members": [{"value": ada["id"]}]}),
+    )
+    .await;
+
+    let listed = admin(&["approvals", "list", "-w", "acme"]).await;
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("ada@acme.com"))
+        .unwrap_or_else(|| panic!("no pending row for ada: {listed}"));
+    for cell in ["owner", "admin", "rules[0]"] {
+        assert!(row.contains(cell), "{cell} missing: {row}");
+    }
+    let explained = admin(&["members", "explain", "-w", "acme", "--user", "ada@acme.com"]).await;
+    for line in [
+        "waiting for:  owner (needs an approval)",
+        "decided by:   rules[0] of roles, giving owner",
+        "groups:       founders",
+        "approvals:    none",
+    ] {
+        assert!(explained.contains(line), "{line:?} missing:\n{explained}");
+    }
+
+    admin(&[
+        "approvals",
+        "approve",
+        "-w",
+        "acme",
+        "--user",
+        "ada@acme.com",
+        "--role",
+        "owner",
+        "--expires-in",
+        "30d",
+        "--reason",
+        "CHG-42",
+    ])
+    .await;
+    let member = admin(&["members", "get", "-w", "acme", "ada@acme.com", "-o", "json"]).await;
+    let member: serde_json::Value = serde_json::from_str(&member).unwrap();
+    assert_eq!(member["role"], "owner", "{member}");
+    let both = admin(&["approvals", "list", "-w", "acme", "-o", "json"]).await;
+    let both: serde_json::Value = serde_json::from_str(&both).unwrap();
+    assert_eq!(both["pending"], serde_json::json!([]), "{both}");
+    assert_eq!(both["approvals"][0]["spec"]["reason"], "CHG-42", "{both}");
+    let explained = admin(&["members", "explain", "-w", "acme", "--user", "ada@acme.com"]).await;
+    let name = both["approvals"][0]["name"].as_str().unwrap();
+    assert!(
+        explained.contains(&format!("approvals:    {name}")),
+        "{explained}"
+    );
+
+    admin(&[
+        "approvals",
+        "revoke",
+        "-w",
+        "acme",
+        "--user",
+        "ada@acme.com",
+        "--role",
+        "owner",
+    ])
+    .await;
+    let member = admin(&["members", "get", "-w", "acme", "ada@acme.com", "-o", "json"]).await;
+    let member: serde_json::Value = serde_json::from_str(&member).unwrap();
+    assert_eq!(
+        (member["role"].as_str(), member["pendingRole"].as_str()),
+        (Some("admin"), Some("owner"))
+    );
+}
