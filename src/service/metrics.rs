@@ -26,6 +26,9 @@ pub struct ServiceMetrics {
     /// Members whose role waits for an approval, by workspace, read from the
     /// store at scrape (every replica answers the same).
     pub role_approvals_pending: IntGaugeVec,
+    /// Role decisions (a SCIM change, a sign-in, a recompute) by workspace
+    /// and outcome (`rule_matched`, `default_applied`, `no_role`).
+    pub role_decisions: IntCounterVec,
     /// Sign-ins by workspace, connection, protocol and result (`success` or
     /// the refusal's reason code); unknown connections count as `unknown`.
     pub sso_signins: IntCounterVec,
@@ -96,6 +99,11 @@ impl ServiceMetrics {
             ),
             scim_sync_lag,
             role_approvals_pending,
+            role_decisions: r.counter(
+                "idsync_role_decisions_total",
+                "Role decisions by workspace and outcome: a rule matched, a default applied, no role.",
+                &["workspace", "outcome"],
+            ),
             sso_signins: r.counter(
                 "idsync_sso_signins_total",
                 "Sign-ins finished, by workspace, connection, protocol and result (success or the reason code).",
@@ -118,6 +126,23 @@ impl ServiceMetrics {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Counts role decisions of `workspace`, one per outcome given.
+    pub fn count_role_decisions<'a>(
+        &self,
+        workspace: &str,
+        outcomes: impl Iterator<Item = &'a str>,
+    ) {
+        let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+        for outcome in outcomes {
+            *counts.entry(outcome).or_default() += 1;
+        }
+        for (outcome, n) in counts {
+            self.role_decisions
+                .with_label_values(&[workspace, outcome])
+                .inc_by(n);
+        }
     }
 
     /// The text exposition format, with the gauges read at scrape brought

@@ -55,6 +55,14 @@ fn pending_metric(metrics: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A counter's value in a metrics page (0 when absent).
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn approvals_release_and_lapse(db: Db) {
     let f = start(db).await;
     let token = scim_token(&f).await;
@@ -158,6 +166,17 @@ async fn approvals_name_people_not_yet_provisioned(db: Db) {
     scim_group(&f, &token, "founders", std::slice::from_ref(&bob)).await;
     assert_eq!(role_of(&f, &bob).await, pair("owner", None));
     assert_eq!(role_of(&f, &carol).await, pair("member", None));
+    // Decisions by outcome: bob's group gave a rule's role; until then, and
+    // for carol, the mapping's default applied.
+    let metrics = f.metrics().await;
+    let series = |outcome: &str| {
+        let name =
+            format!("idsync_role_decisions_total{{outcome=\"{outcome}\",workspace=\"acme\"}}");
+        counter(&metrics, &name)
+    };
+    assert_eq!(series("rule_matched"), 1.0, "{metrics}");
+    assert!(series("default_applied") >= 2.0, "{metrics}");
+    assert_eq!(series("no_role"), 0.0, "{metrics}");
 }
 
 /// What the admin API refuses in an approval, with a message that says why.

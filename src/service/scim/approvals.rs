@@ -143,8 +143,9 @@ impl ScimService {
         }
         ids.sort();
         ids.dedup();
-        recompute(&mut tx, &ctx, mapping.as_deref(), &ids, now).await?;
+        let standings = recompute(&mut tx, &ctx, mapping.as_deref(), &ids, now).await?;
         self.session_cache.forget_all(&tx.commit().await?);
+        self.count_decisions(workspace, &standings);
         Ok(true)
     }
 

@@ -8,11 +8,10 @@ use std::{
 
 use serde_json::json;
 
-use super::{approvals::Approvals, context::WorkspaceCtx};
-use crate::service::session_cache::CheckCache;
+use super::{approvals::Approvals, context::WorkspaceCtx, service::ScimService};
 use crate::{
     admin::RoleMappingDoc,
-    roles::{CompiledMapping, Principal},
+    roles::{CompiledMapping, DecidedBy, Principal},
     scim::schema::ResourceKind,
     service::store::{AuditEntry, ObjectKind, Result, ScimTx, Store, UserRow},
 };
@@ -29,6 +28,30 @@ pub struct RoleResolver {
 pub struct RoleDecision {
     pub role: Option<String>,
     pub pending: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// How a decision came out, for `idsync_role_decisions_total`: the members
+/// no rule matches are the ones a mapping may be missing a rule for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A mapping rule gave the role (it may still wait for approval).
+    RuleMatched,
+    /// No rule matched: a declared default (the mapping's or the
+    /// workspace's) or the documented fallback applied.
+    DefaultApplied,
+    /// The person holds no role.
+    NoRole,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::RuleMatched => "rule_matched",
+            Outcome::DefaultApplied => "default_applied",
+            Outcome::NoRole => "no_role",
+        }
+    }
 }
 
 impl RoleResolver {
@@ -125,10 +148,21 @@ pub fn decide_for(
     principal: Principal<'_>,
     approved: impl Fn(&str) -> bool,
 ) -> RoleDecision {
-    let resolved = mapping
-        .and_then(|m| m.evaluate(principal).role.map(str::to_string))
+    let evaluated = mapping.and_then(|m| {
+        let resolution = m.evaluate(principal);
+        let matched = matches!(resolution.decided_by, DecidedBy::Rule(_));
+        resolution.role.map(|role| (role.to_string(), matched))
+    });
+    let matched = evaluated.as_ref().is_some_and(|(_, matched)| *matched);
+    let resolved = evaluated
+        .map(|(role, _)| role)
         .or_else(|| ctx.default_role.clone())
         .or_else(|| fallback_role(mapping));
+    let outcome = |role: &Option<String>| match (role, matched) {
+        (None, _) => Outcome::NoRole,
+        (Some(_), true) => Outcome::RuleMatched,
+        (Some(_), false) => Outcome::DefaultApplied,
+    };
     let held_back = |role: &str| {
         ctx.policy.approval_required_roles.iter().any(|r| r == role) && !approved(role)
     };
@@ -142,11 +176,13 @@ pub fn decide_for(
                 roles[rank + 1..].iter().find(|r| !held_back(r)).cloned()
             });
             RoleDecision {
+                outcome: outcome(&lower),
                 role: lower,
                 pending: Some(role),
             }
         }
         role => RoleDecision {
+            outcome: outcome(&role),
             role,
             pending: None,
         },
@@ -159,28 +195,22 @@ const RECOMPUTE_BATCH: i64 = 1000;
 /// Recomputes every principal of a workspace (its RoleMapping or default
 /// role changed), a batch per transaction so that SCIM writes and sign-ins go
 /// on in between. Answers how many principals were looked at.
-pub async fn recompute_workspace(
-    store: &Store,
-    resolver: &RoleResolver,
-    cache: &CheckCache,
-    workspace: &str,
-) -> Result<usize> {
-    let Some(mut ctx) = WorkspaceCtx::load(store, workspace).await? else {
+pub async fn recompute_workspace(scim: &ScimService, workspace: &str) -> Result<usize> {
+    let Some(mut ctx) = WorkspaceCtx::load(&scim.store, workspace).await? else {
         return Ok(0);
     };
     ctx.actor = Some("role-recompute".into());
-    let mapping = resolver.mapping(store, workspace).await?;
+    let mapping = scim.roles.mapping(&scim.store, workspace).await?;
     let mut seen = 0;
     for kind in [ResourceKind::User, ResourceKind::ServiceAccount] {
-        seen += recompute_kind(store, cache, &ctx, mapping.as_deref(), kind).await?;
+        seen += recompute_kind(scim, &ctx, mapping.as_deref(), kind).await?;
     }
     Ok(seen)
 }
 
 /// [`recompute_workspace`] over the principals of one kind.
 async fn recompute_kind(
-    store: &Store,
-    cache: &CheckCache,
+    scim: &ScimService,
     ctx: &WorkspaceCtx,
     mapping: Option<&CompiledMapping>,
     kind: ResourceKind,
@@ -188,7 +218,8 @@ async fn recompute_kind(
     let workspace = ctx.name.as_str();
     let (mut after, mut seen) = (0, 0);
     loop {
-        let batch = store
+        let batch = scim
+            .store
             .ids_after(workspace, kind, after, RECOMPUTE_BATCH)
             .await?;
         let Some((last, _)) = batch.last() else {
@@ -197,20 +228,15 @@ async fn recompute_kind(
         after = *last;
         seen += batch.len();
         let ids: Vec<String> = batch.into_iter().map(|(_, id)| id).collect();
-        let mut tx = store.scim_write().await?;
-        recompute(
-            &mut tx,
-            ctx,
-            mapping,
-            &ids,
-            super::super::store::now_millis(),
-        )
-        .await?;
+        let mut tx = scim.store.scim_write().await?;
+        let now = super::super::store::now_millis();
+        let standings = recompute(&mut tx, ctx, mapping, &ids, now).await?;
         if ctx.policy.role_assignments.is_none() {
             // The workspace stopped declaring assignments: none are in force.
             tx.clear_assignments(workspace, &ids).await?;
         }
-        cache.forget_all(&tx.commit().await?);
+        scim.session_cache.forget_all(&tx.commit().await?);
+        scim.count_decisions(workspace, &standings);
     }
 }
 
@@ -223,13 +249,7 @@ pub struct BackgroundRecompute {
 }
 
 impl BackgroundRecompute {
-    pub fn request(
-        &self,
-        store: Store,
-        resolver: Arc<RoleResolver>,
-        cache: Arc<CheckCache>,
-        workspace: String,
-    ) {
+    pub fn request(&self, scim: ScimService, workspace: String) {
         {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(again) = running.get_mut(&workspace) {
@@ -242,7 +262,7 @@ impl BackgroundRecompute {
         tokio::spawn(async move {
             loop {
                 let started = std::time::Instant::now();
-                match recompute_workspace(&store, &resolver, &cache, &workspace).await {
+                match recompute_workspace(&scim, &workspace).await {
                     Ok(users) => tracing::info!(
                         %workspace, users, took_ms = started.elapsed().as_millis() as u64,
                         "roles recomputed after a mapping change"
@@ -275,6 +295,7 @@ impl BackgroundRecompute {
 pub struct Standing {
     pub role: Option<String>,
     pub pending: Option<String>,
+    pub outcome: Outcome,
     /// In one of the workspace's access groups (always, without any).
     pub has_access: bool,
 }
@@ -331,6 +352,7 @@ pub async fn recompute(
             Standing {
                 role: decision.role,
                 pending: decision.pending,
+                outcome: decision.outcome,
                 has_access,
             },
         );

@@ -378,12 +378,7 @@ impl ScimService {
     /// RoleMapping or default role changed, and sessions report the role a
     /// member has now.
     pub fn recompute_in_background(&self, workspace: &str) {
-        self.recompute.request(
-            self.store.clone(),
-            self.roles.clone(),
-            self.session_cache.clone(),
-            workspace.to_string(),
-        );
+        self.recompute.request(self.clone(), workspace.to_string());
     }
 
     /// Whether a background recompute of `workspace` is still running.
@@ -463,8 +458,19 @@ impl ScimService {
             return Ok(());
         }
         let mapping = self.mapping(ctx).await?;
-        roles::recompute(tx, ctx, mapping.as_deref(), user_ids, now).await?;
+        let standings = roles::recompute(tx, ctx, mapping.as_deref(), user_ids, now).await?;
+        self.count_decisions(&ctx.name, &standings);
         Ok(())
+    }
+
+    /// Counts the role decisions a recompute made.
+    pub(super) fn count_decisions(
+        &self,
+        workspace: &str,
+        standings: &std::collections::HashMap<String, roles::Standing>,
+    ) {
+        let outcomes = standings.values().map(|s| s.outcome.as_str());
+        self.metrics.count_role_decisions(workspace, outcomes);
     }
 
     /// Reads a resource back for an answer.
@@ -668,7 +674,10 @@ impl ScimService {
             return Ok(None);
         }
         let mapping = self.mapping(ctx).await?;
-        Ok(Some(roles::decide(mapping.as_deref(), ctx, &[])))
+        let decision = roles::decide(mapping.as_deref(), ctx, &[]);
+        let outcome = std::iter::once(decision.outcome.as_str());
+        self.metrics.count_role_decisions(&ctx.name, outcome);
+        Ok(Some(decision))
     }
 
     /// A group's members, the roles they now get, and its audit entry, in the

@@ -303,6 +303,8 @@ impl SsoService {
             .await?;
         let mut standings = recompute(&mut tx, &scim_ctx, mapping.as_deref(), &ids, now).await?;
         self.sessions.forget_revoked(&tx.commit().await?);
+        let outcomes = standings.values().map(|s| s.outcome.as_str());
+        self.metrics.count_role_decisions(&ctx.workspace, outcomes);
         let standing = standings.remove(user_id).ok_or_else(|| {
             SignInError::new(Reason::Deprovisioned, "the user is gone from the workspace")
         })?;
