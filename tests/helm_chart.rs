@@ -476,7 +476,7 @@ fn alerts_pass_promtool_check_and_fire_only_when_they_should() {
             alerts.insert(name);
         }
     }
-    assert_eq!(alerts.len(), 12, "{alerts:?}");
+    assert_eq!(alerts.len(), 14, "{alerts:?}");
 
     std::fs::copy(
         repo_root().join("tests/data/helm/alerts-test.yaml"),

@@ -132,12 +132,15 @@ impl Store {
         .await
     }
 
-    /// How many members wait for an approval, by workspace (for the gauge).
+    /// How many members wait for an approval in each workspace, none
+    /// included (for the gauge: a workspace with none shows 0, not nothing).
     pub async fn pending_approval_counts(&self) -> Result<Vec<(String, i64)>> {
         super::args::fetch_sqlx(
             &self.pool,
-            "SELECT workspace, COUNT(*) AS n FROM scim_resources \
-             WHERE pending_role IS NOT NULL AND deleted_at IS NULL GROUP BY workspace",
+            "SELECT w.workspace, COUNT(r.pk) AS n FROM objects w \
+             LEFT JOIN scim_resources r ON r.workspace = w.workspace \
+             AND r.pending_role IS NOT NULL AND r.deleted_at IS NULL \
+             WHERE w.kind = 'workspace' GROUP BY w.workspace",
             &[],
             |row| Ok((row.text("workspace")?, row.int("n")?)),
         )
