@@ -1174,6 +1174,13 @@ spec:
         401,
         "not as a bearer token"
     );
+    // The status says when the IdP last used it.
+    let api: Api<ScimToken> = Api::namespaced(client.clone(), ns);
+    let used = eventually("status.lastUsedAt", Duration::from_secs(60), || async {
+        api.get("one-model").await.ok()?.status?.last_used_at
+    })
+    .await;
+    assert!(used.parse::<jiff::Timestamp>().is_ok(), "{used}");
 }
 
 #[tokio::test]

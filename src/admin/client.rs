@@ -8,7 +8,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::model::{
     ApiKeyRequest, ApiKeyView, AuditRecord, ErrorBody, InfoView, IssuedApiKeyView, KeyDoc,
     ListView, MemberExplanation, MemberView, ObjectKind, ObjectView, PendingApproval, ScimTokenDoc,
-    SignInHealthView, TokenView,
+    SignInHealthView, TokenView, UsageView,
 };
 use crate::{
     fingerprint::FingerprintKey,
@@ -360,6 +360,14 @@ impl AdminClient {
         let who: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
         let path = format!("/workspaces/{workspace}/members/{who}");
         self.expect(Method::GET, &path, None).await
+    }
+
+    /// What the IdPs used after `since` (SCIM credentials, sign-ins).
+    pub async fn usage(&self, since: jiff::Timestamp) -> Result<UsageView, ClientError> {
+        let since: String =
+            url::form_urlencoded::byte_serialize(since.to_string().as_bytes()).collect();
+        self.expect(Method::GET, &format!("/usage?since={since}"), None)
+            .await
     }
 
     /// Why a member has their role and access (`members explain`).

@@ -464,6 +464,38 @@ pub struct SignInHealthView {
     pub last_failure_reason: Option<String>,
 }
 
+/// What the IdPs used since a moment (`GET /admin/v1/usage?since=`): the
+/// operator polls it to keep SCIMToken and SSOConnection statuses fresh
+/// without reconciling every object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageView {
+    /// SCIM credentials presented since then.
+    #[serde(default)]
+    pub tokens: Vec<TokenUse>,
+    /// Connections with a successful sign-in since then.
+    #[serde(default)]
+    pub connections: Vec<ConnectionUse>,
+}
+
+/// A SCIM credential's last use (kept to the minute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUse {
+    pub workspace: String,
+    pub id: String,
+    pub last_used_at: Timestamp,
+}
+
+/// A connection's last successful sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionUse {
+    pub workspace: String,
+    pub name: String,
+    pub last_success_at: Timestamp,
+}
+
 /// A list answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -126,6 +126,10 @@ pub struct ScimTokenStatus {
     /// When the previous token stops being accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_token_expires_at: Option<String>,
+    /// When the IdP last presented the current token (kept to the minute,
+    /// and brought here within a minute of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
     /// Value of `idsync.dev/rotate-requested-at` already acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_request: Option<String>,

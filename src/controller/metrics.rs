@@ -56,6 +56,7 @@ pub enum Op {
     RevokeToken,
     ListKeys,
     PutKey,
+    Usage,
 }
 
 impl Op {
@@ -73,6 +74,7 @@ impl Op {
             Op::RevokeToken => "revoke_token",
             Op::ListKeys => "list_keys",
             Op::PutKey => "put_key",
+            Op::Usage => "usage",
         }
     }
 }

@@ -20,6 +20,7 @@ mod sso_connection;
 mod status;
 mod sync;
 mod target;
+mod usage;
 mod validation;
 mod workspace;
 
@@ -123,6 +124,10 @@ fn controllers_in(
         ctx: &ctx,
         limits: limits.clone(),
     };
+    // "Last used" in statuses: a poll of each service reconciles only what its IdPs used.
+    let (usage_senders, triggers) = usage::channels();
+    let scim_tokens = owned::<ScimToken>(&client, scope, &cfg);
+    let token_store = scim_tokens.store();
     let mut controllers = vec![
         reconciler::run(
             Controller::for_shared_stream(services.subscribe(), services.store.clone()),
@@ -132,38 +137,62 @@ fn controllers_in(
             Controller::for_shared_stream(workspaces.subscribe(), workspaces.store.clone()),
             &shared,
         ),
-        reconciler::run(owned::<SsoConnection>(&client, scope, &cfg), &shared),
-        reconciler::run(owned::<ScimToken>(&client, scope, &cfg), &shared),
+        reconciler::run(
+            owned::<SsoConnection>(&client, scope, &cfg)
+                .reconcile_on(usage::stream(triggers.connections)),
+            &shared,
+        ),
+        reconciler::run(
+            scim_tokens.reconcile_on(usage::stream(triggers.tokens)),
+            &shared,
+        ),
         reconciler::run(owned::<RoleMapping>(&client, scope, &cfg), &shared),
         reconciler::run(owned::<RoleApproval>(&client, scope, &cfg), &shared),
     ];
     // One operator reconciles each ClusterIdentityService once, whatever the
     // number of namespace scopes it watches.
     if with_cluster_services {
-        let store = cluster_services.store.clone();
-        let kind = metrics::Kind::ClusterIdentityService;
-        controllers.push(reconciler::drain(
-            Controller::for_shared_stream(cluster_services.subscribe(), store.clone())
-                .with_config(limits)
-                .reconcile_on(resync::paced(store, ctx.clone(), kind))
-                .shutdown_on_signal()
-                .run(
-                    identity_service::apply_cluster,
-                    reconciler::error_policy,
-                    ctx.clone(),
-                ),
-        ));
+        controllers.push(cluster_service_controller(&cluster_services, limits, &ctx));
     }
+    let workspace_store = workspaces.store.clone();
     let watches = vec![
         cluster_services.run(cache::cluster_services(&client)),
         services.run(cache::full(&client, scope, cfg.clone())),
         workspaces.run(cache::full(&client, scope, cfg)),
         secrets.run(cache::secret_metadata(&client, scope)),
+        // Never ends on its own either: it stops with the watches.
+        Box::pin(usage::run(
+            ctx.clone(),
+            workspace_store,
+            token_store,
+            usage_senders,
+        )),
     ];
     Operator {
         controllers,
         watches,
     }
+}
+
+/// The ClusterIdentityService controller, on the shared store.
+fn cluster_service_controller(
+    cluster_services: &cache::Shared<ClusterIdentityService>,
+    limits: kube::runtime::controller::Config,
+    ctx: &std::sync::Arc<Context>,
+) -> Runner {
+    let store = cluster_services.store.clone();
+    let kind = metrics::Kind::ClusterIdentityService;
+    reconciler::drain(
+        Controller::for_shared_stream(cluster_services.subscribe(), store.clone())
+            .with_config(limits)
+            .reconcile_on(resync::paced(store, ctx.clone(), kind))
+            .shutdown_on_signal()
+            .run(
+                identity_service::apply_cluster,
+                reconciler::error_policy,
+                ctx.clone(),
+            ),
+    )
 }
 
 /// A controller on a kind's own watch and store.

@@ -371,6 +371,7 @@ fn status_after(t: &ScimToken, outcome: &Result<Converged>, now: Timestamp) -> S
         Ok(c) => {
             let issued_at = rotation::current_issued_at(t, &c.current, c.issued.is_some(), now);
             new.token_id = Some(c.current.id.clone());
+            new.last_used_at = c.current.last_used_at.map(|t| t.to_string());
             new.issued_at = Some(issued_at.to_string());
             new.scim_base_url = Some(c.scim_base_url.clone());
             new.previous_token_id = c.previous.as_ref().map(|(id, _)| id.clone());

@@ -112,7 +112,10 @@ async fn approvals_release_and_lapse(db: Db) {
     );
     let metric = pending_metric(&f.metrics().await);
     // Zero, not a stale 1.
-    assert_eq!(metric.as_deref().and_then(|l| l.split(' ').nth(1)), Some("0"));
+    assert_eq!(
+        metric.as_deref().and_then(|l| l.split(' ').nth(1)),
+        Some("0")
+    );
 
     // The owner approval lapses: demoted to what is approved, handled once.
     tokio::time::sleep(Duration::from_millis(2_100)).await;

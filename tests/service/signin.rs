@@ -864,7 +864,39 @@ async fn group_roles_are_ignored_where_scim_may_not_manage_them(db: Db) {
     assert_eq!(assignments_now(&f, &cookie).await, BTreeMap::new());
 }
 
+/// `GET /admin/v1/usage?since=`, which the operator polls to keep SCIMToken
+/// and SSOConnection statuses fresh: the credentials presented and the
+/// connections signed in through since a moment, and nothing after the last.
+async fn usage_reports_what_was_used_since(db: Db) {
+    let f = SignInFixture::start(db, json!({"domains": ["acme.com"]}), accounts(), None).await;
+    let before = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
+    let token = scim_token(&f).await;
+    scim_user(&f, &token, "alice@acme.com").await;
+    let landing = f.sign_in(&f.browser(), "alice@acme.com", "alice").await;
+    assert_eq!(landing.status, StatusCode::SEE_OTHER, "{}", landing.body);
+    let usage = f.admin.usage(before).await.expect("usage");
+    let id = idsync::token::parse_id(&token).expect("a token id");
+    let tokens: Vec<(&str, &str)> = (usage.tokens.iter())
+        .map(|t| (t.workspace.as_str(), t.id.as_str()))
+        .collect();
+    assert_eq!(tokens, [("acme", id)], "{usage:?}");
+    let connections: Vec<(&str, &str)> = (usage.connections.iter())
+        .map(|c| (c.workspace.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(connections, [("acme", "okta")], "{usage:?}");
+    let last = (usage.tokens.iter().map(|t| t.last_used_at))
+        .chain(usage.connections.iter().map(|c| c.last_success_at))
+        .max()
+        .expect("a moment");
+    let after = f.admin.usage(last).await.expect("usage");
+    assert!(
+        after.tokens.is_empty() && after.connections.is_empty(),
+        "{after:?}"
+    );
+}
+
 on_both_databases!(
+    usage_reports_what_was_used_since,
     oidc_sign_in_lands_with_the_mapped_role,
     scim_decides_who_may_sign_in,
     an_account_cannot_sign_in_as_another_persons_email,

@@ -32,6 +32,7 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/info", get(info))
         .route("/audit", get(audit))
+        .route("/usage", get(usage))
         .route("/workspaces", get(list_workspaces))
         .route(
             "/workspaces/{ws}",
@@ -225,6 +226,41 @@ async fn sign_in_health(
         last_success_at: at(stats.last_success_at),
         last_failure_at: at(stats.last_failure_at),
         last_failure_reason: stats.last_failure_reason,
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageParams {
+    /// RFC 3339; what was used after it.
+    since: String,
+}
+
+/// SCIM credentials used, and connections signed in through, since a time.
+async fn usage(
+    State(state): State<SharedState>,
+    params: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let since = parse_time("since", Some(&params.since))?.unwrap_or_default();
+    let rows = state.admin.store().usage_since(since).await?;
+    let at = crate::service::store::timestamp;
+    Ok(Json(crate::admin::UsageView {
+        tokens: (rows.tokens.into_iter())
+            .map(|(workspace, id, t)| crate::admin::TokenUse {
+                workspace,
+                id,
+                last_used_at: at(t),
+            })
+            .collect(),
+        connections: (rows.connections.into_iter())
+            .map(|(workspace, name, t)| crate::admin::ConnectionUse {
+                workspace,
+                name,
+                last_success_at: at(t),
+            })
+            .collect(),
     })
     .into_response())
 }

@@ -68,7 +68,7 @@ pub use scim::{
 pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,
 };
-pub use tokens::{StoredToken, TokenPut, TokenRegistration};
+pub use tokens::{StoredToken, TokenPut, TokenRegistration, UsageRows};
 
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

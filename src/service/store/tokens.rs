@@ -17,6 +17,13 @@ pub struct TokenRegistration {
     pub expires_at: Option<i64>,
 }
 
+/// What [`Store::usage_since`] reads: (workspace, name or id, Unix ms).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRows {
+    pub tokens: Vec<(String, String, i64)>,
+    pub connections: Vec<(String, String, i64)>,
+}
+
 /// A token row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
@@ -236,6 +243,35 @@ impl Store {
             tx.rollback().await?;
         }
         Ok(changed)
+    }
+
+    /// (workspace, token id, last use) of every token used after `since`,
+    /// and (workspace, connection, last success) of every connection with a
+    /// successful sign-in after it. Both tables hold a row per credential or
+    /// connection, not per request: a scan of either is small.
+    pub async fn usage_since(&self, since: i64) -> Result<UsageRows> {
+        let triple = |a: &str, b: &str, c: &str, row: &dyn Columns| {
+            Ok((row.text(a)?, row.text(b)?, row.int(c)?))
+        };
+        let tokens = self
+            .read_all(
+                "SELECT workspace, id, last_used_at FROM scim_tokens WHERE last_used_at > $1",
+                &[since.into()],
+                |row| triple("workspace", "id", "last_used_at", row),
+            )
+            .await?;
+        let connections = self
+            .read_all(
+                "SELECT workspace, connection, last_success_at FROM signin_stats \
+                 WHERE last_success_at > $1",
+                &[since.into()],
+                |row| triple("workspace", "connection", "last_success_at", row),
+            )
+            .await?;
+        Ok(UsageRows {
+            tokens,
+            connections,
+        })
     }
 
     /// Records that a token was used; at most once a minute per token, so SCIM
