@@ -6,9 +6,9 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    ApiKeyRequest, ApiKeyView, AuditRecord, ErrorBody, InfoView, IssuedApiKeyView, KeyDoc,
-    ListView, MemberExplanation, MemberView, ObjectKind, ObjectView, PendingApproval, ScimTokenDoc,
-    SignInHealthView, TokenView, UsageView,
+    ApiKeyRequest, ApiKeyView, AuditRecord, ErrorBody, EventPage, InfoView, IssuedApiKeyView,
+    KeyDoc, ListView, MemberExplanation, MemberView, ObjectKind, ObjectView, PendingApproval,
+    ScimTokenDoc, SignInHealthView, TokenView, UsageView,
 };
 use crate::{
     fingerprint::FingerprintKey,
@@ -359,6 +359,17 @@ impl AdminClient {
     pub async fn member(&self, workspace: &str, who: &str) -> Result<MemberView, ClientError> {
         let who: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
         let path = format!("/workspaces/{workspace}/members/{who}");
+        self.expect(Method::GET, &path, None).await
+    }
+
+    /// A page of a workspace's events after `after` (a `seq`).
+    pub async fn events(
+        &self,
+        workspace: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<EventPage, ClientError> {
+        let path = format!("/workspaces/{workspace}/events?after={after}&limit={limit}");
         self.expect(Method::GET, &path, None).await
     }
 

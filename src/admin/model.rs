@@ -496,6 +496,34 @@ pub struct ConnectionUse {
     pub last_success_at: Timestamp,
 }
 
+/// A lifecycle event (`GET /workspaces/{ws}/events?after=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    /// Stable: the same on every read and delivery.
+    pub id: String,
+    /// `member.created`, `member.role_changed`, `group.deleted`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub workspace: String,
+    /// The workspace's sequence: page with `?after=<seq>`.
+    pub seq: i64,
+    pub at: Timestamp,
+    /// The member, group, connection or credential as it is after the change
+    /// (with `changed` for what moved); never a secret.
+    pub data: serde_json::Value,
+}
+
+/// A page of events, and the cursor of the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    pub items: Vec<EventView>,
+    /// The `after` of the next page (the last `seq` here, or the one asked
+    /// for when there was nothing new).
+    pub next: i64,
+}
+
 /// A list answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -13,6 +13,7 @@ mod admin_api;
 mod api_keys;
 mod approvals;
 mod cli;
+mod events;
 mod manifests;
 mod scim;
 mod scim_basic_auth;

@@ -5,6 +5,7 @@ mod apply;
 mod approvals;
 mod audit;
 mod delete;
+mod events;
 mod get;
 mod keys;
 mod members;
@@ -79,6 +80,9 @@ pub enum AdminCommand {
     Workspace(workspace::WorkspaceCommand),
     /// Read the audit log, newest first.
     Audit(audit::AuditArgs),
+    /// A workspace's lifecycle events, oldest first.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -150,6 +154,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::ScimToken(command) => scim_token::run(&args, command).await,
         AdminCommand::Keys(command) => keys::run(&args, command).await,
         AdminCommand::Approvals(command) => approvals::run(&args, command).await,
+        AdminCommand::Events(command) => events::run(&args, command).await,
         AdminCommand::Members(command) => members::run(&args, command).await,
         AdminCommand::Workspace(command) => workspace::run(&args, command).await,
         AdminCommand::Audit(audit) => audit::run(&args, audit).await,

@@ -59,6 +59,7 @@ pub fn routes() -> Router<SharedState> {
             get(explain_member),
         )
         .route("/workspaces/{ws}/pending-approvals", get(pending_approvals))
+        .route("/workspaces/{ws}/events", get(events))
         .route(
             "/workspaces/{ws}/api-keys",
             get(list_api_keys).post(issue_api_key),
@@ -228,6 +229,41 @@ async fn sign_in_health(
         last_failure_reason: stats.last_failure_reason,
     })
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventParams {
+    /// A `seq`: the events after it (default from the first).
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// A workspace's lifecycle events in order, for a product reconciling after
+/// an outage.
+async fn events(
+    State(state): State<SharedState>,
+    Path(ws): Path<String>,
+    params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    state.admin.get(ObjectKind::Workspace, &ws, &ws).await?;
+    let after = params.after.unwrap_or(0);
+    let limit = params.limit.unwrap_or(100);
+    let rows = state.admin.store().events_after(&ws, after, limit).await?;
+    let next = rows.last().map_or(after, |e| e.seq);
+    let items = rows
+        .into_iter()
+        .map(|e| crate::admin::EventView {
+            id: e.id,
+            kind: e.kind,
+            workspace: e.workspace,
+            seq: e.seq,
+            at: crate::service::store::timestamp(e.at),
+            data: e.data,
+        })
+        .collect();
+    Ok(Json(crate::admin::EventPage { items, next }).into_response())
 }
 
 #[derive(Deserialize)]

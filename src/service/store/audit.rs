@@ -32,6 +32,8 @@ pub struct AuditFilter {
 /// Appends an entry inside a write; answers its id.
 pub(super) async fn insert(tx: &mut super::WriteTx, entry: &AuditEntry, at: i64) -> Result<i64> {
     let detail = entry.detail.as_ref().map(|d| d.to_string());
+    // The change's event, if it makes one, in the same write.
+    super::events::record(tx, entry, at).await?;
     tx.fetch_one(
         "INSERT INTO audit_log (at, workspace, actor, action, kind, name, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",

@@ -89,6 +89,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0013_role_approvals.sql"),
         include_str!("../../../migrations/postgres/0013_role_approvals.sql"),
     ),
+    (
+        14,
+        "events",
+        include_str!("../../../migrations/sqlite/0014_events.sql"),
+        include_str!("../../../migrations/postgres/0014_events.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

@@ -34,6 +34,7 @@ mod assertions;
 mod audit;
 mod claims;
 mod columns;
+mod events;
 mod group_commit;
 mod identity_links;
 mod migrations;
@@ -59,6 +60,7 @@ use args::Arg;
 pub use assertions::Assertion;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 use columns::Columns;
+pub use events::{EventRecord, MAX_EVENTS_LISTED};
 pub use identity_links::LinkedUser;
 pub use objects::{ObjectKind, PutOutcome, StoredObject};
 pub use scim::{

@@ -208,6 +208,11 @@ impl Store {
             ],
         )
         .await?;
+        // Which it was shows in the entry (and the event it makes).
+        let mut audit_entry = audit_entry;
+        if let Some(serde_json::Value::Object(detail)) = audit_entry.detail.as_mut() {
+            detail.insert("created".into(), existing.is_none().into());
+        }
         audit::insert(&mut tx, &audit_entry, now).await?;
         tx.commit().await?;
 
@@ -278,11 +283,15 @@ impl Store {
         }
         let now = now_millis();
         if cascade && kind == ObjectKind::Workspace {
-            tx.execute(
-                "DELETE FROM objects WHERE workspace = $1",
-                &[workspace.into()],
-            )
-            .await?;
+            // Its events go too, so a next claimant of the id cannot read
+            // them; its sequence stays, so event ids are never reused.
+            for table in ["objects", "events"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE workspace = $1"),
+                    &[workspace.into()],
+                )
+                .await?;
+            }
             // Every credential of the workspace dies with it: its SCIM
             // tokens, and its members' sessions and API keys.
             for table in ["scim_tokens", "sessions", "api_keys"] {
