@@ -55,6 +55,17 @@ async fn every_change_has_its_event_and_no_refused_one_does(db: Db) {
     let admins = f.create_group("Admins", &[&ada]).await;
     f.patch(
         &format!("/Users/{ada}"),
+        json!({"Operations": [{"op": "replace", "path": "displayName", "value": "Ada L."}]}),
+    )
+    .await;
+    let bob = f.create_user("bob@acme.com").await;
+    f.patch(
+        &format!("/Groups/{admins}"),
+        json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": bob}]}]}),
+    )
+    .await;
+    f.patch(
+        &format!("/Users/{ada}"),
         json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}),
     )
     .await;
@@ -71,7 +82,12 @@ async fn every_change_has_its_event_and_no_refused_one_does(db: Db) {
             "member.created",
             "member.role_changed",
             "group.created",
+            "member.updated",
+            "member.created",
+            "group.members_added",
+            "member.role_changed",
             "member.deactivated",
+            "member.role_changed",
             "member.role_changed",
             "group.deleted",
         ],
@@ -87,7 +103,16 @@ async fn every_change_has_its_event_and_no_refused_one_does(db: Db) {
         json!({"from": "member", "to": "admin"})
     );
     assert_eq!(promoted.data["role"], "admin");
-    assert_eq!(events[3].data["active"], false);
+    assert_eq!(
+        events[3].data["changed"],
+        json!({"attributes": ["displayName"]})
+    );
+    assert_eq!(events[3].data["displayName"], "Ada L.");
+    assert_eq!(
+        events[5].data["changed"],
+        json!({"members": [bob], "count": 1})
+    );
+    assert_eq!(events[7].data["active"], false);
     // Ids are stable across reads; sequences are per workspace and dense.
     let again = all_events(&f, "acme").await;
     assert_eq!(
@@ -95,7 +120,7 @@ async fn every_change_has_its_event_and_no_refused_one_does(db: Db) {
         all.iter().map(|e| &e.id).collect::<Vec<_>>()
     );
     let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=7).collect::<Vec<i64>>());
+    assert_eq!(seqs, (1..=12).collect::<Vec<i64>>());
     f.stop().await;
 }
 

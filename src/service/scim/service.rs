@@ -849,6 +849,7 @@ impl ScimService {
             let removed = tx.remove_members(rec.pk, &gone).await?;
             let added = self.add_members(&mut tx, ctx, rec.pk, id, &new).await?;
             members_changed = !removed.is_empty() || !added.is_empty();
+            audit_members(&mut tx, ctx, id, (&added, &removed), now).await?;
             affected.extend(removed);
             affected.extend(added);
             if doc_changed && moves_members(ctx, &rec.doc, &doc) {
@@ -867,8 +868,8 @@ impl ScimService {
             tx.touch(rec.pk, now).await?;
         }
         self.recompute(&mut tx, ctx, &dedup(affected), now).await?;
-        if (doc_changed || members_changed) && lifecycle == Lifecycle::Unchanged {
-            audit_updated(&mut tx, ctx, kind, id, "PUT", now).await?;
+        if doc_changed && lifecycle == Lifecycle::Unchanged {
+            audit_updated(&mut tx, ctx, (kind, id), (&rec.doc, &doc), "PUT", now).await?;
         }
         let revoked = tx.commit().await?;
         self.committed(ctx, kind, lifecycle, &revoked);
@@ -897,9 +898,12 @@ impl ScimService {
         assignments::enforce(ctx, kind, &mut doc, Some(&rec.doc))?;
         let write = ResourceWrite::new(kind, &rec.id, &doc);
         let doc_changed = save(&mut tx, ctx, kind, &rec, &write, now).await?;
-        let (mut affected, members_changed) = self
+        let (added, removed) = self
             .apply_member_changes(&mut tx, ctx, &set, &rec, changes)
             .await?;
+        audit_members(&mut tx, ctx, id, (&added, &removed), now).await?;
+        let members_changed = !added.is_empty() || !removed.is_empty();
+        let mut affected: Vec<String> = added.into_iter().chain(removed).collect();
         match kind {
             ResourceKind::Group if doc_changed && moves_members(ctx, &rec.doc, &doc) => {
                 affected.extend(tx.member_ids(rec.pk).await?);
@@ -921,15 +925,15 @@ impl ScimService {
         };
         self.recompute(&mut tx, ctx, &dedup(affected), now).await?;
         if doc_changed && lifecycle == Lifecycle::Unchanged {
-            audit_updated(&mut tx, ctx, kind, id, "PATCH", now).await?;
+            audit_updated(&mut tx, ctx, (kind, id), (&rec.doc, &doc), "PATCH", now).await?;
         }
         let revoked = tx.commit().await?;
         self.committed(ctx, kind, lifecycle, &revoked);
         Ok(Outcome::Found(self.read_back(ctx, kind, id, proj).await?))
     }
 
-    /// Applies PATCH membership changes row by row; returns the ids whose
-    /// groups changed and whether anything did.
+    /// Applies PATCH membership changes row by row; returns the ids added
+    /// and the ids removed.
     async fn apply_member_changes(
         &self,
         tx: &mut ScimTx,
@@ -937,13 +941,14 @@ impl ScimService {
         set: &SchemaSet,
         rec: &ScimRecord,
         changes: Vec<MemberChange>,
-    ) -> Result<(Vec<String>, bool), ScimError> {
-        let mut affected = Vec::new();
+    ) -> Result<(Vec<String>, Vec<String>), ScimError> {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
         for change in changes {
             let touched = match change {
                 MemberChange::Add(values) => {
                     let members: Vec<NamedMember> = values.iter().flat_map(named_members).collect();
-                    self.add_members(tx, ctx, rec.pk, &rec.id, &members).await?
+                    added.extend(self.add_members(tx, ctx, rec.pk, &rec.id, &members).await?);
+                    continue;
                 }
                 MemberChange::Remove(ids) => tx.remove_members(rec.pk, &ids).await?,
                 MemberChange::RemoveMatching(filter) => {
@@ -971,10 +976,9 @@ impl ScimService {
                     tx.remove_members(rec.pk, &ids).await?
                 }
             };
-            affected.extend(touched);
+            removed.extend(touched);
         }
-        let changed = !affected.is_empty();
-        Ok((affected, changed))
+        Ok((added, removed))
     }
 
     /// `DELETE /Users/{id}`: deactivates (or, when the workspace says so,
@@ -1052,19 +1056,53 @@ async fn save(
     Ok(true)
 }
 
-/// One `user_updated` / `group_updated` entry.
+/// One `user_updated` / `group_updated` entry, naming the top-level
+/// attributes (and extension schemas) that changed.
 async fn audit_updated(
     tx: &mut ScimTx,
     ctx: &WorkspaceCtx,
-    kind: ResourceKind,
-    id: &str,
+    (kind, id): (ResourceKind, &str),
+    (before, after): (&Map<String, Value>, &Map<String, Value>),
     via: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     let action = format!("{}_updated", kind.audit_noun());
-    let detail = json!({"via": via, "requestId": ctx.request_id});
+    let changed: std::collections::BTreeSet<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    let detail = json!({"via": via, "changed": changed, "requestId": ctx.request_id});
     tx.audit(&audit_entry(ctx, kind, &action, id, detail), now)
         .await
+}
+
+/// Most member ids one membership entry lists (it always has the count).
+const MEMBERS_LISTED: usize = 1000;
+
+/// A request's membership changes of a group: one `group_members_added` and
+/// one `group_members_removed` entry at most, whatever the number of
+/// operations.
+async fn audit_members(
+    tx: &mut ScimTx,
+    ctx: &WorkspaceCtx,
+    group: &str,
+    (added, removed): (&[String], &[String]),
+    now: i64,
+) -> Result<(), StoreError> {
+    for (action, ids) in [
+        ("group_members_added", added),
+        ("group_members_removed", removed),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let listed = &ids[..ids.len().min(MEMBERS_LISTED)];
+        let detail = json!({"members": listed, "count": ids.len(), "requestId": ctx.request_id});
+        let entry = audit_entry(ctx, ResourceKind::Group, action, group, detail);
+        tx.audit(&entry, now).await?;
+    }
+    Ok(())
 }
 
 /// Refuses a filter naming an attribute none of `sets` has.

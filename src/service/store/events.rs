@@ -43,6 +43,8 @@ fn event_type(entry: &AuditEntry) -> Option<&'static str> {
         "group_created" => "group.created",
         "group_updated" => "group.updated",
         "group_deleted" => "group.deleted",
+        "group_members_added" => "group.members_added",
+        "group_members_removed" => "group.members_removed",
         "sso-connection.applied" if created => "sso_connection.created",
         "sso-connection.applied" => "sso_connection.updated",
         "sso-connection.deleted" => "sso_connection.deleted",
@@ -117,6 +119,10 @@ async fn payload(
         "member.role_changed" => json!({"from": detail["from"], "to": detail["to"]}),
         "member.assignments_changed" => json!({"from": detail["from"], "to": detail["to"]}),
         "member.access_revoked" => json!({"reason": detail["reason"]}),
+        "member.updated" | "group.updated" => json!({"attributes": detail["changed"]}),
+        "group.members_added" | "group.members_removed" => {
+            json!({"members": detail["members"], "count": detail["count"]})
+        }
         _ => Value::Null,
     };
     if !changed.is_null() {
