@@ -108,8 +108,9 @@ pub struct RoleMappingDoc {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleApprovalDoc {
-    /// The person by email: their userName or one of their emails,
-    /// compared case-insensitively.
+    /// The person by email: their userName (the address they sign in
+    /// with), compared case-insensitively; never another of their emails,
+    /// which an IdP may let its users edit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// The person (or service account) by SCIM id.

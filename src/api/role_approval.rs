@@ -35,8 +35,9 @@ pub struct RoleApprovalSpec {
     /// The `Workspace` (same namespace) the person belongs to.
     pub workspace_ref: LocalObjectRef,
 
-    /// The person by email: their userName or one of their emails, compared
-    /// case-insensitively. May name someone not provisioned yet.
+    /// The person by email: their userName (the address they sign in with),
+    /// compared case-insensitively; never another of their emails, which an
+    /// IdP may let its users edit. May name someone not provisioned yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), length(max = 254))]
     pub email: Option<String>,

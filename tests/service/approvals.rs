@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     on_both_databases,
-    signin::{accounts, audit, scim_group, scim_token, scim_user},
+    signin::{accounts, audit, scim, scim_group, scim_token, scim_user},
     support::{
         Db,
         signin::{ServiceUnderTest, SignInFixture},
@@ -161,21 +161,34 @@ async fn approvals_name_people_not_yet_provisioned(db: Db) {
     )
     .await;
     let token = scim_token(&f).await;
+    // Mallory adds bob's address to her own profile: an approval follows a
+    // userName, never another email.
+    let mallory = scim(
+        &f,
+        &token,
+        reqwest::Method::POST,
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+               "userName": "mallory@acme.com", "emails": [{"value": "bob@acme.com"}]}),
+    )
+    .await;
+    let mallory = mallory["id"].as_str().expect("id").to_string();
     let bob = scim_user(&f, &token, "bob@acme.com").await;
     let carol = scim_user(&f, &token, "carol@acme.com").await;
     assert_eq!(role_of(&f, &bob).await, pair("member", None));
-    scim_group(&f, &token, "founders", std::slice::from_ref(&bob)).await;
+    scim_group(&f, &token, "founders", &[bob.clone(), mallory.clone()]).await;
     assert_eq!(role_of(&f, &bob).await, pair("owner", None));
+    assert_eq!(role_of(&f, &mallory).await, pair("member", Some("owner")));
     assert_eq!(role_of(&f, &carol).await, pair("member", None));
-    // Decisions by outcome: bob's group gave a rule's role; until then, and
-    // for carol, the mapping's default applied.
+    // Decisions by outcome: the group gave bob and mallory a rule's role;
+    // before that, and for carol, the mapping's default applied.
     let metrics = f.metrics().await;
     let series = |outcome: &str| {
         let name =
             format!("idsync_role_decisions_total{{outcome=\"{outcome}\",workspace=\"acme\"}}");
         counter(&metrics, &name)
     };
-    assert_eq!(series("rule_matched"), 1.0, "{metrics}");
+    assert_eq!(series("rule_matched"), 2.0, "{metrics}");
     assert!(series("default_applied") >= 2.0, "{metrics}");
     assert_eq!(series("no_role"), 0.0, "{metrics}");
 }

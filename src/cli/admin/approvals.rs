@@ -23,8 +23,7 @@ pub enum ApprovalsCommand {
     Approve {
         #[arg(long, short = 'w')]
         workspace: String,
-        /// The person: an email (their userName or one of their emails) or
-        /// a SCIM id.
+        /// The person: an email (their userName) or a SCIM id.
         #[arg(long)]
         user: String,
         #[arg(long)]

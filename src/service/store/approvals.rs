@@ -47,8 +47,10 @@ impl ScimTx {
         Ok(claimed.is_some())
     }
 
-    /// The live users each of `emails` (lower-cased) names: by userName, or
-    /// by one of their emails.
+    /// The live users each of `emails` (lower-cased) names, by userName only:
+    /// other emails of a user are attributes an IdP may let its users edit,
+    /// and an approval must not follow an address someone added to their
+    /// own profile.
     pub async fn users_by_email(
         &mut self,
         workspace: &str,
@@ -58,11 +60,7 @@ impl ScimTx {
             format!(
                 "SELECT r.id, r.name_key AS email FROM scim_resources r \
                  WHERE r.workspace = $1 AND r.kind = 'User' AND r.deleted_at IS NULL \
-                 AND r.name_key IN ({keys}) \
-                 UNION SELECT r.id, v.v_lower AS email FROM scim_values v \
-                 JOIN scim_resources r ON r.pk = v.resource_pk \
-                 WHERE r.workspace = $1 AND r.kind = 'User' AND r.deleted_at IS NULL \
-                 AND v.path = 'emails.value' AND v.v_lower IN ({keys})"
+                 AND r.name_key IN ({keys})"
             )
         };
         let rows = rows_for_ids(&mut self.tx, workspace.into(), emails, sql, |row| {
@@ -78,17 +76,6 @@ impl ScimTx {
 }
 
 impl Store {
-    /// A user's emails, lower-cased.
-    pub async fn emails_of(&self, workspace: &str, user_id: &str) -> Result<Vec<String>> {
-        self.read_all(
-            "SELECT v.v_lower FROM scim_resources r JOIN scim_values v ON v.resource_pk = r.pk \
-             WHERE r.workspace = $1 AND r.id = $2 AND v.path = 'emails.value'",
-            &[workspace.into(), user_id.into()],
-            |row| row.text("v_lower"),
-        )
-        .await
-    }
-
     /// (workspace, name, fingerprint) of every approval whose lapse is handled.
     pub async fn handled_lapses(&self) -> Result<HashSet<(String, String, String)>> {
         let rows = super::args::fetch_sqlx(
