@@ -142,6 +142,22 @@ impl RoleApprovalDoc {
     }
 }
 
+/// An endpoint the workspace's events are delivered to, signed the Standard
+/// Webhooks way (`PUT /workspaces/{ws}/webhooks/{name}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookDoc {
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// The event types delivered: exact (`member.created`), a family
+    /// (`member.*`) or everything (`*`).
+    pub event_types: Vec<String>,
+    /// Signing secrets (`whsec_<base64>`), newest first; during a rotation
+    /// both sign every delivery. Write-only: answers say how many are set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
 /// A role the mapping gives a member that waits for an approval
 /// (`GET /workspaces/{ws}/role-approvals/pending`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -562,14 +578,16 @@ pub enum ObjectKind {
     SsoConnection,
     RoleMapping,
     RoleApproval,
+    Webhook,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 5] = [
         ObjectKind::Workspace,
         ObjectKind::SsoConnection,
         ObjectKind::RoleMapping,
         ObjectKind::RoleApproval,
+        ObjectKind::Webhook,
     ];
 
     /// Name used in the database, the audit log and metric labels.
@@ -579,6 +597,7 @@ impl ObjectKind {
             ObjectKind::SsoConnection => "sso-connection",
             ObjectKind::RoleMapping => "role-mapping",
             ObjectKind::RoleApproval => "role-approval",
+            ObjectKind::Webhook => "webhook",
         }
     }
 
@@ -595,6 +614,7 @@ impl ObjectKind {
             ObjectKind::SsoConnection => "connections",
             ObjectKind::RoleMapping => "role-mappings",
             ObjectKind::RoleApproval => "role-approvals",
+            ObjectKind::Webhook => "webhooks",
         }
     }
 }

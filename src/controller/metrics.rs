@@ -14,6 +14,7 @@ pub enum Kind {
     ScimToken,
     RoleMapping,
     RoleApproval,
+    Webhook,
 }
 
 impl Kind {
@@ -26,6 +27,7 @@ impl Kind {
             Kind::ScimToken => "SCIMToken",
             Kind::RoleMapping => "RoleMapping",
             Kind::RoleApproval => "RoleApproval",
+            Kind::Webhook => "Webhook",
         }
     }
 }
@@ -37,6 +39,7 @@ impl From<crate::admin::ObjectKind> for Kind {
             crate::admin::ObjectKind::SsoConnection => Kind::SsoConnection,
             crate::admin::ObjectKind::RoleMapping => Kind::RoleMapping,
             crate::admin::ObjectKind::RoleApproval => Kind::RoleApproval,
+            crate::admin::ObjectKind::Webhook => Kind::Webhook,
         }
     }
 }

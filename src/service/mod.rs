@@ -11,6 +11,7 @@ pub mod scim;
 pub mod session_cache;
 pub mod sso;
 pub mod store;
+pub mod webhooks;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -139,7 +140,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
     );
     let outbound = Guarded::new(config.outbound.clone(), &ClientOptions::default())
         .map_err(|e| anyhow::anyhow!("building the outbound HTTP client: {e}"))?;
-    let state = Arc::new(AppState::new(admin, &config, outbound));
+    let state = Arc::new(AppState::new(admin, &config, outbound.clone()));
     let (shutdown, rx) = watch::channel(false);
     let mut servers = Vec::new();
     let metrics_addr = match metrics_listener {
@@ -159,6 +160,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
         state.admin.store().clone(),
         state.failures.clone(),
         state.scim.clone(),
+        outbound.clone(),
         config.audit_retention,
         stopped(upkeep_rx),
     ));

@@ -24,3 +24,4 @@ mod signin;
 mod signin_saml;
 mod signin_tokens;
 mod source_ranges;
+mod webhooks;

@@ -18,7 +18,7 @@ use super::store::{
 };
 use crate::admin::{
     ObjectView, PutResult, RoleApprovalDoc, RoleMappingDoc, ScimTokenDoc, SsoConnectionDoc,
-    TokenView, WorkspaceDoc,
+    TokenView, WebhookDoc, WorkspaceDoc,
 };
 use crate::{fingerprint::FingerprintKey, token};
 
@@ -117,6 +117,12 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
 
 /// Removes secret values from a stored document before it leaves the service.
 fn redact(kind: ObjectKind, mut body: serde_json::Value) -> serde_json::Value {
+    if kind == ObjectKind::Webhook
+        && let Some(doc) = body.as_object_mut()
+        && let Some(serde_json::Value::Array(secrets)) = doc.remove("secrets")
+    {
+        doc.insert("secretsSet".into(), secrets.len().into());
+    }
     if kind == ObjectKind::SsoConnection
         && let Some(oidc) = body.get_mut("oidc").and_then(|o| o.as_object_mut())
         && oidc.remove("clientSecret").is_some()
@@ -180,7 +186,7 @@ impl AdminService {
                 }
                 out.insert("signInUrl".into(), format!("{base}/start"));
             }
-            ObjectKind::RoleMapping | ObjectKind::RoleApproval => {}
+            ObjectKind::RoleMapping | ObjectKind::RoleApproval | ObjectKind::Webhook => {}
         }
         out
     }
@@ -257,6 +263,7 @@ impl AdminService {
             }
             ObjectKind::RoleMapping => checked::<RoleMappingDoc>(body, validate::role_mapping),
             ObjectKind::RoleApproval => checked::<RoleApprovalDoc>(body, validate::role_approval),
+            ObjectKind::Webhook => checked::<WebhookDoc>(body, validate::webhook),
         }
     }
 

@@ -4,7 +4,7 @@
 use regex::Regex;
 use std::sync::LazyLock;
 
-use crate::admin::{RoleApprovalDoc, RoleMappingDoc, SsoConnectionDoc, WorkspaceDoc};
+use crate::admin::{RoleApprovalDoc, RoleMappingDoc, SsoConnectionDoc, WebhookDoc, WorkspaceDoc};
 use crate::api::{self, Protocol};
 use crate::roles::CompiledMapping;
 
@@ -216,6 +216,36 @@ pub fn role_approval(doc: &RoleApprovalDoc) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+pub fn webhook(doc: &WebhookDoc) -> Result<(), String> {
+    if !HTTP_URL.is_match(&doc.url) || doc.url.len() > 2048 {
+        return Err(format!("url: {:?} is not an http(s) URL", doc.url));
+    }
+    if doc.event_types.is_empty() || doc.event_types.len() > 64 {
+        return Err("eventTypes: list 1 to 64 types (`member.*`, `*`)".into());
+    }
+    if let Some(bad) = doc.event_types.iter().find(|t| !EVENT_TYPE.is_match(t)) {
+        return Err(format!(
+            "eventTypes: {bad:?} is not an event type or family"
+        ));
+    }
+    if doc.secrets.is_empty() || doc.secrets.len() > 2 {
+        return Err("secrets: give one signing secret, or two during a rotation".into());
+    }
+    if doc
+        .secrets
+        .iter()
+        .any(|s| crate::service::webhooks::key_of(s).is_none())
+    {
+        // Never echo a secret, not even a malformed one.
+        return Err("secrets: each is `whsec_` and 24 to 64 bytes in base64".into());
+    }
+    Ok(())
+}
+
+static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| compiled(api::HTTP_URL_PATTERN));
+static EVENT_TYPE: LazyLock<Regex> =
+    LazyLock::new(|| compiled(r"^(\*|[a-z_]+\.\*|[a-z_]+\.[a-z_]+)$"));
 
 #[cfg(test)]
 mod tests {

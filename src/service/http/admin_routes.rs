@@ -106,7 +106,7 @@ async fn roles_may_have_moved(
             let named: Vec<RoleApprovalDoc> = before.into_iter().chain(after).collect();
             state.scim.approvals_changed(ws, &named).await?;
         }
-        ObjectKind::SsoConnection => {}
+        ObjectKind::SsoConnection | ObjectKind::Webhook => {}
     }
     Ok(())
 }

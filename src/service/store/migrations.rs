@@ -95,6 +95,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0014_events.sql"),
         include_str!("../../../migrations/postgres/0014_events.sql"),
     ),
+    (
+        15,
+        "webhook_deliveries",
+        include_str!("../../../migrations/sqlite/0015_webhook_deliveries.sql"),
+        include_str!("../../../migrations/postgres/0015_webhook_deliveries.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

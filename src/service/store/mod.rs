@@ -45,6 +45,7 @@ mod scim;
 mod scim_query;
 mod signin;
 mod tokens;
+mod webhooks;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -71,6 +72,7 @@ pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,
 };
 pub use tokens::{StoredToken, TokenPut, TokenRegistration, UsageRows};
+pub use webhooks::{Attempt, Cursor};
 
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
