@@ -90,6 +90,12 @@ pub async fn deliver_due(store: &Store, http: &Guarded) -> Result<usize> {
             continue; // validated on the way in; an older version's is skipped
         };
         let now = now_millis();
+        if !store
+            .webhook_due(&object.workspace, &object.name, now)
+            .await?
+        {
+            continue;
+        }
         let until = now + CLAIM_FOR.as_millis() as i64;
         let Some(cursor) = store
             .claim_webhook(

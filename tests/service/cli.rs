@@ -10,6 +10,22 @@ fn idsync() -> Command {
     Command::new(env!("CARGO_BIN_EXE_idsync"))
 }
 
+/// `idsync admin ARGS` against the service at `url`; answers its stdout and
+/// fails the test when it fails. The service runs on the test's runtime, so
+/// the CLI runs beside it (not blocking it).
+async fn admin_cli(url: &str, token_file: &std::path::Path, args: &[&str]) -> String {
+    let mut c = idsync();
+    c.arg("admin")
+        .args(args)
+        .env("IDSYNC_URL", url)
+        .env("IDSYNC_ADMIN_TOKEN_FILE", token_file);
+    let out = tokio::process::Command::from(c).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "admin {args:?}: {stdout}{stderr}");
+    stdout
+}
+
 #[test]
 fn roles_test_names_the_deciding_rule() {
     let out = idsync()
@@ -144,21 +160,7 @@ async fn admin_members_and_keys_from_the_command_line() {
     let token_file = db.dir.path().join("admin-token");
     std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
     let url = base_url(&svc);
-    // The service runs on this test's runtime: the CLI runs beside it.
-    let admin = async |args: &[&str]| {
-        let mut c = idsync();
-        c.arg("admin")
-            .args(args)
-            .env("IDSYNC_URL", &url)
-            .env("IDSYNC_ADMIN_TOKEN_FILE", &token_file);
-        let out = tokio::process::Command::from(c).output().await.unwrap();
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(out.status.success(), "admin {args:?}: {stdout}{stderr}");
-        stdout
-    };
+    let admin = async |args: &[&str]| admin_cli(&url, &token_file, args).await;
     let example = repo_root().join("examples/tecton-okta.yaml");
     admin(&[
         "apply",
@@ -273,18 +275,7 @@ async fn approvals_and_explanations_from_the_command_line() {
     let token_file = db.dir.path().join("admin-token");
     std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
     let url = base_url(&svc);
-    let admin = async |args: &[&str]| {
-        let mut c = idsync();
-        c.arg("admin")
-            .args(args)
-            .env("IDSYNC_URL", &url)
-            .env("IDSYNC_ADMIN_TOKEN_FILE", &token_file);
-        let out = tokio::process::Command::from(c).output().await.unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "admin {args:?}: {stdout}{stderr}");
-        stdout
-    };
+    let admin = async |args: &[&str]| admin_cli(&url, &token_file, args).await;
     let manifests = db.dir.path().join("acme.yaml");
     std::fs::write(
         &manifests,

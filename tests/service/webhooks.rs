@@ -80,9 +80,8 @@ async fn subscribe(f: &ScimFixture, url: &str, types: Value) {
 
 /// Delivered in order, signed so the reference library verifies them, only
 /// the types asked for, and the secret never shown back.
-#[tokio::test]
-async fn deliveries_verify_with_the_reference_library_in_order() {
-    let f = ScimFixture::start(Db::Sqlite, json!({})).await;
+async fn deliveries_verify_with_the_reference_library_in_order(db: Db) {
+    let f = ScimFixture::start(db, json!({})).await;
     let (_receiver, url, out) = receiver(f.db.dir.path(), &secret(), "ok");
     subscribe(&f, &url, json!(["member.*"])).await;
     let view = f
@@ -194,3 +193,5 @@ async fn malformed_webhooks_are_refused() {
     }
     f.stop().await;
 }
+
+crate::on_both_databases!(deliveries_verify_with_the_reference_library_in_order);

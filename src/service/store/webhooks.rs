@@ -26,6 +26,23 @@ pub enum Attempt {
 }
 
 impl Store {
+    /// Whether endpoint `webhook` of `workspace` may have something to do:
+    /// a read, so an idle endpoint costs no write per pass. New endpoints
+    /// (no cursor yet) are due, to be started.
+    pub async fn webhook_due(&self, workspace: &str, webhook: &str, now: i64) -> Result<bool> {
+        let due = self
+            .read_optional(
+                "SELECT CAST(CASE WHEN c.disabled_at IS NULL AND c.next_attempt_at <= $3 \
+                 AND c.claimed_until <= $3 AND COALESCE(s.last, 0) > c.delivered_seq \
+                 THEN 1 ELSE 0 END AS BIGINT) AS due FROM webhook_cursors c LEFT JOIN event_sequences s ON s.workspace = c.workspace \
+                 WHERE c.workspace = $1 AND c.webhook = $2",
+                &[workspace.into(), webhook.into(), now.into()],
+                |row| Ok(row.int("due")? != 0),
+            )
+            .await?;
+        Ok(due.unwrap_or(true))
+    }
+
     /// Claims endpoint `webhook` of `workspace` until `until` if it is due
     /// and nobody holds it; answers its state. A new endpoint gets the events
     /// from the moment it was declared (`since`) on.
