@@ -319,21 +319,15 @@ impl Guarded {
         Ok(self.http.request(method, parsed))
     }
 
-    /// Sends a request and reads its answer up to `limit`, whatever its status
-    /// but a redirect (callers that read error answers, such as a token
-    /// endpoint's `error` code, get them).
-    pub async fn send(
-        &self,
-        request: RequestBuilder,
-        limit: BodyLimit,
-    ) -> Result<(StatusCode, Bytes), FetchError> {
+    /// Sends a request; a redirect is refused (the client never follows one).
+    async fn execute(&self, request: RequestBuilder) -> Result<reqwest::Response, FetchError> {
         let (client, request) = request.build_split();
         let request = request.map_err(|_| FetchError {
             host: "(invalid request)".into(),
             class: FailureClass::InvalidUrl,
         })?;
         let url = request.url().clone();
-        let mut response = client
+        let response = client
             .execute(request)
             .await
             .map_err(|e| FetchError::new(&url, classify(&e)))?;
@@ -344,6 +338,19 @@ impl Guarded {
                 FailureClass::RedirectRefused(status.as_u16()),
             ));
         }
+        Ok(response)
+    }
+
+    /// Sends a request and reads its answer up to `limit`, whatever its status
+    /// but a redirect (callers that read error answers, such as a token
+    /// endpoint's `error` code, get them).
+    pub async fn send(
+        &self,
+        request: RequestBuilder,
+        limit: BodyLimit,
+    ) -> Result<(StatusCode, Bytes), FetchError> {
+        let mut response = self.execute(request).await?;
+        let (url, status) = (response.url().clone(), response.status());
         let max = limit.bytes();
         if response.content_length().is_some_and(|n| n > max as u64) {
             return Err(FetchError::new(&url, FailureClass::TooLarge(max)));
@@ -362,6 +369,12 @@ impl Guarded {
             }
         }
         Ok((status, body.freeze()))
+    }
+
+    /// Sends a request and answers only its status, never reading the answer
+    /// (a webhook receiver's 2xx counts however large a body it sends).
+    pub async fn status_of(&self, request: RequestBuilder) -> Result<StatusCode, FetchError> {
+        Ok(self.execute(request).await?.status())
     }
 
     /// `GET url`: the answer of a 2xx, else the status as the error.

@@ -6,9 +6,10 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::model::{
-    ApiKeyRequest, ApiKeyView, AuditRecord, ErrorBody, EventPage, InfoView, IssuedApiKeyView,
-    KeyDoc, ListView, MemberExplanation, MemberView, ObjectKind, ObjectView, PendingApproval,
-    ScimTokenDoc, SignInHealthView, TokenView, UsageView,
+    ApiKeyRequest, ApiKeyView, AuditRecord, DeliveryView, ErrorBody, EventPage, InfoView,
+    IssuedApiKeyView, KeyDoc, ListView, MemberExplanation, MemberView, ObjectKind, ObjectView,
+    PendingApproval, ReplayRequest, ReplayView, ScimTokenDoc, SignInHealthView, TokenView,
+    UsageView,
 };
 use crate::{
     fingerprint::FingerprintKey,
@@ -371,6 +372,28 @@ impl AdminClient {
     ) -> Result<EventPage, ClientError> {
         let path = format!("/workspaces/{workspace}/events?after={after}&limit={limit}");
         self.expect(Method::GET, &path, None).await
+    }
+
+    /// Where endpoint `name`'s deliveries stand.
+    pub async fn webhook_deliveries(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<DeliveryView, ClientError> {
+        let path = format!("/workspaces/{workspace}/webhooks/{name}/deliveries");
+        self.expect(Method::GET, &path, None).await
+    }
+
+    /// Delivers the events of a time range to endpoint `name` again.
+    pub async fn replay_webhook(
+        &self,
+        workspace: &str,
+        name: &str,
+        range: &ReplayRequest,
+    ) -> Result<ReplayView, ClientError> {
+        let path = format!("/workspaces/{workspace}/webhooks/{name}/replay");
+        self.expect(Method::POST, &path, Some(to_json(range)?))
+            .await
     }
 
     /// What the IdPs used after `since` (SCIM credentials, sign-ins).

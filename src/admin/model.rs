@@ -156,6 +156,10 @@ pub struct WebhookDoc {
     /// both sign every delivery. Write-only: answers say how many are set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// PEM certificates trusted for an https `url` beside the system's (a
+    /// receiver behind a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
 }
 
 /// A role the mapping gives a member that waits for an approval
@@ -529,6 +533,53 @@ pub struct EventView {
     /// The member, group, connection or credential as it is after the change
     /// (with `changed` for what moved); never a secret.
     pub data: serde_json::Value,
+}
+
+/// Where a webhook endpoint's deliveries stand
+/// (`GET /workspaces/{ws}/webhooks/{name}/deliveries`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    /// Every event up to this `seq` is delivered.
+    pub delivered_seq: i64,
+    /// Events after it, not delivered yet.
+    pub pending: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_pending_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<Timestamp>,
+    /// What the last failure was (`HTTP 503`, `timed out`), never the
+    /// receiver's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// When the next retry is due, while one is scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+    /// Set when 410 Gone or a whole failed retry schedule stopped
+    /// deliveries; a replay starts them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// A replay of the events of a time range to one endpoint
+/// (`POST /workspaces/{ws}/webhooks/{name}/replay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplayRequest {
+    pub from: Timestamp,
+    /// Up to now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+}
+
+/// What a replay queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayView {
+    /// Events of the range, delivered again from the oldest, same ids.
+    pub events: i64,
 }
 
 /// A page of events, and the cursor of the next.

@@ -10,7 +10,6 @@ use super::{
     failure_audit::FailureAudit,
     scim::service::ScimService,
     store::{Store, now_millis},
-    webhooks,
 };
 
 /// How often aggregated refusal counts are written.
@@ -19,8 +18,6 @@ const FLUSH_EVERY: Duration = Duration::from_secs(10);
 /// role is gone within this (a SCIM change or sign-in of the person in
 /// between already decides without it).
 const LAPSES_EVERY: Duration = Duration::from_secs(15);
-/// How often webhook endpoints are looked at for events to deliver.
-const DELIVER_EVERY: Duration = Duration::from_secs(1);
 /// How often expired rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Audit entries deleted per transaction.
@@ -31,25 +28,17 @@ pub async fn run(
     store: Store,
     failures: Arc<FailureAudit>,
     scim: ScimService,
-    outbound: crate::outbound::Guarded,
     audit_retention: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     let mut lapses = tokio::time::interval(LAPSES_EVERY);
-    let mut deliveries = tokio::time::interval(DELIVER_EVERY);
-    deliveries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = flush.tick() => failures.flush(false).await,
-            _ = deliveries.tick() => {
-                if let Err(e) = webhooks::deliver_due(&store, &outbound).await {
-                    tracing::warn!(error = %e, "delivering webhooks failed");
-                }
-            }
             _ = lapses.tick() => match scim.expire_approvals(now_millis()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(lapsed = n, "demoted people whose role approvals lapsed"),

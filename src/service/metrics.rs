@@ -35,7 +35,37 @@ pub struct ServiceMetrics {
     pub sso_duration: HistogramVec,
     /// Session checks by result (`valid`, `invalid`).
     pub session_checks: IntCounterVec,
+    /// Webhook delivery attempts by workspace, endpoint and result
+    /// (`delivered`, `failed`, `gone`).
+    pub webhook_deliveries: IntCounterVec,
+    /// Seconds from an event to the 2xx that delivered it, retries included.
+    pub webhook_latency: HistogramVec,
+    /// Read from the store at scrape: each endpoint's undelivered events,
+    /// the age of the oldest, and whether it is disabled.
+    pub webhook_backlog: WebhookBacklog,
 }
+
+/// The webhook gauges set at scrape.
+#[derive(Clone)]
+pub struct WebhookBacklog {
+    pub pending: IntGaugeVec,
+    pub oldest_age: GaugeVec,
+    pub disabled: IntGaugeVec,
+}
+
+/// What a scrape read from the store to bring its gauges up to date; `None`
+/// where the read failed (the last values stay).
+#[derive(Debug, Default)]
+pub struct Scraped {
+    /// Each workspace's count of roles waiting for approval.
+    pub pending_approvals: Option<Vec<(String, i64)>>,
+    pub deliveries: Option<Vec<crate::service::store::DeliveryState>>,
+}
+
+/// Event-to-delivery buckets, from 50 ms to the three days retries last.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, 86400.0, 259200.0,
+];
 
 /// Latency buckets from 0.5 ms to 2.5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -45,15 +75,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl ServiceMetrics {
     pub fn new() -> Self {
         let r = Registrar::new();
-        let build_info = r.plain_gauge(
-            Opts::new(
-                "idsync_service_build_info",
-                "Always 1; labels say the version.",
-            )
-            .const_label("version", env!("CARGO_PKG_VERSION")),
-        );
-        build_info.set(1);
+        let build_info = build_info(&r);
         let (scim_sync_lag, role_approvals_pending) = scrape_gauges(&r);
+        let (webhook_deliveries, webhook_latency) = webhook_counters(&r);
         Self {
             http_requests: r.counter(
                 "idsync_http_requests_total",
@@ -120,6 +144,9 @@ impl ServiceMetrics {
                 "Session checks answered, by result (valid, invalid).",
                 &["result"],
             ),
+            webhook_deliveries,
+            webhook_latency,
+            webhook_backlog: webhook_gauges(&r),
             registry: r.finish(),
         }
     }
@@ -146,10 +173,9 @@ impl ServiceMetrics {
     }
 
     /// The text exposition format, with the gauges read at scrape brought
-    /// up to date: `pending` is each workspace's count of roles waiting for
-    /// approval (none when the store could not be read), `now` Unix seconds.
-    pub fn render(&self, pending: Option<&[(String, i64)]>, now: f64) -> String {
-        if let Some(pending) = pending {
+    /// up to date from `scraped`; `now` is Unix seconds.
+    pub fn render(&self, scraped: &Scraped, now: f64) -> String {
+        if let Some(pending) = &scraped.pending_approvals {
             // Reset first: a workspace with none left must not keep its last count.
             self.role_approvals_pending.reset();
             for (workspace, n) in pending {
@@ -157,6 +183,9 @@ impl ServiceMetrics {
                     .with_label_values(&[workspace])
                     .set(*n);
             }
+        }
+        if let Some(states) = &scraped.deliveries {
+            self.webhook_backlog.set(states, now);
         }
         for family in prometheus::core::Collector::collect(&self.scim_last_success) {
             for m in family.get_metric() {
@@ -185,6 +214,73 @@ fn scrape_gauges(r: &Registrar) -> (GaugeVec, IntGaugeVec) {
         &["workspace"],
     );
     (lag, pending)
+}
+
+fn build_info(r: &Registrar) -> IntGauge {
+    let info = r.plain_gauge(
+        Opts::new(
+            "idsync_service_build_info",
+            "Always 1; labels say the version.",
+        )
+        .const_label("version", env!("CARGO_PKG_VERSION")),
+    );
+    info.set(1);
+    info
+}
+
+fn webhook_counters(r: &Registrar) -> (IntCounterVec, HistogramVec) {
+    let deliveries = r.counter(
+        "idsync_webhook_deliveries_total",
+        "Webhook delivery attempts, by workspace, endpoint and result (delivered, failed, gone).",
+        &["workspace", "webhook", "result"],
+    );
+    let latency = r.histogram(
+        "idsync_webhook_delivery_latency_seconds",
+        "Time from an event to the 2xx that delivered it, retries included, by workspace and endpoint.",
+        &["workspace", "webhook"],
+        DELIVERY_BUCKETS,
+    );
+    (deliveries, latency)
+}
+
+fn webhook_gauges(r: &Registrar) -> WebhookBacklog {
+    let labels = &["workspace", "webhook"];
+    WebhookBacklog {
+        pending: r.int_gauge(
+            "idsync_webhook_pending_events",
+            "Events after a webhook endpoint's cursor, not delivered yet.",
+            labels,
+        ),
+        oldest_age: r.gauge(
+            "idsync_webhook_backlog_age_seconds",
+            "Age of the oldest event a webhook endpoint has not been delivered (0 when none waits).",
+            labels,
+        ),
+        disabled: r.int_gauge(
+            "idsync_webhook_disabled",
+            "1 when a webhook endpoint is disabled (410 Gone, or failing for the whole retry schedule).",
+            labels,
+        ),
+    }
+}
+
+impl WebhookBacklog {
+    fn set(&self, states: &[crate::service::store::DeliveryState], now: f64) {
+        // Reset first: a deleted endpoint must not keep its last values.
+        self.pending.reset();
+        self.oldest_age.reset();
+        self.disabled.reset();
+        for s in states {
+            let labels = [s.workspace.as_str(), s.webhook.as_str()];
+            self.pending.with_label_values(&labels).set(s.pending);
+            let age = s
+                .oldest_pending_at
+                .map_or(0.0, |at| (now - at as f64 / 1000.0).max(0.0));
+            self.oldest_age.with_label_values(&labels).set(age);
+            let disabled = i64::from(s.disabled_at.is_some());
+            self.disabled.with_label_values(&labels).set(disabled);
+        }
+    }
 }
 
 impl Default for ServiceMetrics {

@@ -86,9 +86,9 @@ pub struct RunningService {
     pub state: Arc<AppState>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
-    /// The maintenance task, stopped after the servers so that it writes the
-    /// counts of the last requests too.
-    upkeep: (watch::Sender<bool>, JoinHandle<()>),
+    /// The maintenance and delivery tasks, stopped after the servers so
+    /// that they write the counts of the last requests too.
+    upkeep: (watch::Sender<bool>, [JoinHandle<()>; 2]),
 }
 
 impl RunningService {
@@ -98,9 +98,11 @@ impl RunningService {
         for server in self.servers {
             server.await??;
         }
-        let (stop_upkeep, upkeep) = self.upkeep;
+        let (stop_upkeep, tasks) = self.upkeep;
         let _ = stop_upkeep.send(true);
-        upkeep.await?;
+        for task in tasks {
+            task.await?;
+        }
         self.state.admin.store().close().await;
         Ok(())
     }
@@ -156,11 +158,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
         None => None,
     };
     let (stop_upkeep, upkeep_rx) = watch::channel(false);
+    let deliverer = webhooks::Deliverer::new(
+        state.admin.store().clone(),
+        config.outbound.clone(),
+        state.metrics.clone(),
+    );
+    let deliveries = tokio::spawn(deliverer.run(stopped(upkeep_rx.clone())));
     let upkeep = tokio::spawn(maintenance::run(
         state.admin.store().clone(),
         state.failures.clone(),
         state.scim.clone(),
-        outbound.clone(),
         config.audit_retention,
         stopped(upkeep_rx),
     ));
@@ -175,7 +182,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
         state,
         shutdown,
         servers,
-        upkeep: (stop_upkeep, upkeep),
+        upkeep: (stop_upkeep, [upkeep, deliveries]),
     })
 }
 

@@ -3,13 +3,17 @@ reference library (PyPI `standardwebhooks`), as a product would.
 
     webhook_receiver.py PORT SECRET OUT [MODE]
 
-Each request appends a JSON line to OUT: the webhook-id, the event type, and
-whether the signature verified. MODE: `ok` (default: 204 when verified, 400
-when not), `gone` (410 Gone), `fail:N` (500 for the first N requests).
+Each request appends a JSON line to OUT: the webhook-id, the event type, its
+subject and seq, and whether the signature verified. MODE: `ok` (default: 204
+when verified, 400 when not), `gone` (410 Gone), `fail:N` (500 for the first N
+requests), `redirect` (302 to a cloud metadata address), `huge` (200 with a
+5 MiB answer), `slow:S` (answers after S seconds).
 """
 
 import json
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -18,12 +22,15 @@ PORT, SECRET, OUT = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 MODE = sys.argv[4] if len(sys.argv) > 4 else "ok"
 VERIFIER = Webhook(SECRET)
 SEEN = {"requests": 0}
+LOCK = threading.Lock()
 
 
 class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
-        SEEN["requests"] += 1
+        with LOCK:
+            SEEN["requests"] += 1
+            nth = SEEN["requests"]
         try:
             event = VERIFIER.verify(body, dict(self.headers.items()))
             verified = True
@@ -32,18 +39,36 @@ class Receiver(BaseHTTPRequestHandler):
         status = 204 if verified else 400
         if MODE == "gone":
             status = 410
-        elif MODE.startswith("fail:") and SEEN["requests"] <= int(MODE[5:]):
+        elif MODE.startswith("fail:") and nth <= int(MODE[5:]):
             status = 500
+        elif MODE == "redirect":
+            status = 302
+        elif MODE.startswith("slow:"):
+            time.sleep(float(MODE[5:]))
+        data = event.get("data") or {}
         line = {
             "id": self.headers.get("webhook-id"),
             "type": event.get("type"),
-            "userName": (event.get("data") or {}).get("userName"),
+            "subject": data.get("id"),
+            "seq": event.get("seq"),
+            "userName": data.get("userName"),
             "verified": verified,
             "status": status,
         }
-        with open(OUT, "a") as out:
+        with LOCK, open(OUT, "a") as out:
             out.write(json.dumps(line) + "\n")
+        if MODE == "huge":
+            self.send_response(200)
+            self.send_header("content-length", str(5 * 1024 * 1024))
+            self.end_headers()
+            try:
+                self.wfile.write(b"x" * (5 * 1024 * 1024))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
         self.send_response(status)
+        if status == 302:
+            self.send_header("location", "http://169.254.169.254/latest/meta-data/")
         self.end_headers()
 
     def log_message(self, *args):

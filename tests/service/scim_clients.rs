@@ -116,7 +116,7 @@ async fn entra_id_scim_collection_passes() {
     let (ok, output) = run_client(&newman, &args, &[]).await;
     assert!(ok, "newman reported failures:\n{output}");
     // The run really exercised the server: users and groups were provisioned.
-    let metrics = f.service.state.metrics.render(None, 0.0);
+    let metrics = f.service.state.metrics.render(&Default::default(), 0.0);
     assert!(
         metrics.contains(r#"idsync_scim_provisioned_total{resource="User",workspace="acme"}"#),
         "{output}"

@@ -97,7 +97,10 @@ async fn deliveries_verify_with_the_reference_library_in_order(db: Db) {
     }
     f.create_group("Engineering", &[]).await;
     let got = received(&out, 3).await;
-    let names: Vec<&str> = got.iter().filter_map(|l| l["userName"].as_str()).collect();
+    // Different members' events may arrive in any order (they go out
+    // concurrently); each arrives once.
+    let mut names: Vec<&str> = got.iter().filter_map(|l| l["userName"].as_str()).collect();
+    names.sort();
     assert_eq!(names, ["ada", "bob", "cy"], "{got:?}");
     assert!(
         got.iter()
@@ -113,26 +116,78 @@ async fn deliveries_verify_with_the_reference_library_in_order(db: Db) {
     f.stop().await;
 }
 
-/// A failed delivery is retried with the same webhook-id, and the events
-/// behind it wait their turn; 410 Gone stops deliveries for good.
+/// Deactivates a user (a `member.deactivated` after its `member.created`).
+async fn deactivate(f: &ScimFixture, id: &str) {
+    let r = f
+        .patch(
+            &format!("/Users/{id}"),
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": false}],
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The deliveries that got a 2xx, per subject, in the order they arrived.
+fn delivered_per_subject(got: &[Value]) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let mut per: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for line in got.iter().filter(|l| l["status"] == 204) {
+        let subject = line["subject"].as_str().unwrap_or_default().to_string();
+        per.entry(subject)
+            .or_default()
+            .push(line["seq"].as_i64().unwrap_or(0));
+    }
+    per
+}
+
+/// A failed delivery is retried with the same webhook-id, and each
+/// member's events still arrive in their order; 410 Gone stops deliveries
+/// for good (until a replay), and the endpoint's status says why.
 #[tokio::test]
-async fn retries_keep_the_id_and_the_order_and_gone_disables() {
+async fn retries_keep_the_id_and_each_members_order_and_gone_disables() {
     let f = ScimFixture::start(Db::Sqlite, json!({})).await;
     let (_flaky, url, out) = receiver(f.db.dir.path(), &secret(), "fail:1");
     subscribe(&f, &url, json!(["*"])).await;
-    f.create_user("ada").await;
-    f.create_user("bob").await;
-    let got = received(&out, 3).await;
-    let summary: Vec<(Option<&str>, i64)> = got
+    let ada = f.create_user("ada").await;
+    let bob = f.create_user("bob").await;
+    deactivate(&f, &ada).await;
+    deactivate(&f, &bob).await;
+    let got = received(&out, 5).await;
+    let failed: Vec<&Value> = got.iter().filter(|l| l["status"] == 500).collect();
+    assert_eq!(failed.len(), 1, "{got:?}");
+    let retried = got
         .iter()
-        .map(|l| (l["userName"].as_str(), l["status"].as_i64().unwrap_or(0)))
-        .collect();
+        .filter(|l| l["id"] == failed[0]["id"] && l["status"] == 204)
+        .count();
+    assert_eq!(retried, 1, "a retry keeps its webhook-id: {got:?}");
+    // Each member's events arrive in their order; a member delivered
+    // beside the failure may get an event twice, with the same id.
+    let per = delivered_per_subject(&got);
+    assert_eq!(per.len(), 2, "{got:?}");
+    for (subject, seqs) in per {
+        assert!(seqs.is_sorted(), "{subject}'s events out of order: {got:?}");
+        assert_eq!(
+            seqs.iter().collect::<std::collections::BTreeSet<_>>().len(),
+            2
+        );
+    }
+    let status = f
+        .admin
+        .webhook_deliveries("acme", "product")
+        .await
+        .expect("status");
+    assert_eq!(status.pending, 0, "{status:?}");
     assert_eq!(
-        summary,
-        [(Some("ada"), 500), (Some("ada"), 204), (Some("bob"), 204)],
-        "{got:?}"
+        status.last_failure.as_deref(),
+        Some("HTTP 500"),
+        "{status:?}"
     );
-    assert_eq!(got[0]["id"], got[1]["id"], "a retry keeps its webhook-id");
+    assert!(
+        status.last_success_at >= status.last_failure_at,
+        "{status:?}"
+    );
 
     let (_gone, url, gone_out) = receiver(f.db.dir.path(), &secret(), "gone");
     f.admin
@@ -147,12 +202,153 @@ async fn retries_keep_the_id_and_the_order_and_gone_disables() {
     f.create_user("cy").await;
     assert_eq!(received(&gone_out, 1).await.len(), 1);
     f.create_user("dee").await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         received(&gone_out, 2).await.len(),
         1,
         "nothing after 410 Gone"
     );
+    let status = f
+        .admin
+        .webhook_deliveries("acme", "retired")
+        .await
+        .expect("status");
+    assert!(status.disabled_at.is_some(), "{status:?}");
+    assert_eq!(status.last_failure.as_deref(), Some("410 Gone"));
+    assert_eq!(status.pending, 2, "cy's and dee's events wait: {status:?}");
+    f.stop().await;
+}
+
+/// A replay of a time range delivers its events again with the same ids,
+/// and not the events after it that were delivered already.
+#[tokio::test]
+async fn a_replay_redelivers_the_range_with_the_same_ids() {
+    let f = ScimFixture::start(Db::Sqlite, json!({})).await;
+    let (_receiver, url, out) = receiver(f.db.dir.path(), &secret(), "ok");
+    subscribe(&f, &url, json!(["member.created"])).await;
+    let from = jiff::Timestamp::now();
+    f.create_user("ada").await;
+    f.create_user("bob").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let until = jiff::Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    f.create_user("cy").await;
+    let first = received(&out, 3).await;
+    assert_eq!(first.len(), 3, "{first:?}");
+    let range = idsync::admin::ReplayRequest {
+        from,
+        until: Some(until),
+    };
+    let queued = f
+        .admin
+        .replay_webhook("acme", "product", &range)
+        .await
+        .expect("replayed");
+    assert_eq!(queued.events, 2, "ada's and bob's creation");
+    let got = received(&out, 5).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let got_then = received(&out, 0).await;
+    assert_eq!(got_then.len(), 5, "cy is not delivered again: {got_then:?}");
+    let ids = |lines: &[Value], names: &[&str]| -> std::collections::BTreeSet<String> {
+        (lines.iter())
+            .filter(|l| names.contains(&l["userName"].as_str().unwrap_or_default()))
+            .map(|l| l["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&got[3..], &["ada", "bob", "cy"]),
+        ids(&first, &["ada", "bob"]),
+        "the same ids: {got:?}"
+    );
+    let audited = f.audit("webhook.replayed").await;
+    assert_eq!(audited.len(), 1);
+    let backwards = idsync::admin::ReplayRequest {
+        from: until,
+        until: Some(from),
+    };
+    let e = f
+        .admin
+        .replay_webhook("acme", "product", &backwards)
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("until"), "{e}");
+    f.stop().await;
+}
+
+/// Receivers that redirect (to a metadata address), answer hugely, hang,
+/// or live at a metadata address: none is followed or read, each failure
+/// shows as its class, and SCIM writes go on meanwhile.
+#[tokio::test]
+async fn hostile_receivers_are_refused_or_timed_out_and_scim_goes_on() {
+    let f = ScimFixture::start(Db::Sqlite, json!({})).await;
+    let dir = f.db.dir.path();
+    let (_r1, redirect, redirect_out) = receiver(dir, &secret(), "redirect");
+    let (_r2, huge, _) = receiver(dir, &secret(), "huge");
+    let (_r3, slow, _) = receiver(dir, &secret(), "slow:30");
+    let hooks = [
+        ("redirect", redirect.as_str()),
+        ("huge", huge.as_str()),
+        ("slow", slow.as_str()),
+        ("metadata", "http://169.254.169.254/latest/meta-data/"),
+    ];
+    for (name, url) in hooks {
+        f.admin
+            .put_object(
+                ObjectKind::Webhook,
+                "acme",
+                name,
+                &json!({"url": url, "eventTypes": ["*"], "secrets": [secret()]}),
+            )
+            .await
+            .expect("webhook stored");
+    }
+    f.create_user("ada").await;
+    let expected = [
+        ("redirect", Some("answered a redirect")),
+        ("huge", None),
+        ("slow", Some("timed out")),
+        ("metadata", Some("address refused")),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, failure) in expected {
+        loop {
+            let s = f
+                .admin
+                .webhook_deliveries("acme", name)
+                .await
+                .expect("status");
+            let settled = match failure {
+                None => s.last_success_at.is_some(),
+                Some(_) => s.last_failure.is_some(),
+            };
+            if settled {
+                let class = s.last_failure.as_deref().unwrap_or_default();
+                assert!(
+                    failure.is_none_or(|f| class.starts_with(f)),
+                    "{name}: {s:?}"
+                );
+                if failure.is_some() {
+                    assert!(s.pending >= 1, "{name}: ada's event waits: {s:?}");
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} never settled: {s:?}");
+            // SCIM keeps answering while deliveries hang.
+            f.create_user(&format!("filler-{}", crate::support::cluster::free_port()))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let redirect = f
+        .admin
+        .webhook_deliveries("acme", "redirect")
+        .await
+        .expect("status");
+    assert!(
+        redirect.last_success_at.is_none(),
+        "a 302 is no delivery: {redirect:?}"
+    );
+    assert!(!received(&redirect_out, 1).await.is_empty());
     f.stop().await;
 }
 

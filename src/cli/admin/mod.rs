@@ -11,6 +11,7 @@ mod keys;
 mod members;
 mod output;
 mod scim_token;
+mod webhooks;
 mod workspace;
 
 use std::path::PathBuf;
@@ -83,6 +84,9 @@ pub enum AdminCommand {
     /// A workspace's lifecycle events, oldest first.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Webhook endpoints: where deliveries stand, and replays.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -155,6 +159,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Keys(command) => keys::run(&args, command).await,
         AdminCommand::Approvals(command) => approvals::run(&args, command).await,
         AdminCommand::Events(command) => events::run(&args, command).await,
+        AdminCommand::Webhooks(command) => webhooks::run(&args, command).await,
         AdminCommand::Members(command) => members::run(&args, command).await,
         AdminCommand::Workspace(command) => workspace::run(&args, command).await,
         AdminCommand::Audit(audit) => audit::run(&args, audit).await,

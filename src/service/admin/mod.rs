@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod keys;
 mod members;
 pub mod validate;
+mod webhooks;
 
 use std::collections::BTreeMap;
 

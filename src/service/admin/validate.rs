@@ -240,7 +240,14 @@ pub fn webhook(doc: &WebhookDoc) -> Result<(), String> {
         // Never echo a secret, not even a malformed one.
         return Err("secrets: each is `whsec_` and 24 to 64 bytes in base64".into());
     }
-    Ok(())
+    match &doc.ca_bundle {
+        Some(pem) if pem.len() > 1024 * 1024 => Err("caBundle: at most 1 MiB".into()),
+        Some(pem) => match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+            Ok(certs) if !certs.is_empty() => Ok(()),
+            _ => Err("caBundle: give PEM certificates (-----BEGIN CERTIFICATE-----)".into()),
+        },
+        None => Ok(()),
+    }
 }
 
 static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| compiled(api::HTTP_URL_PATTERN));

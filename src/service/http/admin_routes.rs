@@ -53,6 +53,14 @@ pub fn routes() -> Router<SharedState> {
             "/workspaces/{ws}/connections/{name}/sign-ins",
             get(sign_in_health),
         )
+        .route(
+            "/workspaces/{ws}/webhooks/{name}/deliveries",
+            get(webhook_deliveries),
+        )
+        .route(
+            "/workspaces/{ws}/webhooks/{name}/replay",
+            axum::routing::post(replay_webhook),
+        )
         .route("/workspaces/{ws}/members/{member}", get(get_member))
         .route(
             "/workspaces/{ws}/members/{member}/explain",
@@ -156,6 +164,26 @@ async fn issue_api_key(
         .issue_api_key(&ws, &body, &actor(&headers))
         .await?;
     Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+async fn webhook_deliveries(
+    State(state): State<SharedState>,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.admin.webhook_deliveries(&ws, &name).await?).into_response())
+}
+
+async fn replay_webhook(
+    State(state): State<SharedState>,
+    Path((ws, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let queued = state
+        .admin
+        .replay_webhook((&ws, &name), &body, &actor(&headers))
+        .await?;
+    Ok(Json(queued).into_response())
 }
 
 #[derive(Deserialize)]

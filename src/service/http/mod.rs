@@ -25,8 +25,12 @@ use subtle::ConstantTimeEq;
 
 use super::store::AuditEntry;
 use super::{
-    ServeConfig, admin::AdminService, failure_audit::FailureAudit, metrics::ServiceMetrics,
-    scim::service::ScimService, sso::SsoService,
+    ServeConfig,
+    admin::AdminService,
+    failure_audit::FailureAudit,
+    metrics::{Scraped, ServiceMetrics},
+    scim::service::ScimService,
+    sso::SsoService,
 };
 use super::{scim::roles::RoleResolver, session_cache::CheckCache};
 use client_addr::TrustedProxies;
@@ -159,19 +163,29 @@ async fn readyz(State(state): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {
-    // One grouped count over a partial index; a scrape that cannot read it
-    // keeps the last counts rather than failing.
-    let pending = match state.admin.store().pending_approval_counts().await {
-        Ok(counts) => Some(counts),
-        Err(e) => {
-            tracing::warn!(error = %e, "counting pending approvals for /metrics failed");
-            None
-        }
+    // Grouped counts over indexes; a scrape that cannot read them keeps the
+    // last values rather than failing.
+    let store = state.admin.store();
+    let scraped = Scraped {
+        pending_approvals: store
+            .pending_approval_counts()
+            .await
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "counting pending approvals for /metrics failed"),
+            )
+            .ok(),
+        deliveries: store
+            .delivery_states(None)
+            .await
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "reading webhook backlogs for /metrics failed"),
+            )
+            .ok(),
     };
     let now = crate::service::store::now_millis() as f64 / 1000.0;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(pending.as_deref(), now),
+        state.metrics.render(&scraped, now),
     )
         .into_response()
 }

@@ -101,6 +101,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0015_webhook_deliveries.sql"),
         include_str!("../../../migrations/postgres/0015_webhook_deliveries.sql"),
     ),
+    (
+        16,
+        "webhook_replays",
+        include_str!("../../../migrations/sqlite/0016_webhook_replays.sql"),
+        include_str!("../../../migrations/postgres/0016_webhook_replays.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

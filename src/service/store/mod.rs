@@ -72,7 +72,7 @@ pub use signin::{
     SamlSigningKeyRecord, SessionKey, SessionRecord, SignInRequest, SignInStats, UserMatch,
 };
 pub use tokens::{StoredToken, TokenPut, TokenRegistration, UsageRows};
-pub use webhooks::{Attempt, Cursor};
+pub use webhooks::{Cursor, DeliveryState, Failure, PassEnd};
 
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -282,10 +282,18 @@ impl Store {
             return Ok(false);
         }
         let now = now_millis();
+        if kind == ObjectKind::Webhook {
+            // An endpoint declared again under this name starts afresh.
+            tx.execute(
+                "DELETE FROM webhook_cursors WHERE workspace = $1 AND webhook = $2",
+                &[workspace.into(), name.into()],
+            )
+            .await?;
+        }
         if cascade && kind == ObjectKind::Workspace {
             // Its events go too, so a next claimant of the id cannot read
             // them; its sequence stays, so event ids are never reused.
-            for table in ["objects", "events"] {
+            for table in ["objects", "events", "webhook_cursors"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE workspace = $1"),
                     &[workspace.into()],

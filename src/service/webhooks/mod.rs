@@ -1,0 +1,184 @@
+//! Delivering events to webhook endpoints, the Standard Webhooks way
+//! ([`signing`]), so a receiver verifies with the `standardwebhooks` or
+//! `svix` libraries.
+//!
+//! At least once, each subject's events in order: an endpoint's cursor
+//! moves past an event only once every event before it was answered with a
+//! 2xx; up to [`pass::CONCURRENCY`] deliveries are in flight to an endpoint,
+//! never two of one member or group. A failure is retried with the same
+//! `webhook-id` on an exponential schedule with jitter; 410 Gone, or failing
+//! for the whole schedule (about three days), disables the endpoint until a
+//! replay. Only the replica holding an endpoint's claim delivers to it, and
+//! a slow endpoint delays no other: each claimed pass runs as its own task.
+
+mod pass;
+mod signing;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::task::JoinSet;
+
+pub use pass::{CONCURRENCY, wants};
+pub use signing::{key_of, signature};
+
+use crate::{
+    admin::WebhookDoc,
+    outbound::{ClientOptions, Guarded, OutboundPolicy},
+    service::{
+        metrics::ServiceMetrics,
+        store::{Cursor, ObjectKind, PassEnd, Result, Store, StoredObject, now_millis},
+    },
+};
+
+/// How often endpoints are looked at: the delay an event waits at most
+/// before its first delivery starts.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a claim lasts: a pass starts no delivery after [`PASS_FOR`],
+/// and one started then ends within the outbound timeout, inside the claim.
+const CLAIM_FOR: Duration = Duration::from_secs(60);
+const PASS_FOR: Duration = Duration::from_secs(40);
+/// A receiver has this long to answer (and to be connected to).
+const TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Events read per claimed pass.
+const BATCH: i64 = 1000;
+
+/// An endpoint: its workspace and name.
+type Key = (String, String);
+
+/// The delivery loop of a service replica.
+pub struct Deliverer {
+    store: Store,
+    metrics: ServiceMetrics,
+    policy: OutboundPolicy,
+    /// One client per CA bundle (none for the system's roots), so pooled
+    /// connections are reused across passes.
+    clients: Mutex<HashMap<Option<String>, Guarded>>,
+    /// Endpoints this replica is in a pass over.
+    busy: Mutex<HashSet<Key>>,
+}
+
+impl Deliverer {
+    pub fn new(store: Store, policy: OutboundPolicy, metrics: ServiceMetrics) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            metrics,
+            policy,
+            clients: Mutex::default(),
+            busy: Mutex::default(),
+        })
+    }
+
+    /// Runs until `stop` resolves. Passes in flight are dropped with it:
+    /// their claims run out and another pass delivers again, same ids.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut passes = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(TICK) => {
+                    while passes.try_join_next().is_some() {}
+                    if let Err(e) = self.start_due(&mut passes).await {
+                        tracing::warn!(error = %e, "looking for webhook deliveries failed");
+                    }
+                }
+            }
+        }
+        passes.abort_all();
+    }
+
+    /// Starts a pass over each endpoint that is due, not in a pass here,
+    /// and claimed.
+    async fn start_due(self: &Arc<Self>, passes: &mut JoinSet<()>) -> Result<()> {
+        for object in self.store.list_objects(ObjectKind::Webhook, None).await? {
+            let key = (object.workspace.clone(), object.name.clone());
+            if self.lock_busy().contains(&key) {
+                continue;
+            }
+            let now = now_millis();
+            if !self.store.webhook_due(&key.0, &key.1, now).await? {
+                continue;
+            }
+            let until = now + CLAIM_FOR.as_millis() as i64;
+            let since = (key.0.as_str(), key.1.as_str(), object.created_at);
+            let Some(cursor) = self.store.claim_webhook(since, now, until).await? else {
+                continue;
+            };
+            self.lock_busy().insert(key.clone());
+            let this = self.clone();
+            passes.spawn(async move {
+                if let Err(e) = this.pass(&object, &cursor).await {
+                    tracing::warn!(workspace = %key.0, webhook = %key.1, error = %e,
+                        "a webhook delivery pass failed; its claim runs out and it is retried");
+                }
+                this.lock_busy().remove(&key);
+            });
+        }
+        Ok(())
+    }
+
+    /// One claimed pass: deliver what follows the cursor, record where it ends.
+    async fn pass(&self, object: &StoredObject, cursor: &Cursor) -> Result<()> {
+        let endpoint = (object.workspace.as_str(), object.name.as_str());
+        let deadline = Instant::now() + PASS_FOR;
+        let doc = serde_json::from_value::<WebhookDoc>(object.body.clone());
+        let events = self
+            .store
+            .events_after(endpoint.0, cursor.delivered_seq, BATCH)
+            .await?;
+        let end = match (doc, self.client(object)) {
+            // Pruned (or deleted with a workspace) under the cursor: catch up.
+            (_, _) if events.is_empty() => PassEnd {
+                delivered_seq: cursor.last.max(cursor.delivered_seq),
+                attempts: 0,
+                succeeded: false,
+                failure: None,
+            },
+            (Ok(doc), Some(http)) => {
+                let ep = pass::Endpoint {
+                    workspace: endpoint.0,
+                    name: endpoint.1,
+                    doc: &doc,
+                    http: &http,
+                };
+                pass::run(&ep, cursor, &events, &self.metrics, deadline).await
+            }
+            // Validated on the way in: only a document of another version
+            // lands here, and waits (its claim runs out) for a new one.
+            _ => return Ok(()),
+        };
+        self.store.finish_pass(endpoint, &end, now_millis()).await
+    }
+
+    /// The client for an endpoint's CA bundle, built once.
+    fn client(&self, object: &StoredObject) -> Option<Guarded> {
+        let bundle = object.body["caBundle"].as_str().map(str::to_string);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&bundle) {
+            return Some(client.clone());
+        }
+        let options = ClientOptions {
+            connect_timeout: CONNECT_TIMEOUT,
+            timeout: TIMEOUT,
+            ca_bundle: bundle.clone(),
+        };
+        let client = Guarded::new(self.policy.clone(), &options)
+            .inspect_err(|e| {
+                tracing::warn!(workspace = %object.workspace,
+                webhook = %object.name, error = %e, "a webhook's client cannot be built")
+            })
+            .ok()?;
+        clients.insert(bundle, client.clone());
+        Some(client)
+    }
+
+    fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<Key>> {
+        // The set stays consistent whatever panicked while holding it.
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
