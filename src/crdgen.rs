@@ -12,7 +12,7 @@ use kube::CustomResourceExt;
 
 use crate::api::{
     ClusterIdentityService, IdentityService, RoleApproval, RoleMapping, ScimToken, SsoConnection,
-    Workspace,
+    Webhook, Workspace,
 };
 
 /// Every CRD idsync serves, in a stable order.
@@ -25,6 +25,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ScimToken::crd(),
         RoleMapping::crd(),
         RoleApproval::crd(),
+        Webhook::crd(),
     ]
 }
 

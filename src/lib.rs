@@ -18,6 +18,7 @@ pub mod scim;
 pub mod service;
 pub mod signal;
 pub mod token;
+pub mod webhook_signing;
 
 #[cfg(test)]
 mod dependency_direction;

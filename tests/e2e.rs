@@ -1311,3 +1311,168 @@ spec:
         "promoted, then demoted (newest first): {changes:?}"
     );
 }
+
+/// A Webhook resource: the operator makes its signing secret, the product's
+/// receiver (the Standard Webhooks reference library) verifies with it,
+/// a rotation signs with both secrets through the overlap, status shows
+/// where deliveries stand, and the replay annotation redelivers.
+#[tokio::test]
+async fn a_webhook_signs_with_its_secret_rotates_with_overlap_and_replays() {
+    let s = stack();
+    let client = client().await;
+    let ns = "hooks";
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let secrets_file = dir.path().join("secrets");
+    std::fs::write(&secrets_file, "").expect("secrets file");
+    let (_receiver, url, out) =
+        support::webhooks::receiver(dir.path(), &format!("@{}", secrets_file.display()), "ok");
+    s.cp.apply(&tenant_yaml(ns, "hooks"));
+    s.cp.apply(&format!(
+        r#"apiVersion: idsync.dev/v1alpha1
+kind: Workspace
+metadata: {{name: main, namespace: {ns}}}
+spec:
+  serviceRef: {{name: idsync}}
+  workspaceId: hooks
+  domains: [hooks.example.com]
+---
+apiVersion: idsync.dev/v1alpha1
+kind: SCIMToken
+metadata: {{name: idp, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+---
+apiVersion: idsync.dev/v1alpha1
+kind: Webhook
+metadata: {{name: product, namespace: {ns}}}
+spec:
+  workspaceRef: {{name: main}}
+  url: {url}
+  eventTypes: ["member.*"]
+  rotation: {{every: 90d, overlap: 24h}}
+"#
+    ));
+    wait_ready("scimtokens", ns, "idp", "60s");
+    wait_ready("webhooks", ns, "product", "60s");
+    let first = secret_value(&client, ns, "product-webhook-secret", "secret")
+        .await
+        .expect("the signing secret");
+    assert!(first.starts_with("whsec_"), "a Standard Webhooks secret");
+    std::fs::write(&secrets_file, format!("{first}\n")).expect("secrets file");
+    let token = secret_value(&client, ns, "idp-scim-token", "token")
+        .await
+        .expect("token");
+    let before = jiff::Timestamp::now();
+    let create = |name: &'static str| {
+        let (url, token) = (
+            format!("{}/scim/v2/hooks/Users", s.service.url),
+            token.clone(),
+        );
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(
+                    &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                              "userName": format!("{name}@hooks.example.com")}),
+                )
+                .send()
+                .await
+                .expect("SCIM POST");
+            assert_eq!(r.status(), 201);
+        }
+    };
+    create("ada").await;
+    let got = support::webhooks::received(&out, 1).await;
+    assert_eq!(got[0]["verifiedWith"], json!([0]), "{got:?}");
+
+    // A rotation on request: the new secret in the Secret, the old one beside it.
+    let (ok, _, err) = s.cp.kubectl_run(
+        &[
+            "annotate",
+            "webhook",
+            "product",
+            "-n",
+            ns,
+            "idsync.dev/rotate-requested-at=1",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (second, previous) = eventually("the secret rotates", Duration::from_secs(30), || {
+        let client = client.clone();
+        let first = first.clone();
+        async move {
+            let now = secret_value(&client, ns, "product-webhook-secret", "secret").await?;
+            let previous =
+                secret_value(&client, ns, "product-webhook-secret", "previousSecret").await?;
+            (now != first).then_some((now, previous))
+        }
+    })
+    .await;
+    assert_eq!(previous, first);
+    // The receiver knows both: each delivery verifies with either.
+    std::fs::write(&secrets_file, format!("{first}\n{second}\n")).expect("secrets file");
+    create("bob").await;
+    let got = support::webhooks::received(&out, 2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[1]["verifiedWith"],
+        json!([0, 1]),
+        "signed with both: {got:?}"
+    );
+
+    // Status: where deliveries stand, and the overlap's end.
+    let api: Api<idsync::api::Webhook> = Api::namespaced(client.clone(), ns);
+    let status = eventually(
+        "status shows the deliveries",
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("product").await.ok()?.status?;
+                (st.pending == Some(0) && st.last_success_at.is_some()).then_some(st)
+            }
+        },
+    )
+    .await;
+    assert!(status.previous_secret_expires_at.is_some(), "{status:?}");
+    assert!(status.next_rotation_at.is_some(), "{status:?}");
+    let yaml = serde_json::to_string(&status).expect("status serializes");
+    assert!(!yaml.contains("whsec_"), "no secret in status: {yaml}");
+
+    // The replay annotation redelivers ada's and bob's events, same ids.
+    let (ok, _, err) = s.cp.kubectl_run(
+        &[
+            "annotate",
+            "webhook",
+            "product",
+            "-n",
+            ns,
+            &format!("idsync.dev/replay-from={before}"),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let got = support::webhooks::received(&out, 4).await;
+    assert_eq!(got.len(), 4, "{got:?}");
+    let ids = |lines: &[serde_json::Value]| {
+        let mut ids: Vec<String> = lines.iter().map(|l| l["id"].to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&got[2..]), ids(&got[..2]), "{got:?}");
+
+    let (ok, _, err) = s.cp.kubectl_run(
+        &["delete", "webhook", "product", "-n", ns, "--wait=true"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let left = s
+        .service
+        .admin()
+        .get_object(ObjectKind::Webhook, "hooks", "product")
+        .await
+        .expect("read");
+    assert!(left.is_none(), "the endpoint is gone from the service");
+}

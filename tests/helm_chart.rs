@@ -311,7 +311,7 @@ fn lint_and_template_pass_for_every_values_file() {
             {
                 "apiGroups": ["apiextensions.k8s.io"],
                 "resources": ["customresourcedefinitions"],
-                "resourceNames": ["identityservices.idsync.dev", "clusteridentityservices.idsync.dev", "workspaces.idsync.dev", "ssoconnections.idsync.dev", "scimtokens.idsync.dev", "rolemappings.idsync.dev", "roleapprovals.idsync.dev"],
+                "resourceNames": ["identityservices.idsync.dev", "clusteridentityservices.idsync.dev", "workspaces.idsync.dev", "ssoconnections.idsync.dev", "scimtokens.idsync.dev", "rolemappings.idsync.dev", "roleapprovals.idsync.dev", "webhooks.idsync.dev"],
                 "verbs": ["get"],
             },
             // The cluster-scoped kind, and namespace labels for its selector:

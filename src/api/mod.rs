@@ -17,6 +17,7 @@ pub mod role_approval;
 pub mod role_mapping;
 pub mod scim_token;
 pub mod sso_connection;
+pub mod webhook;
 pub mod workspace;
 
 pub use cluster_identity_service::{
@@ -36,6 +37,7 @@ pub use sso_connection::{
     ClaimMapping, MetadataSourceKind, OidcSpec, Protocol, SamlMetadataRef, SamlSpec, SsoConnection,
     SsoConnectionSpec, SsoConnectionStatus,
 };
+pub use webhook::{Webhook, WebhookSpec, WebhookStatus};
 pub use workspace::{
     AccessGroup, AssignmentHolder, AssignmentType, RequireSso, RequireSsoMode, RoleAssignments,
     SourceRanges, Workspace, WorkspaceDeletionPolicy, WorkspacePolicy, WorkspaceSpec,

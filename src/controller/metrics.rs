@@ -60,6 +60,8 @@ pub enum Op {
     ListKeys,
     PutKey,
     Usage,
+    WebhookDeliveries,
+    ReplayWebhook,
 }
 
 impl Op {
@@ -78,6 +80,8 @@ impl Op {
             Op::ListKeys => "list_keys",
             Op::PutKey => "put_key",
             Op::Usage => "usage",
+            Op::WebhookDeliveries => "webhook_deliveries",
+            Op::ReplayWebhook => "replay_webhook",
         }
     }
 }

@@ -22,6 +22,7 @@ mod sync;
 mod target;
 mod usage;
 mod validation;
+mod webhook;
 mod workspace;
 
 use std::{net::SocketAddr, time::Duration};
@@ -44,7 +45,7 @@ pub use metrics::OperatorMetrics;
 
 use crate::api::{
     ClusterIdentityService, IdentityService, RoleApproval, RoleMapping, ScimToken, SsoConnection,
-    Workspace,
+    Webhook, Workspace,
 };
 use crate::outbound::OutboundPolicy;
 
@@ -90,7 +91,7 @@ pub struct Operator {
 ///
 /// Watches: IdentityServices, Workspaces and Secret metadata are each watched once
 /// and shared (one store, fanned out to every controller that needs them);
-/// SSOConnections, SCIMTokens, RoleMappings and RoleApprovals have one watch
+/// SSOConnections, SCIMTokens, RoleMappings, RoleApprovals and Webhooks have one watch
 /// and store each.
 /// Every store holds slimmed objects ([`cache::slim`]).
 fn controllers_in(
@@ -148,25 +149,25 @@ fn controllers_in(
         ),
         reconciler::run(owned::<RoleMapping>(&client, scope, &cfg), &shared),
         reconciler::run(owned::<RoleApproval>(&client, scope, &cfg), &shared),
+        reconciler::run(owned::<Webhook>(&client, scope, &cfg), &shared),
     ];
     // One operator reconciles each ClusterIdentityService once, whatever the
     // number of namespace scopes it watches.
     if with_cluster_services {
         controllers.push(cluster_service_controller(&cluster_services, limits, &ctx));
     }
-    let workspace_store = workspaces.store.clone();
     let watches = vec![
+        // Never ends on its own either: it stops with the watches.
+        Box::pin(usage::run(
+            ctx.clone(),
+            workspaces.store.clone(),
+            token_store,
+            usage_senders,
+        )),
         cluster_services.run(cache::cluster_services(&client)),
         services.run(cache::full(&client, scope, cfg.clone())),
         workspaces.run(cache::full(&client, scope, cfg)),
         secrets.run(cache::secret_metadata(&client, scope)),
-        // Never ends on its own either: it stops with the watches.
-        Box::pin(usage::run(
-            ctx.clone(),
-            workspace_store,
-            token_store,
-            usage_senders,
-        )),
     ];
     Operator {
         controllers,

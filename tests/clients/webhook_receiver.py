@@ -3,6 +3,10 @@ reference library (PyPI `standardwebhooks`), as a product would.
 
     webhook_receiver.py PORT SECRET OUT [MODE]
 
+SECRET is a `whsec_` secret, or `@PATH`: a file of secrets, one per line,
+read at each request; a delivery verifies when any of them verifies it, and
+`verifiedWith` lists which (by line).
+
 Each request appends a JSON line to OUT: the webhook-id, the event type, its
 subject and seq, and whether the signature verified. MODE: `ok` (default: 204
 when verified, 400 when not), `gone` (410 Gone), `fail:N` (500 for the first N
@@ -20,7 +24,12 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 PORT, SECRET, OUT = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 MODE = sys.argv[4] if len(sys.argv) > 4 else "ok"
-VERIFIER = Webhook(SECRET)
+def verifiers():
+    if not SECRET.startswith("@"):
+        return [Webhook(SECRET)]
+    with open(SECRET[1:]) as f:
+        return [Webhook(line.strip()) for line in f if line.strip()]
+
 SEEN = {"requests": 0}
 LOCK = threading.Lock()
 
@@ -31,11 +40,14 @@ class Receiver(BaseHTTPRequestHandler):
         with LOCK:
             SEEN["requests"] += 1
             nth = SEEN["requests"]
-        try:
-            event = VERIFIER.verify(body, dict(self.headers.items()))
-            verified = True
-        except WebhookVerificationError:
-            event, verified = json.loads(body), False
+        event, verified_with = json.loads(body), []
+        for i, verifier in enumerate(verifiers()):
+            try:
+                event = verifier.verify(body, dict(self.headers.items()))
+                verified_with.append(i)
+            except WebhookVerificationError:
+                pass
+        verified = bool(verified_with)
         status = 204 if verified else 400
         if MODE == "gone":
             status = 410
@@ -53,6 +65,7 @@ class Receiver(BaseHTTPRequestHandler):
             "seq": event.get("seq"),
             "userName": data.get("userName"),
             "verified": verified,
+            "verifiedWith": verified_with,
             "status": status,
         }
         with LOCK, open(OUT, "a") as out:

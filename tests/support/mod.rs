@@ -8,6 +8,7 @@ pub mod process;
 pub mod scim;
 pub mod signin;
 pub mod stub;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 

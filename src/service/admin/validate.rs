@@ -235,7 +235,7 @@ pub fn webhook(doc: &WebhookDoc) -> Result<(), String> {
     if doc
         .secrets
         .iter()
-        .any(|s| crate::service::webhooks::key_of(s).is_none())
+        .any(|s| crate::webhook_signing::key_of(s).is_none())
     {
         // Never echo a secret, not even a malformed one.
         return Err("secrets: each is `whsec_` and 24 to 64 bytes in base64".into());

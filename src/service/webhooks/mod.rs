@@ -1,5 +1,5 @@
 //! Delivering events to webhook endpoints, the Standard Webhooks way
-//! ([`signing`]), so a receiver verifies with the `standardwebhooks` or
+//! ([`crate::webhook_signing`]), so a receiver verifies with the `standardwebhooks` or
 //! `svix` libraries.
 //!
 //! At least once, each subject's events in order: an endpoint's cursor
@@ -12,7 +12,6 @@
 //! a slow endpoint delays no other: each claimed pass runs as its own task.
 
 mod pass;
-mod signing;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,8 +21,8 @@ use std::{
 
 use tokio::task::JoinSet;
 
+pub use crate::webhook_signing::{key_of, signature};
 pub use pass::{CONCURRENCY, wants};
-pub use signing::{key_of, signature};
 
 use crate::{
     admin::WebhookDoc,

@@ -11,7 +11,6 @@ use std::{
 use futures::{StreamExt, stream::FuturesUnordered};
 use reqwest::{Method, StatusCode};
 
-use super::signing::signature;
 use crate::{
     admin::WebhookDoc,
     outbound::Guarded,
@@ -19,6 +18,7 @@ use crate::{
         metrics::ServiceMetrics,
         store::{Cursor, EventRecord, Failure, PassEnd, format_millis, now_millis},
     },
+    webhook_signing::signature,
 };
 
 /// Deliveries in flight to one endpoint at once.
