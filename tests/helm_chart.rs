@@ -476,7 +476,7 @@ fn alerts_pass_promtool_check_and_fire_only_when_they_should() {
             alerts.insert(name);
         }
     }
-    assert_eq!(alerts.len(), 14, "{alerts:?}");
+    assert_eq!(alerts.len(), 16, "{alerts:?}");
 
     std::fs::copy(
         repo_root().join("tests/data/helm/alerts-test.yaml"),
@@ -901,8 +901,32 @@ spec:
     // Every metric the alerts and the dashboard use is exported by a running
     // service or operator (after the traffic that creates its series).
     let admin = cp.client().await;
+    // A Webhook, through the operator's RBAC, to a receiver that verifies
+    // with the secret the operator made: its deliveries make their series.
+    let secrets_file = dir.join("webhook-secrets");
+    std::fs::write(&secrets_file, "").unwrap();
+    let (_receiver, url, _) =
+        support::webhooks::receiver(&dir, &format!("@{}", secrets_file.display()), "ok");
+    cp.apply(&format!(
+        "apiVersion: idsync.dev/v1alpha1\nkind: Webhook\nmetadata: {{name: product, namespace: idsync-examples}}\n\
+         spec: {{workspaceRef: {{name: octomil}}, url: \"{url}\", eventTypes: [\"member.*\"]}}\n"
+    ));
+    cp.wait_ready("webhooks", "idsync-examples", "product", "60s");
+    let signing = Api::<Secret>::namespaced(admin.clone(), "idsync-examples")
+        .get("product-webhook-secret")
+        .await
+        .unwrap();
+    let signing = String::from_utf8_lossy(&signing.data.unwrap()["secret"].0).into_owned();
+    std::fs::write(&secrets_file, signing).unwrap();
     drive_traffic(&admin, &service).await;
-    let mut exported = exposed(&get_text(&format!("{}/metrics", service.url)).await);
+    let metrics_url = format!("{}/metrics", service.url);
+    eventually("a webhook delivery", Duration::from_secs(30), || async {
+        let text = get_text(&metrics_url).await;
+        text.contains("idsync_webhook_delivery_latency_seconds_bucket")
+            .then_some(())
+    })
+    .await;
+    let mut exported = exposed(&get_text(&metrics_url).await);
     exported.extend(exposed(&get_text(&operator.metrics_url).await));
     exported.insert("up".into()); // Prometheus's own, per scrape target
     let rule = find(&objects, "PrometheusRule", RELEASE);
@@ -922,7 +946,8 @@ spec:
     )
     .unwrap();
     for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
+        // A row panel has no queries.
+        for target in panel["targets"].as_array().into_iter().flatten() {
             for name in metric_names(target["expr"].as_str().unwrap()) {
                 used.entry(name)
                     .or_insert_with(|| format!("panel {}", panel["title"]));
