@@ -57,6 +57,9 @@ pub async fn prune_once(store: &Store, audit_retention: Duration) {
         tracing::warn!(error = %e, "pruning expired sign-in state failed");
     }
     let before = now.saturating_sub(audit_retention.as_millis().min(i64::MAX as u128) as i64);
+    if let Err(e) = store.prune_lapses().await {
+        tracing::warn!(error = %e, "pruning handled approval lapses failed");
+    }
     // Events are kept as long as the audit entries they come from.
     if let Err(e) = store.prune_events(before).await {
         tracing::warn!(error = %e, "pruning old events failed");

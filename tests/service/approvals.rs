@@ -141,6 +141,21 @@ async fn approvals_release_and_lapse(db: Db) {
         .expect("approval revoked");
     assert_eq!(role_of(&f, &alice).await, pair("member", Some("owner")));
     assert_eq!(audit(&f, "role-approval.deleted").await.len(), 1);
+
+    // Pruning keeps a lapse while its approval is there (else it would be
+    // handled again), and forgets it once the approval is deleted.
+    let store = service.state.scim.store();
+    assert_eq!(store.prune_lapses().await.expect("pruned"), 0);
+    assert_eq!(
+        service.state.scim.expire_approvals(now_millis()).await.ok(),
+        Some(0)
+    );
+    f.admin
+        .delete_object(ObjectKind::RoleApproval, "acme", "alice-owner", false)
+        .await
+        .expect("approval deleted");
+    assert_eq!(store.prune_lapses().await.expect("pruned"), 1);
+    assert!(store.handled_lapses().await.expect("read").is_empty());
 }
 
 /// An approval may come before the person: given by email, it applies when

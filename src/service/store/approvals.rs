@@ -94,6 +94,24 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// Forgets the handled lapses of approvals that are gone or were
+    /// changed since (a changed approval has another fingerprint, and its
+    /// own lapse to handle); answers how many.
+    pub async fn prune_lapses(&self) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = tx
+            .execute(
+                "DELETE FROM role_approval_lapses WHERE NOT EXISTS (SELECT 1 FROM objects o \
+                 WHERE o.kind = 'role-approval' AND o.workspace = role_approval_lapses.workspace \
+                 AND o.name = role_approval_lapses.name \
+                 AND o.fingerprint = role_approval_lapses.fingerprint)",
+                &[],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// The members of `workspace` whose role waits for approval, longest
     /// waiting first.
     pub async fn pending_approvals(&self, workspace: &str) -> Result<Vec<PendingRow>> {

@@ -50,6 +50,10 @@ fn event_type(entry: &AuditEntry) -> Option<&'static str> {
         "sso-connection.deleted" => "sso_connection.deleted",
         "scim-token.registered" => "scim_credential.rotated",
         "scim-token.revoked" => "scim_credential.revoked",
+        // Delivered only to endpoints that name them (`sign_in.*`): volume.
+        "sign_in" => "sign_in.succeeded",
+        // One per source, reason and minute (refusals are aggregated).
+        "sign_in_failed" => "sign_in.failed",
         _ => return None,
     })
 }
@@ -113,6 +117,14 @@ async fn payload(
             None => json!({"id": subject, "type": entry.kind}),
         },
         Some("scim_credential") => json!({"id": detail["tokenId"], "name": entry.name}),
+        Some("sign_in") if kind == "sign_in.succeeded" => json!({
+            "id": subject, "email": detail["email"], "role": detail["role"],
+            "connection": detail["connection"], "protocol": detail["protocol"],
+        }),
+        Some("sign_in") => json!({
+            "connection": subject, "protocol": detail["protocol"],
+            "reason": detail["reason"], "source": detail["source"],
+        }),
         _ => json!({"name": subject}),
     };
     let changed = match kind {
@@ -201,5 +213,53 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(action: &str, kind: &str, detail: Value) -> AuditEntry {
+        AuditEntry {
+            workspace: Some("acme".into()),
+            actor: "test".into(),
+            action: action.into(),
+            kind: Some(kind.into()),
+            name: Some("x".into()),
+            detail: Some(detail),
+        }
+    }
+
+    #[test]
+    fn changes_that_matter_become_events_and_others_do_not() {
+        let cases = [
+            (
+                entry("user_deprovisioned", "User", json!({"via": "DELETE"})),
+                Some("member.deleted"),
+            ),
+            (
+                entry("user_deprovisioned", "User", json!({})),
+                Some("member.deactivated"),
+            ),
+            (
+                entry("role_changed", "User", json!({})),
+                Some("member.role_changed"),
+            ),
+            (entry("role_changed", "Group", json!({})), None),
+            (
+                entry("sign_in", "User", json!({})),
+                Some("sign_in.succeeded"),
+            ),
+            (
+                entry("sign_in_failed", "SSOConnection", json!({})),
+                Some("sign_in.failed"),
+            ),
+            (entry("sign_out", "User", json!({})), None),
+            (entry("webhook.replayed", "webhook", json!({})), None),
+        ];
+        for (e, want) in cases {
+            assert_eq!(event_type(&e), want, "{} {:?}", e.action, e.detail);
+        }
     }
 }

@@ -46,9 +46,10 @@ enum Refusal {
 }
 
 /// Whether an endpoint listing `patterns` wants events of type `kind`.
+/// Sign-ins are opt-in: `*` does not cover them, `sign_in.*` does.
 pub fn wants(patterns: &[String], kind: &str) -> bool {
     patterns.iter().any(|p| match p.strip_suffix('*') {
-        Some("") => true,
+        Some("") => !kind.starts_with("sign_in."),
         Some(family) => kind.starts_with(family),
         None => p == kind,
     })
@@ -235,6 +236,11 @@ mod tests {
         assert!(wants(&p(&["*"]), "group.created"));
         assert!(wants(&p(&["group.deleted"]), "group.deleted"));
         assert!(!wants(&p(&["group.deleted"]), "group.deleted_later"));
+        assert!(
+            !wants(&p(&["*"]), "sign_in.succeeded"),
+            "sign-ins are opt-in"
+        );
+        assert!(wants(&p(&["*", "sign_in.*"]), "sign_in.failed"));
     }
 
     fn events(n: i64) -> Vec<EventRecord> {
