@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{
     Db,
     scim::ScimFixture,
-    webhooks::{received, receiver},
+    webhooks::{received, receiver, svix_receiver},
 };
 
 fn secret() -> String {
@@ -64,6 +64,43 @@ async fn deliveries_verify_with_the_reference_library_in_order(db: Db) {
         3,
         "group events were not asked for"
     );
+    f.stop().await;
+}
+
+/// Svix's own library verifies the deliveries too, with the secret of a
+/// rotation's both: a receiver holding either one accepts every delivery.
+#[tokio::test]
+async fn svix_verifies_deliveries_with_either_secret_of_a_rotation() {
+    let f = ScimFixture::start(Db::Sqlite, json!({})).await;
+    let old = secret();
+    let new = format!("whsec_{}", STANDARD.encode([7u8; 32]));
+    let (_a, old_url, old_out) = svix_receiver(f.db.dir.path(), &old);
+    let (_b, new_url, new_out) = svix_receiver(f.db.dir.path(), &new);
+    for (name, url) in [("old", &old_url), ("new", &new_url)] {
+        let doc = json!({"url": url, "eventTypes": ["member.*"], "secrets": [new, old]});
+        f.admin
+            .put_object(ObjectKind::Webhook, "acme", name, &doc)
+            .await
+            .expect("webhook stored");
+    }
+    f.create_user("ada").await;
+    for out in [&old_out, &new_out] {
+        let got = received(out, 1).await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["verified"], true, "{got:?}");
+        assert_eq!(got[0]["userName"], "ada");
+    }
+    // A secret it was never given does not verify.
+    let stranger = format!("whsec_{}", STANDARD.encode([9u8; 32]));
+    let (_c, url, out) = svix_receiver(f.db.dir.path(), &stranger);
+    let doc = json!({"url": url, "eventTypes": ["member.*"], "secrets": [new]});
+    f.admin
+        .put_object(ObjectKind::Webhook, "acme", "stranger", &doc)
+        .await
+        .expect("webhook stored");
+    f.create_user("bob").await;
+    let got = received(&out, 1).await;
+    assert_eq!(got[0]["verified"], false, "{got:?}");
     f.stop().await;
 }
 

@@ -1,6 +1,7 @@
-//! A webhook receiver of the tests' own: a Python process that verifies
+//! Webhook receivers of the tests' own: a Python process that verifies
 //! every delivery with the Standard Webhooks reference library (PyPI
-//! `standardwebhooks`) and records it, as a product would.
+//! `standardwebhooks`), or a Node one with Svix's (npm `svix`), recording
+//! each, as a product would.
 
 use std::{
     path::{Path, PathBuf},
@@ -24,18 +25,30 @@ fn python() -> PathBuf {
 /// `secret` is a `whsec_` secret, or `@path`: a file of secrets, one per
 /// line, read at each request (a product switching secrets mid-burst).
 pub fn receiver(dir: &Path, secret: &str, mode: &str) -> (OwnedProcess, String, PathBuf) {
+    let script = repo_root().join("tests/clients/webhook_receiver.py");
+    spawn(dir, &python(), &script, &[secret, mode])
+}
+
+/// The same, verifying with Svix's library (npm `svix`) instead.
+pub fn svix_receiver(dir: &Path, secret: &str) -> (OwnedProcess, String, PathBuf) {
+    let script = repo_root().join("tests/clients/webhook_receiver_svix.mjs");
+    spawn(dir, Path::new("node"), &script, &[secret])
+}
+
+fn spawn(
+    dir: &Path,
+    program: &Path,
+    script: &Path,
+    rest: &[&str],
+) -> (OwnedProcess, String, PathBuf) {
     let port = free_port();
     let out = dir.join(format!("received-{port}.jsonl"));
-    let script = repo_root().join("tests/clients/webhook_receiver.py");
-    let args = [
-        script.display().to_string(),
-        port.to_string(),
-        secret.to_string(),
-        out.display().to_string(),
-        mode.to_string(),
-    ];
+    let mut args = vec![script.display().to_string(), port.to_string()];
+    args.push(rest[0].to_string());
+    args.push(out.display().to_string());
+    args.extend(rest[1..].iter().map(|a| a.to_string()));
     let log = dir.join(format!("receiver-{port}.log"));
-    let process = OwnedProcess::spawn("webhook receiver", &python(), args, &[], &log);
+    let process = OwnedProcess::spawn("webhook receiver", program, args, &[], &log);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
