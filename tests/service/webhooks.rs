@@ -104,6 +104,62 @@ async fn svix_verifies_deliveries_with_either_secret_of_a_rotation() {
     f.stop().await;
 }
 
+/// A rotation in the middle of a burst: the service signs with both
+/// secrets from the moment it is told (a pass in flight too, within a tick),
+/// so a receiver that then switches to the new secret alone, at a random
+/// moment while events keep coming, rejects nothing.
+#[tokio::test]
+async fn a_rotation_mid_burst_is_verified_throughout() {
+    let f = ScimFixture::start(Db::Sqlite, json!({})).await;
+    let dir = f.db.dir.path();
+    let file = dir.join("secrets");
+    let (old, new) = (secret(), format!("whsec_{}", STANDARD.encode([7u8; 32])));
+    std::fs::write(&file, format!("{old}\n")).expect("secrets file");
+    // Slow answers keep a pass in flight across the rotation.
+    let (_receiver, url, out) = receiver(dir, &format!("@{}", file.display()), "slow:0.2");
+    let hook =
+        |secrets: Value| json!({"url": url, "eventTypes": ["member.created"], "secrets": secrets});
+    let admin = &f.admin;
+    let put = |doc: Value| async move {
+        admin
+            .put_object(ObjectKind::Webhook, "acme", "product", &doc)
+            .await
+    };
+    put(hook(json!([old]))).await.expect("webhook stored");
+    let n = 300;
+    let burst = async {
+        for i in 0..n {
+            f.create_user(&format!("u{i:03}")).await;
+        }
+        Instant::now()
+    };
+    let rotate = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        put(hook(json!([new, old]))).await.expect("rotated");
+        let jitter = idsync::token::random_id()
+            .expect("random")
+            .bytes()
+            .map(u64::from)
+            .sum::<u64>()
+            % 300;
+        tokio::time::sleep(Duration::from_millis(300 + jitter)).await;
+        // Renamed into place: the receiver never reads a half-written file.
+        let next = file.with_extension("next");
+        std::fs::write(&next, format!("{new}\n")).expect("secrets file");
+        std::fs::rename(&next, &file).expect("secrets file");
+        Instant::now()
+    };
+    let (ended, switched) = tokio::join!(burst, rotate);
+    assert!(ended > switched, "the switch came before the burst ended");
+    let got = received(&out, n).await;
+    let ids: std::collections::BTreeSet<&str> =
+        got.iter().filter_map(|l| l["id"].as_str()).collect();
+    assert_eq!(ids.len(), n, "{} of {n} delivered", ids.len());
+    let rejected: Vec<&Value> = got.iter().filter(|l| l["verified"] != true).collect();
+    assert!(rejected.is_empty(), "rejected: {rejected:?}");
+    f.stop().await;
+}
+
 /// Deactivates a user (a `member.deactivated` after its `member.created`).
 async fn deactivate(f: &ScimFixture, id: &str) {
     let r = f

@@ -15,7 +15,7 @@ mod pass;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -59,6 +59,9 @@ pub struct Deliverer {
     clients: Mutex<HashMap<Option<String>, Guarded>>,
     /// Endpoints this replica is in a pass over.
     busy: Mutex<HashSet<Key>>,
+    /// Each endpoint's signing secrets, refreshed every tick, so a pass in
+    /// flight signs with a rotation's new secret within a tick of it.
+    secrets: Mutex<HashMap<Key, Arc<RwLock<Vec<String>>>>>,
 }
 
 impl Deliverer {
@@ -69,6 +72,7 @@ impl Deliverer {
             policy,
             clients: Mutex::default(),
             busy: Mutex::default(),
+            secrets: Mutex::default(),
         })
     }
 
@@ -94,7 +98,9 @@ impl Deliverer {
     /// Starts a pass over each endpoint that is due, not in a pass here,
     /// and claimed.
     async fn start_due(self: &Arc<Self>, passes: &mut JoinSet<()>) -> Result<()> {
-        for object in self.store.list_objects(ObjectKind::Webhook, None).await? {
+        let objects = self.store.list_objects(ObjectKind::Webhook, None).await?;
+        self.refresh_secrets(&objects);
+        for object in objects {
             let key = (object.workspace.clone(), object.name.clone());
             if self.lock_busy().contains(&key) {
                 continue;
@@ -139,10 +145,12 @@ impl Deliverer {
                 failure: None,
             },
             (Ok(doc), Some(http)) => {
+                let secrets = self.secrets_of(endpoint, &doc);
                 let ep = pass::Endpoint {
                     workspace: endpoint.0,
                     name: endpoint.1,
                     doc: &doc,
+                    secrets: &secrets,
                     http: &http,
                 };
                 pass::run(&ep, cursor, &events, &self.metrics, deadline).await
@@ -174,6 +182,35 @@ impl Deliverer {
             .ok()?;
         clients.insert(bundle, client.clone());
         Some(client)
+    }
+
+    /// Brings each endpoint's secrets up to date, and forgets deleted ones.
+    fn refresh_secrets(&self, objects: &[StoredObject]) {
+        let mut all = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = HashMap::new();
+        for object in objects {
+            let key = (object.workspace.clone(), object.name.clone());
+            let Ok(doc) = serde_json::from_value::<WebhookDoc>(object.body.clone()) else {
+                continue;
+            };
+            let slot = all.remove(&key).unwrap_or_default();
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = doc.secrets;
+            live.insert(key, slot);
+        }
+        *all = live;
+    }
+
+    /// The shared secrets of an endpoint (the document's, if it has none yet).
+    fn secrets_of(
+        &self,
+        (workspace, name): (&str, &str),
+        doc: &WebhookDoc,
+    ) -> Arc<RwLock<Vec<String>>> {
+        let mut all = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (workspace.to_string(), name.to_string());
+        all.entry(key)
+            .or_insert_with(|| Arc::new(RwLock::new(doc.secrets.clone())))
+            .clone()
     }
 
     fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<Key>> {

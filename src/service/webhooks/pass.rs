@@ -4,7 +4,10 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Instant,
 };
 
@@ -33,6 +36,9 @@ pub struct Endpoint<'a> {
     pub workspace: &'a str,
     pub name: &'a str,
     pub doc: &'a WebhookDoc,
+    /// The endpoint's signing secrets as last read: a rotation in the middle
+    /// of a pass signs the deliveries after it with both secrets at once.
+    pub secrets: &'a RwLock<Vec<String>>,
     pub http: &'a Guarded,
 }
 
@@ -146,7 +152,11 @@ fn body(event: &EventRecord) -> String {
 async fn post(ep: &Endpoint<'_>, event: &EventRecord) -> Result<(), Refusal> {
     let body = body(event);
     let timestamp = now_millis() / 1000;
-    let signed = signature(&ep.doc.secrets, &event.id, timestamp, &body);
+    let signed = {
+        // Written only by a whole-value replace; a poisoned lock still holds one.
+        let secrets = ep.secrets.read().unwrap_or_else(|p| p.into_inner());
+        signature(&secrets, &event.id, timestamp, &body)
+    };
     let status = match ep.http.request(Method::POST, &ep.doc.url) {
         Ok(request) => {
             let request = request
