@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod outbound;
 pub mod prom;
 pub mod roles;
+pub mod saml_metadata;
 pub mod saml_signing;
 pub mod scim;
 pub mod service;

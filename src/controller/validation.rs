@@ -2,13 +2,13 @@
 //! (issuer matches, endpoints present, JWKS reachable) or SAML metadata (entity ID,
 //! SSO URL, signing certificates and their expiry).
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use jiff::Timestamp;
 
 use super::error::{Error, Result};
 use crate::{
     admin::{OidcDoc, SamlDoc},
     outbound::{BodyLimit, Guarded, https_url},
+    saml_metadata,
 };
 
 /// What validation learned about the IdP.
@@ -183,76 +183,21 @@ pub async fn saml(http: &Guarded, doc: &SamlDoc) -> Result<IdpInfo> {
 }
 
 fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
-    let body = crate::saml_signing::pem_body(pem);
-    STANDARD.decode(body.as_bytes()).map_err(|e| {
-        invalid(
-            "InvalidCertificate",
-            format!("a certificate is not PEM/base64: {e}"),
-        )
-    })
+    saml_metadata::pem_to_der(pem).map_err(unreadable)
+}
+
+fn unreadable(e: saml_metadata::MetadataError) -> Error {
+    invalid(e.reason(), e.to_string())
 }
 
 /// (entity ID, SSO URL, signing certificates as DER) from IdP metadata.
 fn parse_metadata(xml: &str) -> Result<(String, String, Vec<Vec<u8>>)> {
-    let parsed = roxmltree::Document::parse_with_options(
-        xml,
-        roxmltree::ParsingOptions {
-            allow_dtd: false,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| {
-        invalid(
-            "InvalidMetadata",
-            format!("SAML metadata is not well-formed XML: {e}"),
-        )
-    })?;
-    let entity = parsed
-        .descendants()
-        .find(|n| n.has_tag_name("EntityDescriptor"))
-        .ok_or_else(|| {
-            invalid(
-                "InvalidMetadata",
-                "SAML metadata has no EntityDescriptor".into(),
-            )
-        })?;
-    let entity_id = entity.attribute("entityID").unwrap_or_default().to_string();
-    let idp = entity
-        .descendants()
-        .find(|n| n.has_tag_name("IDPSSODescriptor"))
-        .ok_or_else(|| {
-            invalid(
-                "InvalidMetadata",
-                "SAML metadata has no IDPSSODescriptor".into(),
-            )
-        })?;
-    let services: Vec<_> = idp
-        .children()
-        .filter(|n| n.has_tag_name("SingleSignOnService"))
-        .collect();
-    let sso_url = services
-        .iter()
-        .find(|n| {
-            n.attribute("Binding")
-                .is_some_and(|b| b.ends_with("HTTP-Redirect"))
-        })
-        .or(services.first())
-        .and_then(|n| n.attribute("Location"))
-        .unwrap_or_default()
-        .to_string();
-    let mut certs = Vec::new();
-    for key in idp.children().filter(|n| n.has_tag_name("KeyDescriptor")) {
-        if key.attribute("use").is_some_and(|u| u != "signing") {
-            continue;
-        }
-        for cert in key
-            .descendants()
-            .filter(|n| n.has_tag_name("X509Certificate"))
-        {
-            certs.push(pem_to_der(cert.text().unwrap_or_default())?);
-        }
-    }
-    Ok((entity_id, sso_url, certs))
+    let parsed = saml_metadata::parse(xml).map_err(unreadable)?;
+    Ok((
+        parsed.entity_id,
+        parsed.sso_url,
+        parsed.signing_certificates,
+    ))
 }
 
 #[cfg(test)]

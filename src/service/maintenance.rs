@@ -1,14 +1,16 @@
 //! Background upkeep of a service process: the counts of aggregated refusals,
-//! demoting people whose role approvals lapsed, and pruning what would
+//! demoting people whose role approvals lapsed, announcing IdP certificates
+//! about to expire, and pruning what would
 //! otherwise grow without bound (expired sign-in state, and audit entries past
-//! `--audit-retention`). Every replica runs it; the deletes are idempotent and
-//! each lapse is handled once.
+//! `--audit-retention`). Every replica runs it; the deletes are idempotent,
+//! and each lapse is handled and each warning announced once.
 
 use std::{sync::Arc, time::Duration};
 
 use super::{
     failure_audit::FailureAudit,
     scim::service::ScimService,
+    sso::SsoService,
     store::{Store, now_millis},
 };
 
@@ -18,6 +20,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(10);
 /// role is gone within this (a SCIM change or sign-in of the person in
 /// between already decides without it).
 const LAPSES_EVERY: Duration = Duration::from_secs(15);
+/// How often IdP signing certificates are looked at (metadata fetched from
+/// a URL is cached as long as this, so each look reads the IdP's current one).
+const CERTIFICATES_EVERY: Duration = Duration::from_secs(3600);
 /// How often expired rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Audit entries deleted per transaction.
@@ -28,12 +33,14 @@ pub async fn run(
     store: Store,
     failures: Arc<FailureAudit>,
     scim: ScimService,
+    sso: Arc<SsoService>,
     audit_retention: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     let mut lapses = tokio::time::interval(LAPSES_EVERY);
+    let mut certificates = tokio::time::interval(CERTIFICATES_EVERY);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
@@ -43,6 +50,11 @@ pub async fn run(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(lapsed = n, "demoted people whose role approvals lapsed"),
                 Err(e) => tracing::warn!(error = %e, "handling lapsed role approvals failed"),
+            },
+            _ = certificates.tick() => match sso.watch_certificates(now_millis()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(announced = n, "announced IdP certificates about to expire"),
+                Err(e) => tracing::warn!(error = %e, "watching IdP certificates failed"),
             },
             _ = prune.tick() => prune_once(&store, audit_retention).await,
         }

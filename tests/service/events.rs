@@ -175,7 +175,89 @@ async fn events_never_carry_secrets_and_stay_in_their_workspace(db: Db) {
     f.stop().await;
 }
 
+/// A PEM certificate valid until `not_after` (Unix seconds), self-signed.
+fn certificate_until(not_after: i64) -> String {
+    use openssl::{
+        asn1::Asn1Time, ec::EcGroup, ec::EcKey, hash::MessageDigest, nid::Nid, pkey::PKey,
+        x509::X509Builder,
+    };
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
+    let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("key");
+    let mut cert = X509Builder::new().expect("builder");
+    cert.set_pubkey(&key).expect("key");
+    let not_before = Asn1Time::from_unix(not_after - 400 * 86_400).expect("time");
+    cert.set_not_before(&not_before).expect("not before");
+    cert.set_not_after(&Asn1Time::from_unix(not_after).expect("time"))
+        .expect("not after");
+    cert.sign(&key, MessageDigest::sha256()).expect("signed");
+    String::from_utf8(cert.build().to_pem().expect("PEM")).expect("PEM is ASCII")
+}
+
+/// The product hears before a customer's IdP certificate expires: once per
+/// threshold (30, 7, 1 days, expired), for the last-expiring certificate, and
+/// not at all once a replacement valid for a year sits beside it.
+async fn an_expiring_idp_certificate_is_announced_once_per_threshold(db: Db) {
+    let f = ScimFixture::start(db, json!({"domains": ["acme.com"]})).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let day = 86_400;
+    let old = certificate_until(now + 5 * day + 3600);
+    let saml = |certificates: Vec<&str>| {
+        json!({"protocol": "saml", "saml": {
+            "entityId": "https://idp.example.com", "ssoUrl": "https://idp.example.com/sso",
+            "certificates": certificates}})
+    };
+    let admin = &f.admin;
+    let put = |doc: serde_json::Value| async move {
+        admin
+            .put_object(ObjectKind::SsoConnection, "acme", "okta", &doc)
+            .await
+            .expect("connection")
+    };
+    put(saml(vec![&old])).await;
+    let sso = &f.service.state.sso;
+    let watch = |at: i64| async move { sso.watch_certificates(at * 1000).await.expect("watch") };
+    assert_eq!(
+        watch(now).await,
+        1,
+        "5 days left crosses the 7-day threshold"
+    );
+    assert_eq!(watch(now + 60).await, 0, "announced once");
+    assert_eq!(
+        watch(now + 4 * day + 12 * 3600).await,
+        1,
+        "under a day left"
+    );
+    let warnings: Vec<EventView> = all_events(&f, "acme")
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "sso_connection.certificate_expiring")
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    let first = &warnings[0].data;
+    assert_eq!(first["name"], "okta", "{first}");
+    assert_eq!(first["certificate"]["daysLeft"], 5, "{first}");
+    assert_eq!(first["certificate"]["expired"], false, "{first}");
+    let not_after = jiff::Timestamp::from_second(now + 5 * day + 3600).expect("in range");
+    assert_eq!(first["certificate"]["notAfter"], not_after.to_string());
+    assert_eq!(warnings[1].data["certificate"]["daysLeft"], 0);
+
+    let new = certificate_until(now + 365 * day);
+    put(saml(vec![&old, &new])).await;
+    assert_eq!(
+        watch(now + 6 * day).await,
+        0,
+        "the old certificate expiring beside its replacement is a rotation"
+    );
+    put(saml(vec![&new])).await;
+    assert_eq!(watch(now + 340 * day).await, 1, "the new one's turn comes");
+    f.stop().await;
+}
+
 on_both_databases!(
     every_change_has_its_event_and_no_refused_one_does,
-    events_never_carry_secrets_and_stay_in_their_workspace
+    events_never_carry_secrets_and_stay_in_their_workspace,
+    an_expiring_idp_certificate_is_announced_once_per_threshold
 );

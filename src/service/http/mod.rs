@@ -45,7 +45,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub admin: AdminService,
     pub scim: ScimService,
-    pub sso: SsoService,
+    pub sso: Arc<SsoService>,
     pub metrics: ServiceMetrics,
     /// Per-source budgets for unauthenticated traffic and failed authentications.
     pub rate_limits: RateLimits,
@@ -90,7 +90,7 @@ impl AppState {
         Self {
             admin,
             scim,
-            sso,
+            sso: Arc::new(sso),
             metrics,
             rate_limits: RateLimits::new(&config.rate_limits),
             failures,

@@ -6,6 +6,7 @@
 //! only parses requests and renders its answers.
 
 mod admit;
+mod certificate_watch;
 pub mod error;
 pub mod identity;
 pub mod oidc;

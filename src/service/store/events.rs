@@ -48,6 +48,7 @@ fn event_type(entry: &AuditEntry) -> Option<&'static str> {
         "sso-connection.applied" if created => "sso_connection.created",
         "sso-connection.applied" => "sso_connection.updated",
         "sso-connection.deleted" => "sso_connection.deleted",
+        "sso-connection.certificate_expiring" => "sso_connection.certificate_expiring",
         "scim-token.registered" => "scim_credential.rotated",
         "scim-token.revoked" => "scim_credential.revoked",
         // Delivered only to endpoints that name them (`sign_in.*`): volume.
@@ -120,6 +121,13 @@ async fn payload(
         Some("sign_in") if kind == "sign_in.succeeded" => json!({
             "id": subject, "email": detail["email"], "role": detail["role"],
             "connection": detail["connection"], "protocol": detail["protocol"],
+        }),
+        Some("sso_connection") if kind == "sso_connection.certificate_expiring" => json!({
+            "name": subject,
+            "certificate": {
+                "sha256": detail["certificateSha256"], "notAfter": detail["notAfter"],
+                "daysLeft": detail["daysLeft"], "expired": detail["expired"],
+            },
         }),
         Some("sign_in") => json!({
             "connection": subject, "protocol": detail["protocol"],

@@ -107,6 +107,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0016_webhook_replays.sql"),
         include_str!("../../../migrations/postgres/0016_webhook_replays.sql"),
     ),
+    (
+        17,
+        "certificate_warnings",
+        include_str!("../../../migrations/sqlite/0017_certificate_warnings.sql"),
+        include_str!("../../../migrations/postgres/0017_certificate_warnings.sql"),
+    ),
 ];
 
 /// Number of migrations this binary applies; `/readyz` checks they are all there.

@@ -290,10 +290,23 @@ impl Store {
             )
             .await?;
         }
+        if kind == ObjectKind::SsoConnection {
+            // A connection declared again is warned about afresh.
+            tx.execute(
+                "DELETE FROM certificate_warnings WHERE workspace = $1 AND connection = $2",
+                &[workspace.into(), name.into()],
+            )
+            .await?;
+        }
         if cascade && kind == ObjectKind::Workspace {
             // Its events go too, so a next claimant of the id cannot read
             // them; its sequence stays, so event ids are never reused.
-            for table in ["objects", "events", "webhook_cursors"] {
+            for table in [
+                "objects",
+                "events",
+                "webhook_cursors",
+                "certificate_warnings",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE workspace = $1"),
                     &[workspace.into()],
