@@ -2,13 +2,20 @@
 //! operator does when the service goes away, when it rejects the operator's
 //! credentials, and when a SCIMToken rotation is cut off between registering a
 //! token and writing its Secret; and the identity service killed in the
-//! middle of a burst of SCIM writes a webhook receiver follows. Each test runs
+//! middle of a burst of SCIM writes a webhook receiver follows, and one of two
+//! replicas on PostgreSQL killed in the middle of its deliveries. Each test runs
 //! its own control plane, service and operator, so a fault in one touches no
 //! other.
 
 mod support;
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use idsync::service::store::ObjectKind;
 
 use kube::Client;
 use serde_json::Value;
@@ -348,6 +355,93 @@ spec:
     s.cp.wait_ready("scimtokens", "rotation", "scim", "30s");
 }
 
+/// Workspace `ws` with a SCIM token (answered first) and a webhook
+/// subscribed to `member.created`, delivering to a Standard Webhooks
+/// receiver in `mode` (answered with the file it records to).
+async fn subscribed_workspace(
+    admin: &idsync::admin::AdminClient,
+    dir: &std::path::Path,
+    ws: &str,
+    mode: &str,
+) -> (String, support::process::OwnedProcess, std::path::PathBuf) {
+    admin
+        .put_object(ObjectKind::Workspace, ws, ws, &serde_json::json!({}))
+        .await
+        .expect("workspace");
+    let token = support::scim::issue_token(admin, ws).await;
+    let secret = format!("whsec_{}=", "A".repeat(43));
+    let (receiver, url, out) = support::webhooks::receiver(dir, &secret, mode);
+    let hook =
+        serde_json::json!({"url": url, "eventTypes": ["member.created"], "secrets": [secret]});
+    admin
+        .put_object(ObjectKind::Webhook, ws, "product", &hook)
+        .await
+        .expect("webhook");
+    (token, receiver, out)
+}
+
+/// `kill -9` of `service`, then the ids the burst's `clients` had
+/// acknowledged once each has stopped.
+async fn kill_and_settle(
+    service: ServiceProcess,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    acked: &Mutex<Vec<String>>,
+) -> BTreeSet<String> {
+    tokio::task::spawn_blocking(move || service.kill())
+        .await
+        .expect("killed");
+    for c in clients {
+        c.await.expect("client task");
+    }
+    acked
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// A burst of `n` SCIM creates of users `<prefix>CC-IIII` from 16 clients
+/// at `base`, each pushing the id of every user acknowledged (201) to
+/// `acked`; a client stops at its first failed request (its replica is gone).
+fn burst(
+    base: &str,
+    token: &str,
+    n: usize,
+    prefix: &'static str,
+    acked: &Arc<Mutex<Vec<String>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..16)
+        .map(|c| {
+            let (base, token, acked) = (base.to_string(), token.to_string(), acked.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in 0..(n / 16) {
+                    let body = serde_json::json!({
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "userName": format!("{prefix}{c:02}-{i:04}"),
+                    });
+                    let Ok(r) = http
+                        .post(format!("{base}/Users"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
+                        return; // the service is gone
+                    };
+                    if r.status() == 201
+                        && let Ok(user) = r.json::<Value>().await
+                        && let Some(id) = user["id"].as_str()
+                    {
+                        acked.lock().expect("not poisoned").push(id.to_string());
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 /// `kill -9` of the identity service in the middle of a burst of SCIM
 /// creates, with a webhook receiver (the Standard Webhooks reference
 /// library) recording what it gets: after a restart, every create the IdP
@@ -356,87 +450,48 @@ spec:
 /// delivered twice carries the same id both times.
 #[tokio::test]
 async fn a_service_killed_mid_burst_delivers_every_acknowledged_write_after_restart() {
-    use idsync::service::store::ObjectKind;
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::sync::{Arc, Mutex};
-
     let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "kill-burst");
     let service = ServiceProcess::start(&dir);
     let (port, admin_token) = (service.port(), service.admin_token.clone());
     let admin = service.admin();
-    admin
-        .put_object(
-            ObjectKind::Workspace,
-            "burst",
-            "burst",
-            &serde_json::json!({}),
-        )
-        .await
-        .expect("workspace");
-    let token = support::scim::issue_token(&admin, "burst").await;
-    let secret = format!("whsec_{}=", "A".repeat(43));
-    let (_receiver, url, out) = support::webhooks::receiver(&dir, &secret, "ok");
-    let hook =
-        serde_json::json!({"url": url, "eventTypes": ["member.created"], "secrets": [secret]});
-    admin
-        .put_object(ObjectKind::Webhook, "burst", "product", &hook)
-        .await
-        .expect("webhook");
+    let (token, _receiver, out) = subscribed_workspace(&admin, &dir, "burst", "ok").await;
 
     let base = format!("{}/scim/v2/burst", service.url);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for c in 0..16 {
-        let (base, token, acked) = (base.clone(), token.clone(), acked.clone());
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            for i in 0..(5000 / 16) {
-                let body = serde_json::json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": format!("u{c:02}-{i:04}"),
-                });
-                let Ok(r) = http
-                    .post(format!("{base}/Users"))
-                    .bearer_auth(&token)
-                    .json(&body)
-                    .send()
-                    .await
-                else {
-                    return; // the service is gone
-                };
-                if r.status() == 201
-                    && let Ok(user) = r.json::<Value>().await
-                    && let Some(id) = user["id"].as_str()
-                {
-                    acked.lock().expect("not poisoned").push(id.to_string());
-                }
-            }
-        }));
-    }
+    let clients = burst(&base, &token, 5000, "u", &acked);
     // Mid-burst: once a thousand creates were acknowledged.
     eventually("a thousand creates", Duration::from_secs(60), || {
         let n = acked.lock().expect("not poisoned").len();
         async move { (n >= 1000).then_some(()) }
     })
     .await;
-    tokio::task::spawn_blocking(move || service.kill())
-        .await
-        .expect("killed");
-    for c in clients {
-        c.await.expect("client task");
-    }
-    let acked: BTreeSet<String> = acked
-        .lock()
-        .expect("not poisoned")
-        .iter()
-        .cloned()
-        .collect();
+    let acked = kill_and_settle(service, clients, &acked).await;
     assert!(
         acked.len() < 5000,
         "the kill came before the end of the burst"
     );
 
     let service = ServiceProcess::start_on(&dir, port, admin_token);
+    every_acknowledged_write_delivered(
+        &out,
+        &acked,
+        &format!("{}/scim/v2/burst", service.url),
+        &token,
+    )
+    .await;
+}
+
+/// Waits until every create in `acked` has its event delivered (204) to the
+/// receiver recording to `out`, then checks what a product would: every
+/// delivery verified, every user delivered exists at `base` (its write
+/// committed, acknowledged or not), and a duplicate is the same event (one
+/// id, one subject and seq). Answers the receiver's lines.
+async fn every_acknowledged_write_delivered(
+    out: &std::path::Path,
+    acked: &BTreeSet<String>,
+    base: &str,
+    token: &str,
+) -> Vec<Value> {
     let delivered = |lines: &[Value]| -> BTreeSet<String> {
         (lines.iter())
             .filter(|l| l["status"] == 204)
@@ -445,26 +500,22 @@ async fn a_service_killed_mid_burst_delivers_every_acknowledged_write_after_rest
     };
     let lines = eventually(
         "every acknowledged create delivered",
-        Duration::from_secs(90),
-        || {
-            let (out, acked) = (out.clone(), acked.clone());
-            async move {
-                let lines = support::webhooks::received(&out, 0).await;
-                delivered(&lines).is_superset(&acked).then_some(lines)
-            }
+        Duration::from_secs(150),
+        || async move {
+            let lines = support::webhooks::received(out, 0).await;
+            delivered(&lines).is_superset(acked).then_some(lines)
         },
     )
     .await;
     assert!(
         lines.iter().all(|l| l["verified"] == true),
-        "signatures verify after the restart"
+        "signatures verify after the fault"
     );
-    // Whatever was delivered committed: the user is there.
     let http = reqwest::Client::new();
-    for id in delivered(&lines).difference(&acked) {
+    for id in delivered(&lines).difference(acked) {
         let r = http
-            .get(format!("{}/scim/v2/burst/Users/{id}", service.url))
-            .bearer_auth(&token)
+            .get(format!("{base}/Users/{id}"))
+            .bearer_auth(token)
             .send()
             .await
             .expect("GET");
@@ -474,7 +525,6 @@ async fn a_service_killed_mid_burst_delivers_every_acknowledged_write_after_rest
             "{id} was delivered but its create did not commit"
         );
     }
-    // A duplicate is the same event: one id, one subject and seq.
     let mut by_id: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for l in &lines {
         by_id
@@ -486,4 +536,80 @@ async fn a_service_killed_mid_burst_delivers_every_acknowledged_write_after_rest
         by_id.values().all(|v| v.len() == 1),
         "an id named two events"
     );
+    lines
+}
+
+/// Two `idsync serve` replicas on one PostgreSQL, SCIM creates spread over
+/// both, a receiver that answers slowly (so deliveries are in flight), and
+/// `kill -9` of the replica delivering: the other takes the endpoint over
+/// once the dead one's claim runs out, every acknowledged create is
+/// delivered, and no event is ever delivered twice at the same time.
+#[tokio::test]
+async fn a_replica_killed_mid_delivery_leaves_its_claim_to_the_other() {
+    let dir = support::cluster::fresh_dir(env!("CARGO_TARGET_TMPDIR"), "two-replicas");
+    let database = support::postgres::shared().fresh_database().await;
+    let token = format!("e2e-admin-{}", idsync::token::random_id().expect("random"));
+    let start = |name: &str| {
+        let port = support::cluster::free_port();
+        ServiceProcess::start_replica(&dir, name, port, token.clone(), &database)
+    };
+    let replicas = [start("replica-a"), start("replica-b")];
+    let admin = replicas[0].admin();
+    let (scim_token, _receiver, out) =
+        subscribed_workspace(&admin, &dir, "pair", "slow:0.05").await;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let bases = replicas
+        .each_ref()
+        .map(|r| format!("{}/scim/v2/pair", r.url));
+    let mut clients = burst(&bases[0], &scim_token, 1600, "a", &acked);
+    clients.extend(burst(&bases[1], &scim_token, 1600, "b", &acked));
+
+    // The replica delivering now: its delivery count grows.
+    let delivering = eventually("a replica delivering", Duration::from_secs(60), || {
+        let urls = replicas.each_ref().map(|r| r.url.clone());
+        async move {
+            let before = futures::future::join_all(urls.iter().map(|u| deliveries(u))).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let after = futures::future::join_all(urls.iter().map(|u| deliveries(u))).await;
+            (0..2).find(|&i| after[i] > before[i] && after[i] >= 50.0)
+        }
+    })
+    .await;
+    let [a, b] = replicas;
+    let (killed, survivor) = if delivering == 0 { (a, b) } else { (b, a) };
+    let acked = kill_and_settle(killed, clients, &acked).await;
+    let base = format!("{}/scim/v2/pair", survivor.url);
+    let lines = every_acknowledged_write_delivered(&out, &acked, &base, &scim_token).await;
+    assert!(
+        deliveries(&survivor.url).await > 0.0,
+        "the survivor took over"
+    );
+    // Never twice at once: an event's deliveries do not overlap in time.
+    let mut spans: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for l in &lines {
+        let span = (
+            l["start"].as_f64().unwrap_or(0.0),
+            l["end"].as_f64().unwrap_or(0.0),
+        );
+        spans.entry(l["id"].to_string()).or_default().push(span);
+    }
+    for (id, mut spans) in spans {
+        spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+        assert!(
+            spans.windows(2).all(|w| w[0].1 <= w[1].0),
+            "{id} was delivered twice at once: {spans:?}"
+        );
+    }
+}
+
+/// Deliveries a replica made, from its `/metrics`.
+async fn deliveries(url: &str) -> f64 {
+    let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("idsync_webhook_deliveries_total{") && l.contains("delivered"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

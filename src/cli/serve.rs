@@ -102,6 +102,16 @@ pub struct ServeArgs {
     /// Audit entries older than this are deleted by a background pruner.
     #[arg(long, env = "IDSYNC_AUDIT_RETENTION", default_value = "400d")]
     pub audit_retention: DurationSpec,
+
+    /// The waits before each retry of a failing webhook endpoint; after the
+    /// last one fails, the endpoint is disabled until a replay.
+    #[arg(
+        long,
+        env = "IDSYNC_WEBHOOK_RETRY_SCHEDULE",
+        value_delimiter = ',',
+        default_value = "5s,5m,30m,2h,5h,10h,10h,2d"
+    )]
+    pub webhook_retry_schedule: Vec<DurationSpec>,
 }
 
 /// Minimum admin token length: shorter tokens are guessable.
@@ -180,6 +190,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
     };
     config.audit_retention = args.audit_retention.as_duration();
+    config.webhook_retry = (args.webhook_retry_schedule.iter())
+        .map(|wait| wait.as_duration())
+        .collect();
     config.limits = Limits {
         header_read_timeout: args.header_read_timeout.as_duration(),
         request_timeout: args.request_timeout.as_duration(),

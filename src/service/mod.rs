@@ -49,6 +49,9 @@ pub struct ServeConfig {
     pub trusted_proxies: TrustedProxies,
     /// Audit entries older than this are deleted.
     pub audit_retention: Duration,
+    /// How long a failing webhook endpoint waits before each retry; past the
+    /// last, it is disabled.
+    pub webhook_retry: Vec<Duration>,
 }
 
 /// `--audit-retention` by default: a little over a year, so a yearly access
@@ -74,6 +77,7 @@ impl ServeConfig {
             rate_limits: Budgets::default(),
             trusted_proxies: TrustedProxies::default(),
             audit_retention: DEFAULT_AUDIT_RETENTION,
+            webhook_retry: webhooks::RETRY_AFTER.to_vec(),
         }
     }
 }
@@ -161,6 +165,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
     let deliverer = webhooks::Deliverer::new(
         state.admin.store().clone(),
         config.outbound.clone(),
+        config.webhook_retry.clone(),
         state.metrics.clone(),
     );
     let deliveries = tokio::spawn(deliverer.run(stopped(upkeep_rx.clone())));
@@ -168,6 +173,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningService> {
         state.admin.store().clone(),
         state.failures.clone(),
         state.scim.clone(),
+        state.sso.clone(),
         config.audit_retention,
         stopped(upkeep_rx),
     ));

@@ -8,7 +8,8 @@ read at each request; a delivery verifies when any of them verifies it, and
 `verifiedWith` lists which (by line).
 
 Each request appends a JSON line to OUT: the webhook-id, the event type, its
-subject and seq, and whether the signature verified. MODE: `ok` (default: 204
+subject and seq, whether the signature verified, and when the request came
+and was answered (`start`, `end`, Unix seconds). MODE: `ok` (default: 204
 when verified, 400 when not), `gone` (410 Gone), `fail:N` (500 for the first N
 requests), `redirect` (302 to a cloud metadata address), `huge` (200 with a
 5 MiB answer), `slow:S` (answers after S seconds).
@@ -36,6 +37,7 @@ LOCK = threading.Lock()
 
 class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
+        started = time.time()
         body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
         with LOCK:
             SEEN["requests"] += 1
@@ -67,6 +69,8 @@ class Receiver(BaseHTTPRequestHandler):
             "verified": verified,
             "verifiedWith": verified_with,
             "status": status,
+            "start": started,
+            "end": time.time(),
         }
         with LOCK, open(OUT, "a") as out:
             out.write(json.dumps(line) + "\n")
@@ -88,4 +92,12 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", PORT), Receiver).serve_forever()
+class Server(ThreadingHTTPServer):
+    # The listen backlog of a real server (nginx's is 511), not socketserver's
+    # 5: past that, connections wait for SYN retransmits (1 s, 3 s, 7 s, …)
+    # and a request the sender gave up on is read long after.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
+Server(("127.0.0.1", PORT), Receiver).serve_forever()

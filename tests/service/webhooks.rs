@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Db,
+    cluster::free_port,
     scim::ScimFixture,
-    webhooks::{received, receiver, svix_receiver},
+    webhooks::{received, receiver, receiver_on, svix_receiver},
 };
 
 fn secret() -> String {
@@ -107,7 +108,10 @@ async fn svix_verifies_deliveries_with_either_secret_of_a_rotation() {
 /// A rotation in the middle of a burst: the service signs with both
 /// secrets from the moment it is told (a pass in flight too, within a tick),
 /// so a receiver that then switches to the new secret alone, at a random
-/// moment while events keep coming, rejects nothing.
+/// moment while events keep coming, rejects nothing. The switch comes at
+/// least a tick and a delivery timeout (5.25 s) after the rotation: a
+/// delivery signed just before it may reach an overloaded receiver that
+/// late (one answering slowly does: its backlog waits in the kernel).
 #[tokio::test]
 async fn a_rotation_mid_burst_is_verified_throughout() {
     let f = ScimFixture::start(Db::Sqlite, json!({})).await;
@@ -126,12 +130,16 @@ async fn a_rotation_mid_burst_is_verified_throughout() {
             .await
     };
     put(hook(json!([old]))).await.expect("webhook stored");
-    let n = 300;
+    // Creates until 50 after the receiver switched, however fast they go.
+    let switched_at = std::sync::OnceLock::new();
     let burst = async {
-        for i in 0..n {
-            f.create_user(&format!("u{i:03}")).await;
+        let (mut n, mut after) = (0, 0);
+        while after < 50 {
+            f.create_user(&format!("u{n:04}")).await;
+            n += 1;
+            after += usize::from(switched_at.get().is_some());
         }
-        Instant::now()
+        (n, Instant::now())
     };
     let rotate = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -142,21 +150,21 @@ async fn a_rotation_mid_burst_is_verified_throughout() {
             .map(u64::from)
             .sum::<u64>()
             % 300;
-        tokio::time::sleep(Duration::from_millis(300 + jitter)).await;
+        tokio::time::sleep(Duration::from_millis(5350 + jitter)).await;
         // Renamed into place: the receiver never reads a half-written file.
         let next = file.with_extension("next");
         std::fs::write(&next, format!("{new}\n")).expect("secrets file");
         std::fs::rename(&next, &file).expect("secrets file");
-        Instant::now()
+        *switched_at.get_or_init(Instant::now)
     };
-    let (ended, switched) = tokio::join!(burst, rotate);
+    let ((n, ended), switched) = tokio::join!(burst, rotate);
     assert!(ended > switched, "the switch came before the burst ended");
     let got = received(&out, n).await;
     let ids: std::collections::BTreeSet<&str> =
         got.iter().filter_map(|l| l["id"].as_str()).collect();
-    assert_eq!(ids.len(), n, "{} of {n} delivered", ids.len());
     let rejected: Vec<&Value> = got.iter().filter(|l| l["verified"] != true).collect();
     assert!(rejected.is_empty(), "rejected: {rejected:?}");
+    assert_eq!(ids.len(), n, "{} of {n} delivered", ids.len());
     f.stop().await;
 }
 
@@ -260,6 +268,101 @@ async fn retries_keep_the_id_and_each_members_order_and_gone_disables() {
     assert!(status.disabled_at.is_some(), "{status:?}");
     assert_eq!(status.last_failure.as_deref(), Some("410 Gone"));
     assert_eq!(status.pending, 2, "cy's and dee's events wait: {status:?}");
+    f.stop().await;
+}
+
+/// Svix's retry schedule made sixty times faster (5 s → 1 s, 5 min → 5 s,
+/// 30 min → 30 s, …), so that a ten-minute outage takes ten seconds.
+fn retries_sixty_times_faster() -> Vec<Duration> {
+    idsync::service::webhooks::RETRY_AFTER
+        .iter()
+        .map(|wait| (*wait / 60).max(Duration::from_secs(1)))
+        .collect()
+}
+
+/// A receiver down for "ten minutes" (ten seconds on a schedule sixty times
+/// faster) while members are created, changed and deleted: the endpoint is
+/// retried on its schedule, not disabled, and once the receiver is back
+/// every event arrives, each member's in order.
+#[tokio::test]
+async fn a_receiver_down_for_ten_minutes_gets_everything_in_order_when_back() {
+    let f = ScimFixture::start_with(Db::Sqlite, json!({}), |config| {
+        config.webhook_retry = retries_sixty_times_faster();
+    })
+    .await;
+    let port = free_port();
+    subscribe(
+        &f,
+        &format!("http://127.0.0.1:{port}/hook"),
+        json!(["member.*"]),
+    )
+    .await;
+    let outage = Instant::now();
+    let mut members = Vec::new();
+    let mut round = 0;
+    while outage.elapsed() < Duration::from_secs(10) {
+        let id = f.create_user(&format!("m{round:03}")).await;
+        if round % 2 == 0 {
+            deactivate(&f, &id).await;
+        }
+        if round % 3 == 0 {
+            let r = f
+                .call(reqwest::Method::DELETE, &format!("/Users/{id}"), None)
+                .await;
+            assert_eq!(r.status, 204, "{}", r.body);
+        }
+        members.push(id);
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let down = f
+        .admin
+        .webhook_deliveries("acme", "product")
+        .await
+        .expect("status");
+    assert!(down.pending > 0 && down.disabled_at.is_none(), "{down:?}");
+    assert!(
+        down.last_failure.is_some() && down.next_attempt_at.is_some(),
+        "{down:?}"
+    );
+
+    let (_receiver, _, out) = receiver_on(f.db.dir.path(), port, &secret(), "ok");
+    let events: Vec<_> = f
+        .admin
+        .events("acme", 0, 1000)
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.kind.starts_with("member."))
+        .collect();
+    // The third retry, 36 s after the outage began (and its jitter), is
+    // the first the receiver is back for.
+    let mut got = received(&out, events.len()).await;
+    if got.len() < events.len() {
+        got = received(&out, events.len()).await;
+    }
+    // Each member's events, first arrivals only (a retry may repeat one).
+    let mut seen = std::collections::BTreeSet::new();
+    let first: Vec<Value> = got
+        .iter()
+        .filter(|l| l["status"] == 204 && seen.insert(l["id"].to_string()))
+        .cloned()
+        .collect();
+    let per = delivered_per_subject(&first);
+    for member in &members {
+        let want: Vec<i64> = (events.iter())
+            .filter(|e| e.data["id"] == member.as_str())
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(per.get(member), Some(&want), "{member}: {got:?}");
+    }
+    let after = f
+        .admin
+        .webhook_deliveries("acme", "product")
+        .await
+        .expect("status");
+    assert_eq!((after.pending, after.disabled_at), (0, None), "{after:?}");
     f.stop().await;
 }
 

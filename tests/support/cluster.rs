@@ -163,7 +163,7 @@ impl ControlPlane {
     }
 }
 
-/// `idsync serve` on a SQLite file, as a real process.
+/// `idsync serve` on a SQLite file (or any database), as a real process.
 pub struct ServiceProcess {
     pub url: String,
     pub admin_token: String,
@@ -204,6 +204,13 @@ impl ServiceProcess {
     /// Starts the service on `port` with `token` (again, after [`Self::kill`]:
     /// the same database under `dir`).
     pub fn start_on(dir: &Path, port: u16, token: String) -> Self {
+        let database = format!("sqlite://{}", dir.join("idsync.db").display());
+        Self::start_replica(dir, "serve", port, token, &database)
+    }
+
+    /// A replica called `name` (its log is `<name>.log` under `dir`) on
+    /// `database`, beside others on the same one.
+    pub fn start_replica(dir: &Path, name: &str, port: u16, token: String, database: &str) -> Self {
         let token_file = dir.join("admin-token");
         std::fs::write(&token_file, &token).unwrap();
         let url = format!("http://127.0.0.1:{port}");
@@ -215,12 +222,12 @@ impl ServiceProcess {
                 "--listen".into(),
                 format!("127.0.0.1:{port}"),
                 "--database-url".into(),
-                format!("sqlite://{}", dir.join("idsync.db").display()),
+                database.to_string(),
                 "--admin-token-file".into(),
                 token_file.display().to_string(),
             ],
             &[],
-            &dir.join("serve.log"),
+            &dir.join(format!("{name}.log")),
         );
         wait_http_ok(&format!("{url}/readyz"), Duration::from_secs(30), || {
             process.tail()

@@ -54,14 +54,24 @@ impl TestDb {
 
 /// Starts the identity service on a free port over `url`.
 pub async fn start_service(url: &str) -> RunningService {
-    service::start(ServeConfig::new(
+    start_service_with(url, |_| {}).await
+}
+
+/// The same, with settings changed by `configure` first.
+pub async fn start_service_with(
+    url: &str,
+    configure: impl FnOnce(&mut ServeConfig),
+) -> RunningService {
+    let mut config = ServeConfig::new(
         "127.0.0.1:0".parse().expect("valid address"),
         url,
         ADMIN_TOKEN,
         "https://idsync.example.test",
-    ))
-    .await
-    .expect("identity service starts")
+    );
+    configure(&mut config);
+    service::start(config)
+        .await
+        .expect("identity service starts")
 }
 
 pub fn base_url(service: &RunningService) -> String {

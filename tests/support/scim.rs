@@ -7,7 +7,7 @@ use idsync::{
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::{TestDb, client, start_service};
+use super::{TestDb, client};
 
 pub struct ScimFixture {
     pub db: TestDb,
@@ -45,8 +45,17 @@ impl Reply {
 impl ScimFixture {
     /// A service with workspace `acme` (with `workspace` as its document) and a token.
     pub async fn start(db: super::Db, workspace_doc: Value) -> Self {
+        Self::start_with(db, workspace_doc, |_| {}).await
+    }
+
+    /// The same, with the service's settings changed by `configure` first.
+    pub async fn start_with(
+        db: super::Db,
+        workspace_doc: Value,
+        configure: impl FnOnce(&mut idsync::service::ServeConfig),
+    ) -> Self {
         let db = TestDb::new(db).await;
-        let service = start_service(&db.url).await;
+        let service = super::start_service_with(&db.url, configure).await;
         let admin = client(&service);
         let fixture = Self {
             db,

@@ -25,29 +25,43 @@ fn python() -> PathBuf {
 /// `secret` is a `whsec_` secret, or `@path`: a file of secrets, one per
 /// line, read at each request (a product switching secrets mid-burst).
 pub fn receiver(dir: &Path, secret: &str, mode: &str) -> (OwnedProcess, String, PathBuf) {
+    receiver_on(dir, free_port(), secret, mode)
+}
+
+/// The same on `port`: a receiver started again after it was stopped gets
+/// the same URL and records to the same file.
+pub fn receiver_on(
+    dir: &Path,
+    port: u16,
+    secret: &str,
+    mode: &str,
+) -> (OwnedProcess, String, PathBuf) {
     let script = repo_root().join("tests/clients/webhook_receiver.py");
-    spawn(dir, &python(), &script, &[secret, mode])
+    spawn(dir, &python(), &script, port, &[secret, mode])
 }
 
 /// The same, verifying with Svix's library (npm `svix`) instead.
 pub fn svix_receiver(dir: &Path, secret: &str) -> (OwnedProcess, String, PathBuf) {
     let script = repo_root().join("tests/clients/webhook_receiver_svix.mjs");
-    spawn(dir, Path::new("node"), &script, &[secret])
+    spawn(dir, Path::new("node"), &script, free_port(), &[secret])
 }
 
 fn spawn(
     dir: &Path,
     program: &Path,
     script: &Path,
+    port: u16,
     rest: &[&str],
 ) -> (OwnedProcess, String, PathBuf) {
-    let port = free_port();
     let out = dir.join(format!("received-{port}.jsonl"));
     let mut args = vec![script.display().to_string(), port.to_string()];
     args.push(rest[0].to_string());
     args.push(out.display().to_string());
     args.extend(rest[1..].iter().map(|a| a.to_string()));
-    let log = dir.join(format!("receiver-{port}.log"));
+    let log = dir.join(format!(
+        "receiver-{port}-{}.log",
+        idsync::token::random_id().unwrap_or_default()
+    ));
     let process = OwnedProcess::spawn("webhook receiver", program, args, &[], &log);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -22,7 +22,7 @@ use std::{
 use tokio::task::JoinSet;
 
 pub use crate::webhook_signing::{key_of, signature};
-pub use pass::{CONCURRENCY, wants};
+pub use pass::{CONCURRENCY, RETRY_AFTER, wants};
 
 use crate::{
     admin::WebhookDoc,
@@ -54,6 +54,8 @@ pub struct Deliverer {
     store: Store,
     metrics: ServiceMetrics,
     policy: OutboundPolicy,
+    /// The wait before each retry of a failing endpoint.
+    retry_after: Vec<Duration>,
     /// One client per CA bundle (none for the system's roots), so pooled
     /// connections are reused across passes.
     clients: Mutex<HashMap<Option<String>, Guarded>>,
@@ -65,11 +67,17 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(store: Store, policy: OutboundPolicy, metrics: ServiceMetrics) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        policy: OutboundPolicy,
+        retry_after: Vec<Duration>,
+        metrics: ServiceMetrics,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             metrics,
             policy,
+            retry_after,
             clients: Mutex::default(),
             busy: Mutex::default(),
             secrets: Mutex::default(),
@@ -152,6 +160,7 @@ impl Deliverer {
                     doc: &doc,
                     secrets: &secrets,
                     http: &http,
+                    retry_after: &self.retry_after,
                 };
                 pass::run(&ep, cursor, &events, &self.metrics, deadline).await
             }

@@ -8,7 +8,7 @@ use std::{
         RwLock,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures::{StreamExt, stream::FuturesUnordered};
@@ -27,9 +27,18 @@ use crate::{
 /// Deliveries in flight to one endpoint at once.
 pub const CONCURRENCY: usize = 64;
 
-/// Seconds before each retry (Svix's schedule): a failing endpoint is tried
-/// for about three days, then disabled.
-const RETRY_AFTER: [u64; 8] = [5, 300, 1800, 7200, 18000, 36000, 36000, 172_800];
+/// The wait before each retry by default (Svix's schedule, and two more
+/// days): a failing endpoint is tried for about three days, then disabled.
+pub const RETRY_AFTER: [Duration; 8] = [
+    Duration::from_secs(5),
+    Duration::from_secs(300),
+    Duration::from_secs(1800),
+    Duration::from_secs(7200),
+    Duration::from_secs(18_000),
+    Duration::from_secs(36_000),
+    Duration::from_secs(36_000),
+    Duration::from_secs(172_800),
+];
 
 /// An endpoint as a pass delivers to it.
 pub struct Endpoint<'a> {
@@ -40,6 +49,8 @@ pub struct Endpoint<'a> {
     /// of a pass signs the deliveries after it with both secrets at once.
     pub secrets: &'a RwLock<Vec<String>>,
     pub http: &'a Guarded,
+    /// The wait before each retry; past the last, the endpoint is disabled.
+    pub retry_after: &'a [Duration],
 }
 
 /// Why a POST did not deliver.
@@ -95,7 +106,8 @@ pub async fn run(
         failures.extend(failure);
     }
     let passed = |e: &EventRecord| delivered.contains(&e.seq) || !due(&e);
-    end_of_pass(cursor, events, passed, !delivered.is_empty(), failures)
+    let succeeded = !delivered.is_empty();
+    end_of_pass(cursor, events, passed, succeeded, failures, ep.retry_after)
 }
 
 /// One subject's events, in order, stopping at the first that fails.
@@ -187,6 +199,7 @@ fn end_of_pass(
     passed: impl Fn(&EventRecord) -> bool,
     succeeded: bool,
     mut failures: Vec<(i64, Refusal)>,
+    retry_after: &[Duration],
 ) -> PassEnd {
     let delivered_seq = events
         .iter()
@@ -206,12 +219,12 @@ fn end_of_pass(
         };
     };
     let attempts = if moved { 1 } else { cursor.attempts + 1 };
-    let failure = match (first, RETRY_AFTER.get(attempts as usize - 1)) {
+    let failure = match (first, retry_after.get(attempts as usize - 1)) {
         (Refusal::Gone, _) => Failure::Disable {
             class: "410 Gone".into(),
         },
-        (Refusal::Failed(class), Some(secs)) => Failure::Retry {
-            at: now_millis() + (secs + jitter(*secs)) as i64 * 1000,
+        (Refusal::Failed(class), Some(wait)) => Failure::Retry {
+            at: now_millis() + (*wait + jitter(*wait)).as_millis() as i64,
             class,
         },
         (Refusal::Failed(class), None) => Failure::Disable {
@@ -226,12 +239,14 @@ fn end_of_pass(
     }
 }
 
-/// Up to a fifth more than `secs`, so endpoints that failed together spread
+/// Up to a fifth more than `wait`, so endpoints that failed together spread
 /// out.
-fn jitter(secs: u64) -> u64 {
-    crate::token::random_id()
-        .map(|id| id.bytes().map(u64::from).sum::<u64>() % (secs / 5 + 1))
-        .unwrap_or(0)
+fn jitter(wait: Duration) -> Duration {
+    let spread = wait.as_millis() as u64 / 5 + 1;
+    let ms = crate::token::random_id()
+        .map(|id| id.bytes().map(u64::from).sum::<u64>() % spread)
+        .unwrap_or(0);
+    Duration::from_millis(ms)
 }
 
 #[cfg(test)]
@@ -287,6 +302,7 @@ mod tests {
             |e| e.seq != 3 && e.seq != 5,
             true,
             failed,
+            &RETRY_AFTER,
         );
         assert_eq!(end.delivered_seq, 2);
         assert_eq!(end.attempts, 1, "the cursor moved: the count starts over");
@@ -295,7 +311,7 @@ mod tests {
         );
         // Nothing moved: the count goes on, and runs out into a disablement.
         let failed = vec![(1, Refusal::Failed("timed out".into()))];
-        let end = end_of_pass(&cursor(0, 8), &evs, |_| false, false, failed);
+        let end = end_of_pass(&cursor(0, 8), &evs, |_| false, false, failed, &RETRY_AFTER);
         assert_eq!((end.delivered_seq, end.attempts), (0, 9));
         assert!(matches!(end.failure, Some(Failure::Disable { .. })));
     }
@@ -304,7 +320,14 @@ mod tests {
     fn gone_disables_and_a_clean_pass_resets() {
         let evs = events(3);
         let failed = vec![(3, Refusal::Failed("HTTP 500".into())), (2, Refusal::Gone)];
-        let end = end_of_pass(&cursor(0, 0), &evs, |e| e.seq == 1, true, failed);
+        let end = end_of_pass(
+            &cursor(0, 0),
+            &evs,
+            |e| e.seq == 1,
+            true,
+            failed,
+            &RETRY_AFTER,
+        );
         assert_eq!(end.delivered_seq, 1);
         assert_eq!(
             end.failure,
@@ -312,10 +335,17 @@ mod tests {
                 class: "410 Gone".into()
             })
         );
-        let end = end_of_pass(&cursor(0, 2), &evs, |_| true, true, vec![]);
+        let end = end_of_pass(&cursor(0, 2), &evs, |_| true, true, vec![], &RETRY_AFTER);
         assert_eq!((end.delivered_seq, end.attempts, end.failure), (3, 0, None));
         // Out of time before the end, without a failure: due again at once.
-        let end = end_of_pass(&cursor(1, 0), &evs, |e| e.seq < 3, true, vec![]);
+        let end = end_of_pass(
+            &cursor(1, 0),
+            &evs,
+            |e| e.seq < 3,
+            true,
+            vec![],
+            &RETRY_AFTER,
+        );
         assert_eq!((end.delivered_seq, end.failure), (2, None));
     }
 }
