@@ -301,6 +301,17 @@ impl Guarded {
     /// A request to `url`, refused at once when it is not http(s) or names a
     /// refused address literally (DNS answers are checked by the resolver).
     pub fn request(&self, method: Method, url: &str) -> Result<RequestBuilder, FetchError> {
+        Ok(self.request_to(method, self.checked_url(url)?))
+    }
+
+    /// A request to a URL [`Self::checked_url`] answered (a sender of many
+    /// requests to one URL checks it once).
+    pub fn request_to(&self, method: Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// `url` parsed, if it is http(s) and not to a refused address literally.
+    pub fn checked_url(&self, url: &str) -> Result<Url, FetchError> {
         let parsed = Url::parse(url).map_err(|_| FetchError {
             host: "(invalid URL)".into(),
             class: FailureClass::InvalidUrl,
@@ -316,7 +327,7 @@ impl Guarded {
         if literal.is_some_and(|ip| !self.policy.permits(ip)) {
             return Err(FetchError::new(&parsed, FailureClass::AddressRefused));
         }
-        Ok(self.http.request(method, parsed))
+        Ok(parsed)
     }
 
     /// Sends a request; a redirect is refused (the client never follows one).
@@ -371,10 +382,24 @@ impl Guarded {
         Ok((status, body.freeze()))
     }
 
-    /// Sends a request and answers only its status, never reading the answer
-    /// (a webhook receiver's 2xx counts however large a body it sends).
+    /// Sends a request and answers only its status (a webhook receiver's
+    /// 2xx counts however large a body it sends). A small answer is read and
+    /// dropped, so its connection goes back to the pool: one left unread is
+    /// closed, and the next request would pay a new connection (and TLS
+    /// handshake). A larger one is cut off there.
     pub async fn status_of(&self, request: RequestBuilder) -> Result<StatusCode, FetchError> {
-        Ok(self.execute(request).await?.status())
+        const DRAINED: usize = 64 * 1024;
+        let mut response = self.execute(request).await?;
+        let status = response.status();
+        let mut read = 0;
+        while read <= DRAINED {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                // The status is the answer; a body cut short changes nothing.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(status)
     }
 
     /// `GET url`: the answer of a 2xx, else the status as the error.

@@ -555,8 +555,7 @@ async fn a_replica_killed_mid_delivery_leaves_its_claim_to_the_other() {
     };
     let replicas = [start("replica-a"), start("replica-b")];
     let admin = replicas[0].admin();
-    let (scim_token, _receiver, out) =
-        subscribed_workspace(&admin, &dir, "pair", "slow:0.05").await;
+    let (scim_token, _receiver, out) = subscribed_workspace(&admin, &dir, "pair", "slow:0.2").await;
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let bases = replicas
         .each_ref()
@@ -577,9 +576,18 @@ async fn a_replica_killed_mid_delivery_leaves_its_claim_to_the_other() {
     .await;
     let [a, b] = replicas;
     let (killed, survivor) = if delivering == 0 { (a, b) } else { (b, a) };
+    let killed_at = unix_now();
     let acked = kill_and_settle(killed, clients, &acked).await;
     let base = format!("{}/scim/v2/pair", survivor.url);
     let lines = every_acknowledged_write_delivered(&out, &acked, &base, &scim_token).await;
+    // The backlog the dead replica left went out from the survivor, once
+    // the dead one's claim ran out.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["start"].as_f64() > Some(killed_at + 30.0)),
+        "nothing was delivered after the dead replica's claim"
+    );
     assert!(
         deliveries(&survivor.url).await > 0.0,
         "the survivor took over"
@@ -612,4 +620,11 @@ async fn deliveries(url: &str) -> f64 {
         .filter(|l| l.starts_with("idsync_webhook_deliveries_total{") && l.contains("delivered"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Now in Unix seconds, as the receiver records times.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

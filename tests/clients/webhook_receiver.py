@@ -12,7 +12,8 @@ subject and seq, whether the signature verified, and when the request came
 and was answered (`start`, `end`, Unix seconds). MODE: `ok` (default: 204
 when verified, 400 when not), `gone` (410 Gone), `fail:N` (500 for the first N
 requests), `redirect` (302 to a cloud metadata address), `huge` (200 with a
-5 MiB answer), `slow:S` (answers after S seconds).
+5 MiB answer), `slow:S` (answers after S seconds), `body` (200 with a small
+JSON answer). Connections are kept alive; `peerPort` tells them apart.
 """
 
 import json
@@ -36,6 +37,8 @@ LOCK = threading.Lock()
 
 
 class Receiver(BaseHTTPRequestHandler):
+    # Keep-alive, as receivers behind any real server answer.
+    protocol_version = "HTTP/1.1"
     def do_POST(self):
         started = time.time()
         body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
@@ -57,6 +60,8 @@ class Receiver(BaseHTTPRequestHandler):
             status = 500
         elif MODE == "redirect":
             status = 302
+        elif MODE == "body" and verified:
+            status = 200
         elif MODE.startswith("slow:"):
             time.sleep(float(MODE[5:]))
         data = event.get("data") or {}
@@ -68,6 +73,7 @@ class Receiver(BaseHTTPRequestHandler):
             "userName": data.get("userName"),
             "verified": verified,
             "verifiedWith": verified_with,
+            "peerPort": self.client_address[1],
             "status": status,
             "start": started,
             "end": time.time(),
@@ -83,9 +89,19 @@ class Receiver(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 pass
             return
+        if MODE == "body" and verified:
+            answer = b'{"received": true}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
         self.send_response(status)
         if status == 302:
             self.send_header("location", "http://169.254.169.254/latest/meta-data/")
+        if status != 204:
+            self.send_header("content-length", "0")
         self.end_headers()
 
     def log_message(self, *args):

@@ -366,6 +366,34 @@ async fn a_receiver_down_for_ten_minutes_gets_everything_in_order_when_back() {
     f.stop().await;
 }
 
+/// A receiver answering 200 with a body (as most do) gets its deliveries on
+/// one kept-alive connection: the answer is read, so the connection goes
+/// back to the pool instead of a new one (and a TLS handshake) per event.
+#[tokio::test]
+async fn deliveries_reuse_a_connection_when_the_answer_has_a_body() {
+    let f = ScimFixture::start(Db::Sqlite, json!({})).await;
+    let (_receiver, url, out) = receiver(f.db.dir.path(), &secret(), "body");
+    subscribe(&f, &url, json!(["member.*"])).await;
+    let ada = f.create_user("ada").await;
+    for i in 0..15 {
+        let r = f
+            .patch(
+                &format!("/Users/{ada}"),
+                json!({"Operations": [{"op": "replace", "path": "displayName",
+                                       "value": format!("Ada {i}")}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let got = received(&out, 16).await;
+    assert!(got.iter().all(|l| l["status"] == 200), "{got:?}");
+    let ports: std::collections::BTreeSet<i64> =
+        got.iter().filter_map(|l| l["peerPort"].as_i64()).collect();
+    assert_eq!(got.len(), 16, "{got:?}");
+    assert!(ports.len() <= 2, "a connection per delivery: {ports:?}");
+    f.stop().await;
+}
+
 /// A replay of a time range delivers its events again with the same ids,
 /// and not the events after it that were delivered already.
 #[tokio::test]

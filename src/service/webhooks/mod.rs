@@ -21,7 +21,7 @@ use std::{
 
 use tokio::task::JoinSet;
 
-pub use crate::webhook_signing::{key_of, signature};
+pub use crate::webhook_signing::{Signer, key_of, signature};
 pub use pass::{CONCURRENCY, RETRY_AFTER, wants};
 
 use crate::{
@@ -49,6 +49,9 @@ const BATCH: i64 = 1000;
 /// An endpoint: its workspace and name.
 type Key = (String, String);
 
+/// An endpoint's signer, replaced whole when its secrets change.
+type SharedSigner = Arc<RwLock<Arc<Signer>>>;
+
 /// The delivery loop of a service replica.
 pub struct Deliverer {
     store: Store,
@@ -61,9 +64,10 @@ pub struct Deliverer {
     clients: Mutex<HashMap<Option<String>, Guarded>>,
     /// Endpoints this replica is in a pass over.
     busy: Mutex<HashSet<Key>>,
-    /// Each endpoint's signing secrets, refreshed every tick, so a pass in
-    /// flight signs with a rotation's new secret within a tick of it.
-    secrets: Mutex<HashMap<Key, Arc<RwLock<Vec<String>>>>>,
+    /// Each endpoint's signing secrets as last read and their signer,
+    /// refreshed every tick, so a pass in flight signs with a rotation's new
+    /// secret within a tick of it.
+    secrets: Mutex<HashMap<Key, (Vec<String>, SharedSigner)>>,
 }
 
 impl Deliverer {
@@ -125,18 +129,59 @@ impl Deliverer {
             self.lock_busy().insert(key.clone());
             let this = self.clone();
             passes.spawn(async move {
-                if let Err(e) = this.pass(&object, &cursor).await {
-                    tracing::warn!(workspace = %key.0, webhook = %key.1, error = %e,
-                        "a webhook delivery pass failed; its claim runs out and it is retried");
-                }
+                this.passes(object, cursor).await;
                 this.lock_busy().remove(&key);
             });
         }
         Ok(())
     }
 
-    /// One claimed pass: deliver what follows the cursor, record where it ends.
-    async fn pass(&self, object: &StoredObject, cursor: &Cursor) -> Result<()> {
+    /// Claimed passes one after another while each delivers a whole batch
+    /// (a backlog drains at the receiver's pace, not a batch per tick), each
+    /// recorded and claimed again, so a replica killed in the middle loses
+    /// at most one batch's progress.
+    async fn passes(&self, first: StoredObject, mut cursor: Cursor) {
+        let (workspace, name) = (first.workspace.as_str(), first.name.as_str());
+        let mut object = first.clone();
+        loop {
+            match self.pass(&object, &cursor).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(workspace, webhook = name, error = %e,
+                        "a webhook delivery pass failed; its claim runs out and it is retried");
+                    return;
+                }
+            }
+            let now = now_millis();
+            let until = now + CLAIM_FOR.as_millis() as i64;
+            // Read again: a change of URL applies from the next batch on.
+            match self
+                .store
+                .get_object(ObjectKind::Webhook, workspace, name)
+                .await
+            {
+                Ok(Some(current)) if current.created_at == first.created_at => object = current,
+                // Deleted (or deleted and declared again: a new endpoint).
+                _ => return,
+            }
+            let since = (workspace, name, object.created_at);
+            match self.store.claim_webhook(since, now, until).await {
+                Ok(Some(next)) => cursor = next,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(workspace, webhook = name, error = %e,
+                        "claiming a webhook for its next batch failed; the next tick tries again");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One claimed pass: deliver what follows the cursor, record where it
+    /// ends; answers whether it delivered a whole batch cleanly (more may
+    /// follow at once).
+    async fn pass(&self, object: &StoredObject, cursor: &Cursor) -> Result<bool> {
         let endpoint = (object.workspace.as_str(), object.name.as_str());
         let deadline = Instant::now() + PASS_FOR;
         let doc = serde_json::from_value::<WebhookDoc>(object.body.clone());
@@ -153,12 +198,13 @@ impl Deliverer {
                 failure: None,
             },
             (Ok(doc), Some(http)) => {
-                let secrets = self.secrets_of(endpoint, &doc);
+                let signer = self.signer_of(endpoint, &doc);
                 let ep = pass::Endpoint {
                     workspace: endpoint.0,
                     name: endpoint.1,
                     doc: &doc,
-                    secrets: &secrets,
+                    signer: &signer,
+                    url: http.checked_url(&doc.url),
                     http: &http,
                     retry_after: &self.retry_after,
                 };
@@ -166,9 +212,13 @@ impl Deliverer {
             }
             // Validated on the way in: only a document of another version
             // lands here, and waits (its claim runs out) for a new one.
-            _ => return Ok(()),
+            _ => return Ok(false),
         };
-        self.store.finish_pass(endpoint, &end, now_millis()).await
+        let more = events.len() as i64 == BATCH
+            && end.failure.is_none()
+            && end.delivered_seq == events.last().map_or(0, |e| e.seq);
+        self.store.finish_pass(endpoint, &end, now_millis()).await?;
+        Ok(more)
     }
 
     /// The client for an endpoint's CA bundle, built once.
@@ -193,7 +243,7 @@ impl Deliverer {
         Some(client)
     }
 
-    /// Brings each endpoint's secrets up to date, and forgets deleted ones.
+    /// Brings each endpoint's signer up to date, and forgets deleted ones.
     fn refresh_secrets(&self, objects: &[StoredObject]) {
         let mut all = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = HashMap::new();
@@ -202,24 +252,26 @@ impl Deliverer {
             let Ok(doc) = serde_json::from_value::<WebhookDoc>(object.body.clone()) else {
                 continue;
             };
-            let slot = all.remove(&key).unwrap_or_default();
-            *slot.write().unwrap_or_else(|p| p.into_inner()) = doc.secrets;
-            live.insert(key, slot);
+            let (known, slot) = all.remove(&key).unwrap_or_default();
+            if known != doc.secrets || known.is_empty() {
+                // Written only whole; a poisoned lock still holds a signer.
+                *slot.write().unwrap_or_else(|p| p.into_inner()) =
+                    Arc::new(Signer::new(&doc.secrets));
+            }
+            live.insert(key, (doc.secrets, slot));
         }
         *all = live;
     }
 
-    /// The shared secrets of an endpoint (the document's, if it has none yet).
-    fn secrets_of(
-        &self,
-        (workspace, name): (&str, &str),
-        doc: &WebhookDoc,
-    ) -> Arc<RwLock<Vec<String>>> {
+    /// The shared signer of an endpoint (the document's, if it has none yet).
+    fn signer_of(&self, (workspace, name): (&str, &str), doc: &WebhookDoc) -> SharedSigner {
         let mut all = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
         let key = (workspace.to_string(), name.to_string());
-        all.entry(key)
-            .or_insert_with(|| Arc::new(RwLock::new(doc.secrets.clone())))
-            .clone()
+        let (_, slot) = all.entry(key).or_insert_with(|| {
+            let signer = Arc::new(Signer::new(&doc.secrets));
+            (doc.secrets.clone(), Arc::new(RwLock::new(signer)))
+        });
+        slot.clone()
     }
 
     fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<Key>> {

@@ -5,7 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        RwLock,
+        Arc, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -16,12 +16,12 @@ use reqwest::{Method, StatusCode};
 
 use crate::{
     admin::WebhookDoc,
-    outbound::Guarded,
+    outbound::{FetchError, Guarded},
     service::{
         metrics::ServiceMetrics,
         store::{Cursor, EventRecord, Failure, PassEnd, format_millis, now_millis},
     },
-    webhook_signing::signature,
+    webhook_signing::Signer,
 };
 
 /// Deliveries in flight to one endpoint at once.
@@ -45,10 +45,12 @@ pub struct Endpoint<'a> {
     pub workspace: &'a str,
     pub name: &'a str,
     pub doc: &'a WebhookDoc,
-    /// The endpoint's signing secrets as last read: a rotation in the middle
-    /// of a pass signs the deliveries after it with both secrets at once.
-    pub secrets: &'a RwLock<Vec<String>>,
+    /// The endpoint's signer as last refreshed: a rotation in the middle of
+    /// a pass signs the deliveries after it with both secrets at once.
+    pub signer: &'a RwLock<Arc<Signer>>,
     pub http: &'a Guarded,
+    /// The endpoint's URL, checked once per pass.
+    pub url: Result<url::Url, FetchError>,
     /// The wait before each retry; past the last, the endpoint is disabled.
     pub retry_after: &'a [Duration],
 }
@@ -147,31 +149,41 @@ async fn deliver_chain(
     (delivered, None)
 }
 
-/// The body of an event's delivery.
+/// The body of an event's delivery, serialized from the event in place.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: String,
+    data: &'a serde_json::Value,
+    id: &'a str,
+    workspace: &'a str,
+    seq: i64,
+}
+
 fn body(event: &EventRecord) -> String {
-    serde_json::json!({
-        "type": event.kind,
-        "timestamp": format_millis(event.at),
-        "data": event.data,
-        "id": event.id,
-        "workspace": event.workspace,
-        "seq": event.seq,
-    })
-    .to_string()
+    let body = Body {
+        kind: &event.kind,
+        timestamp: format_millis(event.at),
+        data: &event.data,
+        id: &event.id,
+        workspace: &event.workspace,
+        seq: event.seq,
+    };
+    // A struct of strings and a JSON value: serializing cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// POSTs one event, signed with every secret the endpoint has.
 async fn post(ep: &Endpoint<'_>, event: &EventRecord) -> Result<(), Refusal> {
     let body = body(event);
     let timestamp = now_millis() / 1000;
-    let signed = {
-        // Written only by a whole-value replace; a poisoned lock still holds one.
-        let secrets = ep.secrets.read().unwrap_or_else(|p| p.into_inner());
-        signature(&secrets, &event.id, timestamp, &body)
-    };
-    let status = match ep.http.request(Method::POST, &ep.doc.url) {
-        Ok(request) => {
-            let request = request
+    // Written only by a whole-value replace; a poisoned lock still holds one.
+    let signer = ep.signer.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let signed = signer.sign(&event.id, timestamp, &body);
+    let status = match &ep.url {
+        Ok(url) => {
+            let request = (ep.http.request_to(Method::POST, url.clone()))
                 .header("content-type", "application/json")
                 .header("webhook-id", &event.id)
                 .header("webhook-timestamp", timestamp.to_string())
@@ -179,7 +191,7 @@ async fn post(ep: &Endpoint<'_>, event: &EventRecord) -> Result<(), Refusal> {
                 .body(body);
             ep.http.status_of(request).await
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.clone()),
     };
     match status {
         Ok(s) if s.is_success() => Ok(()),
