@@ -1463,6 +1463,25 @@ spec:
     };
     assert_eq!(ids(&got[2..]), ids(&got[..2]), "{got:?}");
 
+    // A replay-from that is no time: a condition says so, nothing is sent.
+    let (ok, _, err) = s.cp.kubectl_run(
+        &[
+            "annotate",
+            "--overwrite",
+            "webhook",
+            "product",
+            "-n",
+            ns,
+            "idsync.dev/replay-from=last tuesday",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let ready = ready_with_reason(&client, "Webhook", ns, "product", "InvalidReplay").await;
+    assert!(ready.message.contains("last tuesday"), "{ready:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(support::webhooks::received(&out, 0).await.len(), 4);
+
     let (ok, _, err) = s.cp.kubectl_run(
         &["delete", "webhook", "product", "-n", ns, "--wait=true"],
         None,

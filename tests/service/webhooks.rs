@@ -552,6 +552,17 @@ async fn malformed_webhooks_are_refused() {
             json!({"url": "https://x.example", "eventTypes": ["*"]}),
             "secrets",
         ),
+        (
+            json!({"url": "https://x.example", "eventTypes": ["*"], "secrets": [secret()],
+                   "caBundle": "hunter2"}),
+            "caBundle",
+        ),
+        (
+            // PEM armour around bytes that are no certificate.
+            json!({"url": "https://x.example", "eventTypes": ["*"], "secrets": [secret()],
+                   "caBundle": "-----BEGIN CERTIFICATE-----\naHVudGVyMiBpcyBubyBjZXJ0aWZpY2F0ZQ==\n-----END CERTIFICATE-----\n"}),
+            "caBundle",
+        ),
     ];
     for (doc, says) in cases {
         let e = f

@@ -242,10 +242,22 @@ pub fn webhook(doc: &WebhookDoc) -> Result<(), String> {
     }
     match &doc.ca_bundle {
         Some(pem) if pem.len() > 1024 * 1024 => Err("caBundle: at most 1 MiB".into()),
-        Some(pem) => match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
-            Ok(certs) if !certs.is_empty() => Ok(()),
-            _ => Err("caBundle: give PEM certificates (-----BEGIN CERTIFICATE-----)".into()),
-        },
+        Some(pem) => {
+            let refused = || "caBundle: give PEM certificates (-----BEGIN CERTIFICATE-----)";
+            match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+                Ok(certs) if !certs.is_empty() => {}
+                _ => return Err(refused().into()),
+            }
+            // The deliverer's client is built from it: one that cannot be is
+            // refused now, not found out at the first delivery.
+            let options = crate::outbound::ClientOptions {
+                ca_bundle: Some(pem.clone()),
+                ..Default::default()
+            };
+            crate::outbound::Guarded::new(Default::default(), &options)
+                .map(drop)
+                .map_err(|_| refused().into())
+        }
         None => Ok(()),
     }
 }

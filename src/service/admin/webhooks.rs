@@ -20,9 +20,8 @@ impl AdminService {
     /// Endpoint `name` of `workspace`: what is delivered and what waits.
     pub async fn webhook_deliveries(&self, workspace: &str, name: &str) -> Result<DeliveryView> {
         self.webhook(workspace, name).await?;
-        let states = self.store.delivery_states(Some(workspace)).await?;
         // No state yet: declared a moment ago, before its first pass.
-        let Some(s) = states.into_iter().find(|s| s.webhook == name) else {
+        let Some(s) = self.store.delivery_state(workspace, name).await? else {
             return Ok(DeliveryView::default());
         };
         Ok(DeliveryView {

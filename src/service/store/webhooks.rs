@@ -239,6 +239,21 @@ impl Store {
         self.read_all(&sql, &[workspace.unwrap_or_default().into()], decode_state)
             .await
     }
+
+    /// The delivery state of endpoint `webhook` of `workspace`, once it has
+    /// one (a status read counts that endpoint's backlog only).
+    pub async fn delivery_state(
+        &self,
+        workspace: &str,
+        webhook: &str,
+    ) -> Result<Option<DeliveryState>> {
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} FROM webhook_cursors c \
+             WHERE c.workspace = $1 AND c.webhook = $2"
+        );
+        self.read_optional(&sql, &[workspace.into(), webhook.into()], decode_state)
+            .await
+    }
 }
 
 /// Gives a new endpoint its cursor: the events from `since` on are its.
