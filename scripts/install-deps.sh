@@ -4,7 +4,8 @@
 # crate samael binds xmlsec with bindgen), PostgreSQL (the tests start their own
 # server from its binaries), OpenSSL and curl (the test control plane's
 # certificates and readiness checks), and Chromium (the sign-in browser test:
-# cookies across sites are browser behaviour). Go is expected from the machine
+# cookies across sites are browser behaviour), and HAProxy (the balancer in front of
+# the several-replica tests). Go is expected from the machine
 # (it builds the Kubernetes control plane).
 set -euo pipefail
 
@@ -20,6 +21,7 @@ pkg-config --exists libxml-2.0 2>/dev/null || need+=(libxml2-dev)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v chromium >/dev/null || need+=(chromium)
+[[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]} from Debian" >&2
@@ -29,6 +31,7 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
   # Debian starts a system cluster on install; the tests run their own servers.
   $sudo service postgresql stop >/dev/null 2>&1 || true
+  $sudo service haproxy stop >/dev/null 2>&1 || true
 fi
 
 command -v node >/dev/null || {

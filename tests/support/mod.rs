@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod postgres;
 pub mod process;
+pub mod replicas;
 pub mod scim;
 pub mod signin;
 pub mod stub;
