@@ -612,14 +612,9 @@ async fn a_replica_killed_mid_delivery_leaves_its_claim_to_the_other() {
 
 /// Deliveries a replica made, from its `/metrics`.
 async fn deliveries(url: &str) -> f64 {
-    let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
-        return 0.0;
-    };
-    let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("idsync_webhook_deliveries_total{") && l.contains("delivered"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let metrics = format!("{url}/metrics");
+    let name = "idsync_webhook_deliveries_total";
+    support::cluster::metric_sum_at(&metrics, name, &["result=\"delivered\""]).await
 }
 
 /// Now in Unix seconds, as the receiver records times.

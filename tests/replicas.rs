@@ -74,16 +74,19 @@ fn dir(name: &str) -> std::path::PathBuf {
 
 /// SCIM requests each replica answered, from its `/metrics`.
 async fn scim_requests(url: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("idsync_scim_requests_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let metrics = format!("{url}/metrics");
+    support::cluster::metric_sum_at(&metrics, "idsync_scim_requests_total", &[]).await
+}
+
+/// A sign-in answer that is a refusal: a 4xx and no session.
+fn assert_refused(answer: &support::signin::Landing, what: &str) {
+    assert!(
+        answer.status.is_client_error(),
+        "{what}: {} {}",
+        answer.status,
+        answer.body
+    );
+    assert!(answer.session_cookie().is_none(), "{what} made a session");
 }
 
 /// The same userName created at once through every replica: one 201, the
@@ -127,7 +130,7 @@ async fn concurrent_member_adds_from_every_replica_lose_none() {
     let r = Replicas::start(&dir("replicas-group"), 3).await;
     let scim = Scim::start(&r).await;
     let mut ids = Vec::new();
-    for i in 0..48 {
+    for i in 0..96 {
         let user = json!({"schemas": [USER], "userName": format!("m{i:02}@acme.com")});
         let (status, body) = scim.send(reqwest::Method::POST, "/Users", Some(user)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -280,4 +283,146 @@ async fn a_replica_killed_under_load_fails_only_what_it_held() {
             assert_eq!(status, StatusCode::OK, "acknowledged {id} lost: {body}");
         }
     }
+}
+
+/// A browser that keeps its cookies (per host: every replica's) and walks
+/// the IdP's redirects, but stops at any answer of the service's.
+fn browser(idp_issuer: &str) -> reqwest::Client {
+    let idp_port = reqwest::Url::parse(idp_issuer).ok().and_then(|u| u.port());
+    reqwest::Client::builder()
+        .cookie_provider(std::sync::Arc::new(reqwest::cookie::Jar::default()))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().port() != idp_port {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .expect("client")
+}
+
+/// An OIDC sign-in started on one replica finishes on another (state, nonce
+/// and PKCE verifier are in the database, not in a replica), and its
+/// session holds on a third at once; the same callback replayed to the third
+/// is refused; a logout on one replica ends the session on all of them
+/// within the session-check cache's second.
+#[tokio::test]
+async fn a_sign_in_spans_replicas_and_a_logout_ends_it_everywhere() {
+    use support::cluster::eventually;
+    let (f, others) = sign_in_replicas().await;
+    let browser = browser(&f.idp.issuer);
+    let callback = f.through_idp(&browser, "alice@acme.com", "alice").await;
+    let on = |base: &str| callback.replacen(&f.base, base, 1);
+    let landing = f.land(&browser, &on(&others[0].url)).await;
+    let cookie = landing.session_cookie().unwrap_or_else(|| {
+        panic!(
+            "no session from the second replica: {} {}",
+            landing.status, landing.body
+        )
+    });
+    let session = |base: String| {
+        let cookie = cookie.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(format!("{base}/sso/session"))
+                .header("cookie", format!("idsync_session={cookie}"))
+                .send()
+                .await
+                .expect("session check");
+            r.status()
+        }
+    };
+    assert_eq!(session(others[1].url.clone()).await, StatusCode::OK);
+    assert_eq!(session(f.base.clone()).await, StatusCode::OK);
+
+    let replayed = f.land(&browser, &on(&others[1].url)).await;
+    assert_refused(&replayed, "a replayed callback");
+
+    let out = reqwest::Client::new()
+        .post(format!("{}/sso/logout", others[0].url))
+        .header("cookie", format!("idsync_session={cookie}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), StatusCode::OK);
+    assert_eq!(
+        session(others[0].url.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    for base in [f.base.clone(), others[1].url.clone()] {
+        eventually(
+            "the logout seen everywhere",
+            std::time::Duration::from_secs(2),
+            || {
+                let check = session(base.clone());
+                async move { (check.await == StatusCode::UNAUTHORIZED).then_some(()) }
+            },
+        )
+        .await;
+    }
+}
+
+/// The sign-in fixture's `idsync serve` on PostgreSQL (an OIDC connection
+/// `okta` to a real oidc-provider holding alice), and two more replicas on
+/// its database with its public URL.
+async fn sign_in_replicas() -> (
+    support::signin::SignInFixture,
+    Vec<support::cluster::ServiceProcess>,
+) {
+    use support::{
+        cluster::{ServiceProcess, free_port},
+        signin::{FixtureOptions, SignInFixture},
+    };
+    let accounts = json!({"alice": {"email": "alice@acme.com", "email_verified": true}});
+    let options = FixtureOptions {
+        process: true,
+        ..Default::default()
+    };
+    let domains = json!({"domains": ["acme.com"]});
+    let f =
+        SignInFixture::start_with(support::Db::Postgres, domains, accounts, None, options).await;
+    let public = ["--public-url".to_string(), f.public.clone()];
+    let others = (1..3)
+        .map(|i| {
+            let (name, token) = (format!("replica-{i}"), support::ADMIN_TOKEN.to_string());
+            let at = (name.as_str(), free_port());
+            ServiceProcess::start_replica_with(f.db.dir.path(), at, token, &f.db.url, &public)
+        })
+        .collect();
+    (f, others)
+}
+
+/// A SAML sign-in started on one replica (its AuthnRequest id and
+/// RelayState) is accepted at another replica's ACS, and the same
+/// SAMLResponse posted to a third is refused as a replay.
+#[tokio::test]
+async fn a_saml_assertion_is_accepted_once_across_replicas() {
+    let (mut f, others) = sign_in_replicas().await;
+    let saml_accounts = json!({"ada": {"email": "ada@acme.io", "givenName": "Ada"}});
+    f.add_saml_idp(saml_accounts, false, &[]).await;
+    let connection = (f.admin)
+        .get_object(ObjectKind::SsoConnection, "acme", "entra")
+        .await
+        .expect("read")
+        .expect("the SAML connection");
+    let metadata = connection.spec["saml"]["metadataUrl"]
+        .as_str()
+        .unwrap_or_default();
+    let browser = browser(metadata);
+    let post = f.saml_through_idp(&browser, "ada", "").await;
+    let to = |base: &str| support::signin::SamlPost {
+        acs: post.acs.replacen(&f.base, base, 1),
+        response: post.response.clone(),
+        relay_state: post.relay_state.clone(),
+    };
+    let landing = f.post_acs(&browser, &to(&others[0].url)).await;
+    assert!(
+        landing.session_cookie().is_some(),
+        "no session from the second replica: {} {}",
+        landing.status,
+        landing.body
+    );
+    let replayed = f.post_acs(&browser, &to(&others[1].url)).await;
+    assert_refused(&replayed, "a replayed assertion");
 }

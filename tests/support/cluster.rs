@@ -211,21 +211,34 @@ impl ServiceProcess {
     /// A replica called `name` (its log is `<name>.log` under `dir`) on
     /// `database`, beside others on the same one.
     pub fn start_replica(dir: &Path, name: &str, port: u16, token: String, database: &str) -> Self {
+        Self::start_replica_with(dir, (name, port), token, database, &[])
+    }
+
+    /// The same with `extra` flags (a `--public-url` the replicas share).
+    pub fn start_replica_with(
+        dir: &Path,
+        (name, port): (&str, u16),
+        token: String,
+        database: &str,
+        extra: &[String],
+    ) -> Self {
         let token_file = dir.join("admin-token");
         std::fs::write(&token_file, &token).unwrap();
         let url = format!("http://127.0.0.1:{port}");
+        let mut args = vec![
+            "serve".to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--database-url".into(),
+            database.to_string(),
+            "--admin-token-file".into(),
+            token_file.display().to_string(),
+        ];
+        args.extend(extra.iter().cloned());
         let process = OwnedProcess::spawn(
             "idsync serve",
             Path::new(env!("CARGO_BIN_EXE_idsync")),
-            [
-                "serve".to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--database-url".into(),
-                database.to_string(),
-                "--admin-token-file".into(),
-                token_file.display().to_string(),
-            ],
+            args,
             &[],
             &dir.join(format!("{name}.log")),
         );
@@ -314,18 +327,22 @@ impl OperatorProcess {
 
     /// Sum of every series of a metric name whose labels contain all of `labels`.
     pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = reqwest::get(&self.metrics_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-            .filter(|l| labels.iter().all(|want| l.contains(want)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum_at(&self.metrics_url, name, labels).await
     }
+}
+
+/// Sum of every series of metric `name` at `metrics_url` whose labels
+/// contain all of `labels` (0 when the process does not answer).
+pub async fn metric_sum_at(metrics_url: &str, name: &str, labels: &[&str]) -> f64 {
+    let Ok(r) = reqwest::get(metrics_url).await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 pub fn wait_http_ok(url: &str, timeout: Duration, tail: impl Fn() -> String) {

@@ -63,21 +63,39 @@ impl RoleResolver {
         store: &Store,
         workspace: &str,
     ) -> Result<Option<Arc<CompiledMapping>>> {
-        let Some(object) = store
+        let objects = store
             .list_objects(ObjectKind::RoleMapping, Some(workspace))
-            .await?
-            .into_iter()
-            .next()
-        else {
-            return Ok(None);
-        };
+            .await?;
+        Ok(self.compiled(workspace, objects.into_iter().next()))
+    }
+
+    /// The same, read through the write `tx` holds: a write never waits for
+    /// a second connection while it holds row locks (on PostgreSQL, writes
+    /// queued on the same rows would take every pooled connection, and the
+    /// one holding the locks would wait out the pool's timeout).
+    pub async fn mapping_in(
+        &self,
+        tx: &mut ScimTx,
+        workspace: &str,
+    ) -> Result<Option<Arc<CompiledMapping>>> {
+        let objects = tx.objects_in(ObjectKind::RoleMapping, workspace).await?;
+        Ok(self.compiled(workspace, objects.into_iter().next()))
+    }
+
+    /// `object` compiled, from the cache while its fingerprint is the same.
+    fn compiled(
+        &self,
+        workspace: &str,
+        object: Option<crate::service::store::StoredObject>,
+    ) -> Option<Arc<CompiledMapping>> {
+        let object = object?;
         // The lock guards a map lookup, never an await; a poisoned lock only means
         // another thread panicked mid-insert, and the map is still usable.
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((fingerprint, compiled)) = cache.get(workspace)
             && *fingerprint == object.fingerprint
         {
-            return Ok(Some(compiled.clone()));
+            return Some(compiled.clone());
         }
         let compiled = match serde_json::from_value::<RoleMappingDoc>(object.body)
             .map_err(|e| e.to_string())
@@ -88,14 +106,14 @@ impl RoleResolver {
                 // The admin API validates mappings before storing them; this is a
                 // mapping written by an older version. Keep roles as they are.
                 tracing::error!(workspace, mapping = %object.name, %message, "stored role mapping does not compile");
-                return Ok(None);
+                return None;
             }
         };
         cache.insert(
             workspace.to_string(),
             (object.fingerprint, compiled.clone()),
         );
-        Ok(Some(compiled))
+        Some(compiled)
     }
 }
 

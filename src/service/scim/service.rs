@@ -457,7 +457,7 @@ impl ScimService {
         if user_ids.is_empty() {
             return Ok(());
         }
-        let mapping = self.mapping(ctx).await?;
+        let mapping = self.roles.mapping_in(tx, &ctx.name).await?;
         let standings = roles::recompute(tx, ctx, mapping.as_deref(), user_ids, now).await?;
         self.count_decisions(&ctx.name, &standings);
         Ok(())
