@@ -576,21 +576,15 @@ async fn a_replica_killed_mid_delivery_leaves_its_claim_to_the_other() {
     .await;
     let [a, b] = replicas;
     let (killed, survivor) = if delivering == 0 { (a, b) } else { (b, a) };
-    let killed_at = unix_now();
+    let before = deliveries(&survivor.url).await;
     let acked = kill_and_settle(killed, clients, &acked).await;
     let base = format!("{}/scim/v2/pair", survivor.url);
     let lines = every_acknowledged_write_delivered(&out, &acked, &base, &scim_token).await;
-    // The backlog the dead replica left went out from the survivor, once
-    // the dead one's claim ran out.
+    // The backlog (a slow receiver keeps one) went out from the survivor:
+    // at once if it held the claim, else once the dead one's ran out.
     assert!(
-        lines
-            .iter()
-            .any(|l| l["start"].as_f64() > Some(killed_at + 30.0)),
-        "nothing was delivered after the dead replica's claim"
-    );
-    assert!(
-        deliveries(&survivor.url).await > 0.0,
-        "the survivor took over"
+        deliveries(&survivor.url).await > before,
+        "the survivor delivered nothing after the kill"
     );
     // Never twice at once: an event's deliveries do not overlap in time.
     let mut spans: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -615,11 +609,4 @@ async fn deliveries(url: &str) -> f64 {
     let metrics = format!("{url}/metrics");
     let name = "idsync_webhook_deliveries_total";
     support::cluster::metric_sum_at(&metrics, name, &["result=\"delivered\""]).await
-}
-
-/// Now in Unix seconds, as the receiver records times.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
