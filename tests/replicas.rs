@@ -24,15 +24,19 @@ struct Scim {
 
 impl Scim {
     async fn start(r: &Replicas) -> Self {
-        let admin = r.admin();
+        Self::on(&r.admin(), &r.url).await
+    }
+
+    /// Workspace `acme` and a token through `admin`; requests to `url`.
+    async fn on(admin: &idsync::admin::AdminClient, url: &str) -> Self {
         admin
             .put_object(ObjectKind::Workspace, "acme", "acme", &json!({}))
             .await
             .expect("workspace");
-        let token = support::scim::issue_token(&admin, "acme").await;
+        let token = support::scim::issue_token(admin, "acme").await;
         Self {
             http: reqwest::Client::new(),
-            base: format!("{}/scim/v2/acme", r.url),
+            base: format!("{url}/scim/v2/acme"),
             token,
         }
     }
@@ -231,6 +235,17 @@ fn create_load(
         .collect()
 }
 
+/// Every create of `log` that was acknowledged reads back.
+async fn every_acknowledged_create_is_there(scim: &Scim, log: &Outcomes) {
+    for (_, outcome) in log {
+        if let Ok(id) = outcome {
+            let path = format!("/Users/{id}");
+            let (status, body) = scim.send(reqwest::Method::GET, &path, None).await;
+            assert_eq!(status, StatusCode::OK, "acknowledged {id} lost: {body}");
+        }
+    }
+}
+
 /// `kill -9` of one replica in the middle of a SCIM load through the
 /// balancer: only requests in flight to it fail (at most one per client),
 /// none once the balancer has noticed (measured and printed), and every
@@ -275,14 +290,7 @@ async fn a_replica_killed_under_load_fails_only_what_it_held() {
         .iter()
         .filter(|(t, o)| o.is_ok() && *t > killed_at + Duration::from_secs(2));
     assert!(after.count() > 0, "the others went on");
-    for (_, outcome) in &log {
-        if let Ok(id) = outcome {
-            let (status, body) = scim
-                .send(reqwest::Method::GET, &format!("/Users/{id}"), None)
-                .await;
-            assert_eq!(status, StatusCode::OK, "acknowledged {id} lost: {body}");
-        }
-    }
+    every_acknowledged_create_is_there(&scim, &log).await;
 }
 
 /// A browser that keeps its cookies (per host: every replica's) and walks
@@ -425,4 +433,91 @@ async fn a_saml_assertion_is_accepted_once_across_replicas() {
     );
     let replayed = f.post_acs(&browser, &to(&others[1].url)).await;
     assert_refused(&replayed, "a replayed assertion");
+}
+
+/// PostgreSQL going away under a SCIM load, as a restart looks to a client
+/// (every connection cut, new ones refused), then reachable but answering
+/// nothing (a black hole): each request is a 201 or a 503 with a SCIM body
+/// and `Retry-After` (a stalled one within `--request-timeout`, not piling
+/// up), never a 500; `/readyz` fails while the database is away; the
+/// service recovers by itself each time; every acknowledged create is there.
+// Several threads: the proxy runs in this runtime while the replica starts
+// (its readiness wait blocks one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_down_or_stalled_is_a_503_and_recovers_without_a_restart() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use support::tcp_proxy::{Mode, TcpProxy};
+    let dir = dir("replicas-db-faults");
+    let pg = support::postgres::shared();
+    let database = pg.fresh_database().await;
+    let proxy = TcpProxy::start(format!("127.0.0.1:{}", pg.port)).await;
+    let proxied = database.replacen(&format!(":{}/", pg.port), &format!(":{}/", proxy.port), 1);
+    let token = support::ADMIN_TOKEN.to_string();
+    let timeout = ["--request-timeout".to_string(), "3s".into()];
+    let at = ("replica", support::cluster::free_port());
+    let service =
+        support::cluster::ServiceProcess::start_replica_with(&dir, at, token, &proxied, &timeout);
+    let scim = Arc::new(Scim::on(&service.admin(), &service.url).await);
+    let (started, log) = (Instant::now(), Arc::new(Mutex::new(Outcomes::new())));
+    let clients = create_load(&scim, started, 14, &log);
+    let readyz = || async {
+        reqwest::get(format!("{}/readyz", service.url))
+            .await
+            .map(|r| r.status())
+    };
+    let away = |mode: Mode, what: &'static str| {
+        let (proxy, scim) = (&proxy, scim.clone());
+        async move {
+            proxy.set(mode);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let ready = readyz().await;
+            assert!(
+                ready.as_ref().map_or(true, |s| *s != StatusCode::OK),
+                "{what}: /readyz {ready:?}"
+            );
+            let r = scim
+                .http
+                .get(format!("{}/Users", scim.base))
+                .bearer_auth(&scim.token)
+                .send()
+                .await
+                .expect("an answer");
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+            assert!(
+                r.headers().contains_key("retry-after"),
+                "{what}: no Retry-After"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            proxy.set(Mode::Forwarding);
+            let back = Instant::now();
+            support::cluster::eventually(what, Duration::from_secs(20), || async {
+                (readyz().await.ok() == Some(StatusCode::OK)).then_some(())
+            })
+            .await;
+            println!("{what}: ready {:?} after the database", back.elapsed());
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    away(Mode::Down, "back after a restart").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    away(Mode::Stalled, "back after a stall").await;
+    for c in clients {
+        c.await.expect("client");
+    }
+    let log = log.lock().expect("not poisoned").clone();
+    let failed: Vec<&String> = log.iter().filter_map(|(_, o)| o.as_ref().err()).collect();
+    println!("{} creates, {} answered 503", log.len(), failed.len());
+    for f in &failed {
+        assert!(
+            f.starts_with("503") && f.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+            "{f}"
+        );
+    }
+    let last = log.iter().filter(|(_, o)| o.is_ok()).map(|(t, _)| *t).max();
+    assert!(
+        last > Some(Duration::from_secs(12)),
+        "creates succeed again at the end"
+    );
+    every_acknowledged_create_is_there(&scim, &log).await;
 }

@@ -9,6 +9,7 @@ pub mod replicas;
 pub mod scim;
 pub mod signin;
 pub mod stub;
+pub mod tcp_proxy;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
