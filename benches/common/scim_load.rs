@@ -57,7 +57,12 @@ pub struct Run {
 /// CPU time (user + system) this process has used, from /proc/self/stat
 /// (clock ticks of 10 ms).
 pub fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_of("self")
+}
+
+/// CPU time (user + system) process `pid` has used (`self`: this one).
+pub fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
     let ticks: u64 = after_name
         .split_whitespace()

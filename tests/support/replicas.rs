@@ -64,6 +64,11 @@ impl Replicas {
         }
     }
 
+    /// The balancer's process id.
+    pub fn balancer_pid(&self) -> Option<u32> {
+        self._balancer.pid()
+    }
+
     /// An admin client through the balancer.
     pub fn admin(&self) -> idsync::admin::AdminClient {
         idsync::admin::AdminClient::new(&self.url, &self.admin_token, None).expect("client")
