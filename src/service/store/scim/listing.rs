@@ -1,7 +1,7 @@
 //! Filtered, sorted pages of resources (`GET /Users?filter=…`, `.search`).
 
 use super::super::scim_query::{Param, Sql, Translator};
-use super::super::{Result, Store, args, args::Arg, columns::Columns};
+use super::super::{Backend, Result, Store, args, args::Arg, columns::Columns};
 use super::records::{COLUMNS, ScimRecord, decode_listed, groups_json};
 use crate::scim::{
     ScimProblem,
@@ -64,6 +64,15 @@ impl Store {
         // An equality on an indexed column is answered by an index probe
         // however large the workspace: it is read on this thread.
         let point_lookup = query.filter.as_ref().is_some_and(|f| t.is_point_lookup(f));
+        // With `ORDER BY r.pk LIMIT n`, PostgreSQL walks the workspace in pk
+        // order (index `scim_resources_in_order`) testing every row against
+        // the equality: 2 ms of database CPU per `userName eq` at 10,000
+        // users. An expression it cannot read off an index makes it probe the
+        // equality's index and sort the row or two it finds.
+        let order = match (point_lookup, self.backend, query.sort_by.is_none()) {
+            (true, Backend::Postgres, true) => "r.pk + 0".to_string(),
+            _ => order,
+        };
         let mut sql = t.sql;
         if query.count == 0 {
             let total = self
