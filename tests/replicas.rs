@@ -521,3 +521,39 @@ async fn a_database_down_or_stalled_is_a_503_and_recovers_without_a_restart() {
     );
     every_acknowledged_create_is_there(&scim, &log).await;
 }
+
+/// Failed authentications have a budget per replica, as the README says
+/// (30 a minute from one source): through a balancer over three, a source
+/// gets three budgets of 401s, then 429 with a SCIM body from every replica.
+/// (A deployment that wants one budget per source has to put it in the
+/// balancer.)
+#[tokio::test]
+async fn the_failed_authentication_budget_is_per_replica() {
+    let r = Replicas::start(&dir("replicas-budget"), 3).await;
+    let scim = Scim::start(&r).await;
+    let wrong = format!("{}x", &scim.token[..scim.token.len() - 1]);
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..120 {
+        let answer = http
+            .get(format!("{}/Users", scim.base))
+            .bearer_auth(&wrong)
+            .send()
+            .await
+            .expect("an answer");
+        statuses.push(answer.status());
+    }
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    // A budget refills at half a token a second: a second or two of this
+    // loop may add one or two.
+    assert!((90..=96).contains(&refused), "{refused} 401s: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
+    // Past it the source is refused before any credential is checked, the
+    // right one too, with an RFC 7644 body.
+    let (status, body) = scim.send(reqwest::Method::GET, "/Users", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["status"], "429", "{body}");
+}
