@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use idsync::service::store::ObjectKind;
 use reqwest::Method;
-use scim_load::{Request, Run, Target, cpu_of, drive, process_cpu, user};
+use scim_load::{Request, Run, Target, cpu_of, creates, drive, lookups, process_cpu};
 use serde_json::json;
 use support::replicas::Replicas;
 
@@ -75,24 +75,9 @@ async fn shape(n: usize, users: usize) {
         token: support::scim::issue_token(&admin, "acme").await,
         http: reqwest::Client::new(),
     };
-    let create = |i: usize| Request::new(Method::POST, "/Users", Some(user(&format!("c{i:06}"))));
-    measured(&r, drive(&target, "POST /Users", users, create)).await;
-    let lookup = move |i: usize| {
-        let name = format!("c{:06}", (i * 7919) % users);
-        Request {
-            must_contain: Some(format!("\"{name}\"")),
-            ..Request::new(
-                Method::GET,
-                format!("/Users?filter=userName%20eq%20%22{name}%22"),
-                None,
-            )
-        }
-    };
-    measured(
-        &r,
-        drive(&target, "GET /Users?filter=userName eq", 2 * users, lookup),
-    )
-    .await;
+    measured(&r, creates(&target, "POST /Users", users)).await;
+    let label = "GET /Users?filter=userName eq";
+    measured(&r, lookups(&target, label, 2 * users, users)).await;
     let group =
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "all"});
     let created = target

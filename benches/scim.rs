@@ -39,7 +39,7 @@ use std::{
 };
 
 use reqwest::Method;
-use scim_load::{CLIENTS, Request, Run, Target, drive, user};
+use scim_load::{CLIENTS, Request, Target, creates, drive, lookups, user};
 use serde_json::{Value, json};
 use support::{Db, cluster::free_port, process::OwnedProcess, repo_root, scim::ScimFixture};
 
@@ -84,31 +84,6 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
-}
-
-/// `count` user creates (`c000000`, `c000001`, …).
-async fn creates(target: &Target, label: &str, count: usize) -> Run {
-    drive(target, label, count, |i| {
-        Request::new(Method::POST, "/Users", Some(user(&format!("c{i:06}"))))
-    })
-    .await
-}
-
-/// `count` lookups by userName among the first `users` created, as IdPs do
-/// before every create.
-async fn lookups(target: &Target, label: &str, count: usize, users: usize) -> Run {
-    drive(target, label, count, move |i| {
-        let name = format!("c{:06}", (i * 7919) % users);
-        Request {
-            must_contain: Some(format!("\"{name}\"")),
-            ..Request::new(
-                Method::GET,
-                format!("/Users?filter=userName%20eq%20%22{name}%22"),
-                None,
-            )
-        }
-    })
-    .await
 }
 
 async fn bench() {

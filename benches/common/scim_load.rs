@@ -189,3 +189,28 @@ pub fn user(name: &str) -> Value {
         "emails": [{"value": format!("{name}@example.com"), "type": "work", "primary": true}],
     })
 }
+
+/// `count` user creates (`c000000`, `c000001`, …).
+pub async fn creates(target: &Target, label: &str, count: usize) -> Run {
+    drive(target, label, count, |i| {
+        Request::new(Method::POST, "/Users", Some(user(&format!("c{i:06}"))))
+    })
+    .await
+}
+
+/// `count` lookups by userName among the first `users` created, as IdPs do
+/// before every create.
+pub async fn lookups(target: &Target, label: &str, count: usize, users: usize) -> Run {
+    drive(target, label, count, move |i| {
+        let name = format!("c{:06}", (i * 7919) % users);
+        Request {
+            must_contain: Some(format!("\"{name}\"")),
+            ..Request::new(
+                Method::GET,
+                format!("/Users?filter=userName%20eq%20%22{name}%22"),
+                None,
+            )
+        }
+    })
+    .await
+}

@@ -175,7 +175,7 @@ async fn metrics(State(state): State<SharedState>) -> Response {
             )
             .ok(),
         deliveries: store
-            .delivery_states(None)
+            .delivery_states()
             .await
             .inspect_err(
                 |e| tracing::warn!(error = %e, "reading webhook backlogs for /metrics failed"),

@@ -230,14 +230,12 @@ impl Store {
         Ok(last - first)
     }
 
-    /// The delivery state of every endpoint (of `workspace`, if given).
-    pub async fn delivery_states(&self, workspace: Option<&str>) -> Result<Vec<DeliveryState>> {
+    /// The delivery state of every endpoint (the metrics' scrape).
+    pub async fn delivery_states(&self) -> Result<Vec<DeliveryState>> {
         let sql = format!(
-            "SELECT {STATE_COLUMNS} FROM webhook_cursors c \
-             WHERE $1 = '' OR c.workspace = $1 ORDER BY c.workspace, c.webhook"
+            "SELECT {STATE_COLUMNS} FROM webhook_cursors c ORDER BY c.workspace, c.webhook"
         );
-        self.read_all(&sql, &[workspace.unwrap_or_default().into()], decode_state)
-            .await
+        self.read_all(&sql, &[], decode_state).await
     }
 
     /// The delivery state of endpoint `webhook` of `workspace`, once it has

@@ -253,7 +253,7 @@ impl Deliverer {
                 continue;
             };
             let (known, slot) = all.remove(&key).unwrap_or_default();
-            if known != doc.secrets || known.is_empty() {
+            if known != doc.secrets {
                 // Written only whole; a poisoned lock still holds a signer.
                 *slot.write().unwrap_or_else(|p| p.into_inner()) =
                     Arc::new(Signer::new(&doc.secrets));
