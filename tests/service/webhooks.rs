@@ -509,8 +509,9 @@ async fn hostile_receivers_are_refused_or_timed_out_and_scim_goes_on() {
             }
             assert!(Instant::now() < deadline, "{name} never settled: {s:?}");
             // SCIM keeps answering while deliveries hang.
-            f.create_user(&format!("filler-{}", crate::support::cluster::free_port()))
-                .await;
+            // A fresh name each time: a free port can come round again.
+            let filler = idsync::token::random_id().expect("random");
+            f.create_user(&format!("filler-{filler}")).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
