@@ -23,6 +23,9 @@ const LAPSES_EVERY: Duration = Duration::from_secs(15);
 /// How often IdP signing certificates are looked at (metadata fetched from
 /// a URL is cached as long as this, so each look reads the IdP's current one).
 const CERTIFICATES_EVERY: Duration = Duration::from_secs(3600);
+/// The first look, after start: soon enough that a replica restarted more
+/// often than hourly still looks, late enough not to add to start-up.
+const CERTIFICATES_FIRST: Duration = Duration::from_secs(60);
 /// How often expired rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Audit entries deleted per transaction.
@@ -40,7 +43,8 @@ pub async fn run(
     tokio::pin!(stop);
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     let mut lapses = tokio::time::interval(LAPSES_EVERY);
-    let mut certificates = tokio::time::interval(CERTIFICATES_EVERY);
+    let first = tokio::time::Instant::now() + CERTIFICATES_FIRST;
+    let mut certificates = tokio::time::interval_at(first, CERTIFICATES_EVERY);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
